@@ -1,0 +1,6 @@
+"""``python -m sdapi`` / the ``sdapi`` console script."""
+
+from sdapi.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Command line: ``sdapi serve`` (accepting A1111's launch flags) and ``sdapi demo-models DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sdapi.settings import Settings
+
+log = logging.getLogger("sdapi")
+
+# A1111 flags that change nothing here; accepted so existing launch lines keep working.
+IGNORED_SWITCHES = (
+    "--api", "--skip-install", "--enable-insecure-extension-access", "--skip-torch-cuda-test", "--medvram",
+    "--lowvram", "--opt-split-attention", "--disable-opt-split-attention", "--opt-sdp-attention",
+    "--opt-sdp-no-mem-attention", "--no-download-sd-model", "--disable-nan-check", "--no-hashing",
+    "--freeze-settings", "--hide-ui-dir-config", "--api-log", "--autolaunch", "--share", "--disable-safe-unpickle",
+    "--skip-version-check", "--skip-python-version-check", "--reinstall-xformers", "--reinstall-torch",
+    "--update-check", "--do-not-download-clip", "--upcast-sampling", "--no-half-vae", "--theme", "--nowebui",
+)
+IGNORED_WITH_VALUE = (
+    "--lora-dir", "--embeddings-dir", "--hypernetwork-dir", "--vae-dir", "--api-auth", "--gradio-auth",
+    "--cors-allow-origins", "--cors-allow-origins-regex", "--server-name", "--tls-keyfile", "--tls-certfile",
+    "--ui-settings-file", "--ui-config-file", "--styles-file", "--vae-path", "--config", "--device-id",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdapi", description="AUTOMATIC1111-compatible API on diffusers")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the server (accepts A1111's launch flags)")
+    serve.add_argument("--data-dir", type=Path, help="A1111-style root holding models/ (default: ./data)")
+    serve.add_argument("--ckpt-dir", type=Path, help="checkpoint folder (default: DATA_DIR/models/Stable-diffusion)")
+    serve.add_argument("--ckpt", type=Path, help="checkpoint to start with")
+    serve.add_argument("--cache-dir", type=Path, help="demo checkpoint and config cache")
+    serve.add_argument("--port", type=int, default=None, help="port (default 7860; 7861 with --nowebui)")
+    serve.add_argument("--listen", action="store_true", help="listen on 0.0.0.0 instead of 127.0.0.1")
+    serve.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    serve.add_argument("--no-half", action="store_true", help="fp32 weights on CUDA")
+    serve.add_argument("--precision", choices=["autocast", "full"], default="autocast")
+    serve.add_argument("--xformers", action="store_true", help="xformers attention when installed (CUDA)")
+    serve.add_argument("--use-cpu", nargs="+", default=None, help="A1111: run these modules on CPU ('all')")
+    serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    serve.add_argument("--no-demo", action="store_true", help="do not serve the built-in demo checkpoint")
+    for flag in IGNORED_SWITCHES:
+        serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
+    for flag in IGNORED_WITH_VALUE:
+        serve.add_argument(flag, dest=_dest(flag), default=None, help=argparse.SUPPRESS)
+
+    demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/...")
+    demo.add_argument("dir", type=Path)
+    return parser
+
+
+def _dest(flag: str) -> str:
+    return "ignored_" + flag.lstrip("-").replace("-", "_")
+
+
+def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings:
+    """Map parsed ``serve`` flags onto ``Settings``."""
+    ignored = [f for f in IGNORED_SWITCHES + IGNORED_WITH_VALUE if getattr(args, _dest(f), None)] + unknown
+    port = args.port if args.port is not None else (7861 if args.ignored_nowebui else 7860)
+    device = "cpu" if args.use_cpu and "all" in args.use_cpu else args.device
+    kwargs = dict(
+        ckpt_dir=args.ckpt_dir, ckpt=args.ckpt, host="0.0.0.0" if args.listen else "127.0.0.1", port=port,
+        device=device, no_half=args.no_half, precision=args.precision, xformers=args.xformers,
+        demo_when_empty=not args.no_demo, num_threads=args.threads, ignored_flags=ignored,
+    )
+    if args.data_dir is not None:
+        kwargs["data_dir"] = args.data_dir
+    if args.cache_dir is not None:
+        kwargs["cache_dir"] = args.cache_dir
+    return Settings(**kwargs)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from sdapi.app import create_app
+
+    if settings.ignored_flags:
+        log.info("Accepted A1111 flags with no effect here: %s", " ".join(settings.ignored_flags))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_keep_alive=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "serve":
+        serve(settings_from_args(args, unknown))
+    elif args.command == "demo-models":
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        from sdapi.engine.demo_models import write_demo_models
+
+        for path in write_demo_models(args.dir):
+            print(path)

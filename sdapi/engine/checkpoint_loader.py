@@ -1,0 +1,440 @@
+"""Load single-file Stable Diffusion checkpoints fully offline.
+
+Every checkpoint, real or tiny, goes through :func:`load_pipeline`:
+
+1. read the file header (safetensors metadata and key shapes; for pickled
+   ``.ckpt`` files a ``weights_only`` load) without touching the weights;
+2. pick a diffusers config directory:
+
+   * if the metadata holds ``sdapi.diffusers_config`` (our demo checkpoints and
+     the parity fixture), write those JSONs into
+     ``<cache_dir>/configs/<sha256 of that JSON>/``;
+   * otherwise detect the model type from the keys (:mod:`.model_type`) and
+     assemble the shipped ``sdapi/configs/<type>/`` into
+     ``<cache_dir>/configs/<type>-<content hash>/``;
+
+   in both cases the shipped CLIP ``vocab.json``/``merges.txt`` are copied in,
+   so they are stored only once in the package;
+3. ``StableDiffusionPipeline.from_single_file(path, config=<that dir>,
+   local_files_only=True)``. ``original_config`` is never passed: it would
+   make diffusers rebuild the UNet/VAE from the yaml (ignoring our configs)
+   and fetch the text encoder from the hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must be set before diffusers/transformers import huggingface_hub: nothing may be downloaded.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdapi.engine import model_type as mt
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+TOKENIZER_DIR = CONFIGS_DIR / "tokenizers" / "clip"
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+
+DIFFUSERS_CONFIG_KEY = "sdapi.diffusers_config"
+DIFFUSERS_CONFIG_FORMAT = "sdapi.diffusers_config/1"
+NOTE_KEY = "sdapi.note"
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+# Where each component of a sdapi.diffusers_config lands in a diffusers config dir.
+_COMPONENT_FILES = {
+    "model_index": "model_index.json",
+    "unet": "unet/config.json",
+    "vae": "vae/config.json",
+    "text_encoder": "text_encoder/config.json",
+    "scheduler": "scheduler/scheduler_config.json",
+}
+# Components from_single_file must not try to load (they would need files we do not ship).
+_NULL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_UNSUPPORTED_TYPE_MESSAGES = {
+    mt.SDXL: "SDXL checkpoints are not supported yet",
+    mt.SDXL_INPAINT: "SDXL checkpoints are not supported yet",
+    mt.SDXL_REFINER: "SDXL refiner checkpoints are not supported",
+    mt.SD15_INPAINT: "inpainting checkpoints (9-channel UNet) are not supported yet",
+    mt.SD2_INPAINT: "inpainting checkpoints (9-channel UNet) are not supported yet",
+    mt.UNKNOWN: (
+        "not a Stable Diffusion 1.x/2.x checkpoint sdapi recognises "
+        "(no model.diffusion_model.* UNet with a cond_stage_model.* text encoder; "
+        "is it a VAE, LoRA or embedding file?)"
+    ),
+}
+
+
+class UnsupportedCheckpoint(Exception):
+    """A checkpoint file that cannot be read or is of an unsupported kind."""
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """What can be read from a checkpoint without loading its weights.
+
+    Attributes:
+        metadata: safetensors ``__metadata__`` (empty for pickled files).
+        shapes: tensor key -> shape.
+    """
+
+    metadata: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading headers
+
+
+def _read_safetensors_header(path: Path) -> CheckpointHeader:
+    """Parse a safetensors header (8-byte length + JSON) without reading tensors.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        The metadata and key shapes.
+
+    Raises:
+        UnsupportedCheckpoint: if the header is not valid safetensors.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+        if not 2 <= n <= min(_MAX_HEADER_BYTES, size - 8):
+            raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file (bad header length)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file ({exc})") from exc
+    if not isinstance(header, dict):
+        raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file (header is not an object)")
+    metadata = header.pop("__metadata__", None) or {}
+    try:
+        shapes = {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()}
+    except (TypeError, KeyError, ValueError) as exc:
+        raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file (bad tensor entry)") from exc
+    return CheckpointHeader(metadata={str(k): str(v) for k, v in metadata.items()}, shapes=shapes)
+
+
+def _torch_load_weights_only(path: Path) -> Any:
+    """``torch.load`` a pickled checkpoint the safe way (as diffusers itself does).
+
+    Args:
+        path: a ``.ckpt``/``.pt``/``.pth``/``.bin`` file.
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        UnsupportedCheckpoint: if the pickle holds non-tensor objects or is unreadable.
+    """
+    try:
+        # mmap keeps multi-GB files out of RAM; it only works for the zip format, hence the retry.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        pass
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise UnsupportedCheckpoint(
+                f"{path.name}: this .ckpt holds pickled Python objects (e.g. training state), which are not "
+                "loaded for safety (torch.load weights_only=True). Convert it to .safetensors."
+            ) from exc
+        raise UnsupportedCheckpoint(f"{path.name}: not a readable PyTorch checkpoint ({exc})") from exc
+
+
+def _read_pickle_header(path: Path) -> CheckpointHeader:
+    """Read key shapes from a pickled (``.ckpt``) checkpoint.
+
+    Args:
+        path: the checkpoint.
+
+    Returns:
+        The key shapes (no metadata).
+
+    Raises:
+        UnsupportedCheckpoint: if the file cannot be loaded safely.
+    """
+    obj = _torch_load_weights_only(path)
+    # Lightning checkpoints nest the weights under "state_dict".
+    while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise UnsupportedCheckpoint(f"{path.name}: does not contain a state dict")
+    shapes = {str(k): tuple(v.shape) for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return CheckpointHeader(metadata={}, shapes=shapes)
+
+
+def read_checkpoint_header(path: Path) -> CheckpointHeader:
+    """Read a checkpoint's metadata and key shapes without loading its weights.
+
+    Args:
+        path: a ``.safetensors`` or pickled (``.ckpt``/``.pt``/``.pth``/``.bin``) file.
+
+    Returns:
+        The header.
+
+    Raises:
+        UnsupportedCheckpoint: for missing, unreadable or unknown files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnsupportedCheckpoint(f"{path}: no such checkpoint file")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return _read_safetensors_header(path)
+    if suffix in PICKLE_SUFFIXES:
+        return _read_pickle_header(path)
+    raise UnsupportedCheckpoint(f"{path.name}: unknown checkpoint extension {suffix!r} (use .safetensors)")
+
+
+# --------------------------------------------------------------------------- config directories
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Serialise JSON deterministically.
+
+    Args:
+        obj: a JSON-compatible object.
+
+    Returns:
+        UTF-8 bytes, keys sorted, 2-space indent, trailing newline.
+    """
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _tokenizer_files(tokenizer_config: dict[str, Any]) -> dict[str, bytes]:
+    """Build the ``tokenizer/`` files from a tokenizer config and the shipped vocab.
+
+    Args:
+        tokenizer_config: a ``CLIPTokenizer`` tokenizer_config (extra keys such as a
+            descriptive ``vocab`` string are dropped; transformers would take
+            ``vocab`` as the vocabulary itself).
+
+    Returns:
+        relative path -> file content.
+    """
+    config = {k: v for k, v in tokenizer_config.items() if k not in ("vocab", "merges")}
+    special = {k: config[k] for k in _SPECIAL_TOKENS if k in config}
+    files = {
+        "tokenizer/tokenizer_config.json": _json_bytes(config),
+        "tokenizer/special_tokens_map.json": _json_bytes(special),
+    }
+    for name in TOKENIZER_FILES:
+        files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
+    return files
+
+
+def _offline_model_index(model_index: dict[str, Any]) -> dict[str, Any]:
+    """Null out optional components so from_single_file never tries to load them.
+
+    Args:
+        model_index: a ``model_index.json`` dict.
+
+    Returns:
+        A copy with safety checker / feature extractor / image encoder set to ``[null, null]``.
+    """
+    index = dict(model_index)
+    for name in _NULL_COMPONENTS:
+        index[name] = [None, None]
+    index["requires_safety_checker"] = False
+    return index
+
+
+def config_files_from_metadata(config_json: str) -> dict[str, bytes]:
+    """Turn an ``sdapi.diffusers_config`` metadata value into config-dir files.
+
+    Args:
+        config_json: the JSON string stored in the checkpoint metadata.
+
+    Returns:
+        relative path -> file content, including the tokenizer files.
+
+    Raises:
+        UnsupportedCheckpoint: if the JSON is malformed or of an unknown format.
+    """
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:
+        raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} metadata is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != DIFFUSERS_CONFIG_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} has unknown format {found!r}")
+    if config.get("pipeline", "StableDiffusionPipeline") != "StableDiffusionPipeline":
+        raise UnsupportedCheckpoint(f"pipeline {config.get('pipeline')!r} is not supported yet")
+    missing = [k for k in (*_COMPONENT_FILES, "tokenizer") if not isinstance(config.get(k), dict)]
+    if missing:
+        raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} lacks {', '.join(missing)}")
+    files = {rel: _json_bytes(config[name]) for name, rel in _COMPONENT_FILES.items()}
+    files["model_index.json"] = _json_bytes(_offline_model_index(config["model_index"]))
+    files.update(_tokenizer_files(config["tokenizer"]))
+    return files
+
+
+def shipped_config_dir(model_type: str) -> Path:
+    """Return the shipped (weightless, tokenizer-less) config dir of a model type.
+
+    Args:
+        model_type: one of :data:`sdapi.engine.model_type.SUPPORTED_MODEL_TYPES`.
+
+    Returns:
+        ``sdapi/configs/<model_type>``.
+
+    Raises:
+        UnsupportedCheckpoint: if no config ships for that type.
+    """
+    if model_type not in mt.SUPPORTED_MODEL_TYPES:
+        raise UnsupportedCheckpoint(_UNSUPPORTED_TYPE_MESSAGES.get(model_type, f"model type {model_type!r} is not supported"))
+    return CONFIGS_DIR / model_type
+
+
+def config_files_for_type(model_type: str) -> dict[str, bytes]:
+    """Collect the shipped config files of a model type plus the tokenizer files.
+
+    Args:
+        model_type: one of :data:`sdapi.engine.model_type.SUPPORTED_MODEL_TYPES`.
+
+    Returns:
+        relative path -> file content.
+    """
+    root = shipped_config_dir(model_type)
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    for name in TOKENIZER_FILES:
+        files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
+    return files
+
+
+def materialize_config_dir(files: dict[str, bytes], target: Path) -> Path:
+    """Write a config dir once, atomically (safe with concurrent loaders).
+
+    Args:
+        files: relative path -> content.
+        target: the final directory; left alone if it already exists.
+
+    Returns:
+        ``target``.
+    """
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        for rel, data in files.items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        try:
+            os.rename(tmp, target)  # atomic: readers never see a half-written dir
+        except OSError:
+            if not target.is_dir():  # anything but "another process won the race"
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _files_digest(files: dict[str, bytes]) -> str:
+    """Hash a set of files (names and contents).
+
+    Args:
+        files: relative path -> content.
+
+    Returns:
+        A hex sha256.
+    """
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(files[rel]).digest())
+    return h.hexdigest()
+
+
+def resolve_config_dir(path: Path, header: CheckpointHeader, cache_dir: Path) -> Path:
+    """Find or build the diffusers config dir for a checkpoint.
+
+    Args:
+        path: the checkpoint (its name/yaml matter for SD 2.x v-prediction).
+        header: its header from :func:`read_checkpoint_header`.
+        cache_dir: where assembled config dirs are kept (``<cache_dir>/configs/``).
+
+    Returns:
+        A local directory to pass as ``config=`` to ``from_single_file``.
+
+    Raises:
+        UnsupportedCheckpoint: for unsupported model types or bad metadata.
+    """
+    configs_root = Path(cache_dir) / "configs"
+    config_json = header.metadata.get(DIFFUSERS_CONFIG_KEY)
+    if config_json is not None:
+        files = config_files_from_metadata(config_json)
+        key = hashlib.sha256(config_json.encode("utf-8")).hexdigest()
+        return materialize_config_dir(files, configs_root / key)
+    model_type = mt.detect_model_type(header.shapes, path=path)
+    files = config_files_for_type(model_type)
+    return materialize_config_dir(files, configs_root / f"{model_type}-{_files_digest(files)[:16]}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _quiet_libraries() -> None:
+    """Silence diffusers/transformers info logs and loading progress bars."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def load_pipeline(
+    path: Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: Path,
+) -> Any:
+    """Load a single-file SD checkpoint as a ``StableDiffusionPipeline``, offline.
+
+    Args:
+        path: a ``.safetensors`` (preferred) or ``.ckpt`` checkpoint in the
+            original CompVis/ldm layout.
+        device: where to put the pipeline.
+        dtype: weight dtype of the pipeline.
+        cache_dir: a writable directory for assembled config dirs.
+
+    Returns:
+        A ``diffusers.StableDiffusionPipeline`` with progress bars disabled.
+
+    Raises:
+        UnsupportedCheckpoint: for unreadable files, pickles with non-tensor objects,
+            SDXL/inpainting/unknown models, or any failure inside diffusers' loader.
+    """
+    path = Path(path)
+    header = read_checkpoint_header(path)
+    config_dir = resolve_config_dir(path, header, Path(cache_dir))
+    _quiet_libraries()
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype
+        )
+    except Exception as exc:  # the server must report a bad file, not crash
+        raise UnsupportedCheckpoint(f"{path.name}: diffusers could not load it ({type(exc).__name__}: {exc})") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

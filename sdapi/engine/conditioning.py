@@ -1,0 +1,141 @@
+"""Prompt text → CLIP conditioning, built the way A1111 v1.2.1 builds it for SD 1.x/2.x.
+
+Tokens are laid into 75-token chunks (a full chunk moves its tail after a recent comma into the next one,
+A1111's ``comma_padding_backtrack``), each chunk is wrapped as ``[BOS] + 75 + [EOS]`` and encoded on its own,
+and the chunks are concatenated. Per-token weights multiply the hidden states and the mean is restored.
+Emphasis syntax arrives with the prompt parser; plain text here has weight 1.0 everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+CHUNK_LENGTH = 75
+
+
+@dataclass
+class PromptChunk:
+    """Up to 75 token ids with their weights (before BOS/EOS are added)."""
+
+    tokens: list[int] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+
+def split_into_chunks(
+    token_weights: list[tuple[list[int], float]],
+    comma_id: int | None,
+    end_id: int,
+    start_id: int,
+    backtrack: int = 20,
+) -> list[PromptChunk]:
+    """Lay weighted token runs into padded 77-id chunks with A1111's comma backtracking.
+
+    Args:
+        token_weights: ``(token ids, weight)`` runs in prompt order; a run with weight ``-1`` and no tokens is BREAK.
+        comma_id: id of ``,</w>``; ``None`` disables backtracking.
+        end_id, start_id: EOS (also used as padding, as A1111 does for SD1) and BOS.
+        backtrack: how far back (in tokens) a comma may move the tail of a full chunk.
+
+    Returns:
+        Chunks whose ``tokens`` are exactly 77 ids with ``weights`` 1.0 on BOS/EOS/padding.
+    """
+    chunks: list[PromptChunk] = []
+    chunk = PromptChunk()
+    last_comma = -1
+
+    def close_chunk() -> None:
+        nonlocal chunk, last_comma
+        pad = CHUNK_LENGTH - len(chunk.tokens)
+        tokens = [start_id] + chunk.tokens + [end_id] * pad + [end_id]
+        weights = [1.0] + chunk.weights + [1.0] * pad + [1.0]
+        chunks.append(PromptChunk(tokens, weights))
+        chunk = PromptChunk()
+        last_comma = -1
+
+    for ids, weight in token_weights:
+        if weight == -1 and not ids:
+            close_chunk()
+            continue
+        for token in ids:
+            if token == comma_id:
+                last_comma = len(chunk.tokens)
+            elif (backtrack and len(chunk.tokens) == CHUNK_LENGTH and last_comma != -1
+                  and len(chunk.tokens) - last_comma <= backtrack):
+                cut = last_comma + 1
+                moved = PromptChunk(chunk.tokens[cut:], chunk.weights[cut:])
+                chunk.tokens, chunk.weights = chunk.tokens[:cut], chunk.weights[:cut]
+                close_chunk()
+                chunk = moved
+            if len(chunk.tokens) == CHUNK_LENGTH:
+                close_chunk()
+            chunk.tokens.append(token)
+            chunk.weights.append(weight)
+    if chunk.tokens or not chunks:
+        close_chunk()
+    return chunks
+
+
+class PromptEncoder:
+    """Encodes prompts with a pipeline's tokenizer and text encoder, A1111-style.
+
+    Args:
+        tokenizer: a CLIP tokenizer.
+        text_encoder: ``CLIPTextModel`` (works whether or not it wraps ``.text_model``).
+        device: where the text encoder runs.
+    """
+
+    def __init__(self, tokenizer, text_encoder, device: torch.device):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.device = device
+        vocab = tokenizer.get_vocab()
+        self.comma_id = vocab.get(",</w>")
+        self.start_id = tokenizer.bos_token_id
+        self.end_id = tokenizer.eos_token_id
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids without BOS/EOS."""
+        return self.tokenizer(text, truncation=False, add_special_tokens=False)["input_ids"]
+
+    def chunks(self, text: str, backtrack: int = 20) -> list[PromptChunk]:
+        """Chunks for one plain prompt (weight 1.0 everywhere)."""
+        return split_into_chunks([(self.tokenize(text), 1.0)] if text else [], self.comma_id, self.end_id,
+                                 self.start_id, backtrack)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20) -> torch.Tensor:
+        """Conditioning for a batch of prompts: ``(B, 77 * chunks, hidden)``.
+
+        Prompts with fewer chunks are padded with empty chunks, as A1111 does within a batch.
+        """
+        per_prompt = [self.chunks(t, backtrack) for t in texts]
+        n = max(len(c) for c in per_prompt)
+        empty = self.chunks("")[0]
+        for chunks in per_prompt:
+            chunks.extend([empty] * (n - len(chunks)))
+        outputs = []
+        for i in range(n):
+            ids = torch.tensor([c[i].tokens for c in per_prompt], device=self.device)
+            weights = torch.tensor([c[i].weights for c in per_prompt], device=self.device)
+            outputs.append(self._encode_chunk(ids, weights, clip_skip))
+        return torch.cat(outputs, dim=1)
+
+    def _encode_chunk(self, ids: torch.Tensor, weights: torch.Tensor, clip_skip: int) -> torch.Tensor:
+        out = self.text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
+        if clip_skip > 1:
+            # A1111's CLIP skip: an earlier layer's output through the final LayerNorm.
+            text_model = getattr(self.text_encoder, "text_model", self.text_encoder)
+            z = text_model.final_layer_norm(out.hidden_states[-clip_skip])
+        else:
+            z = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        if torch.all(weights == 1.0):
+            return z
+        original_mean = z.mean()
+        z = z * weights.unsqueeze(-1).to(z.dtype)
+        new_mean = z.mean()
+        # Random tiny encoders can have a mean of exactly 0; dividing by it would turn the image to NaN.
+        if new_mean.abs() > 1e-6:
+            z = z * (original_mean / new_mean)
+        return z

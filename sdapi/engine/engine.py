@@ -1,0 +1,53 @@
+"""The engine facade: loads checkpoints into a small cache and runs generation jobs on the device."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from PIL import Image  # noqa: E402
+
+from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
+from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
+from sdapi.engine.control import JobControl  # noqa: E402
+from sdapi.engine.params import Txt2ImgParams  # noqa: E402
+from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
+from sdapi.engine.runtime import Runtime, enable_attention  # noqa: E402
+from sdapi.engine.txt2img import LoadedModel, run_txt2img  # noqa: E402
+
+log = logging.getLogger("sdapi")
+
+
+class Engine:
+    """Owns the device and the loaded pipelines.
+
+    Args:
+        runtime: device/dtype/attention choices.
+        cache_dir: where assembled diffusers config dirs are kept.
+        extra_cached: A1111's ``sd_checkpoint_cache``: pipelines kept besides the current one.
+    """
+
+    def __init__(self, runtime: Runtime, cache_dir: Path, extra_cached: int = 0):
+        self.runtime = runtime
+        self.cache_dir = cache_dir
+        self.pipelines: PipelineCache[LoadedModel] = PipelineCache(self._load, extra_cached)
+
+    def _load(self, path: Path) -> LoadedModel:
+        log.info("Loading checkpoint %s on %s (%s)", path, self.runtime.device, self.runtime.dtype)
+        pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
+        attention = enable_attention(pipe, self.runtime)
+        log.info("Loaded %s (attention: %s)", path.name, attention)
+        encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
+        return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
+
+    def model(self, path: Path) -> LoadedModel:
+        """The loaded model for a checkpoint file (loaded once, then cached)."""
+        return self.pipelines.get(Path(path))
+
+    def txt2img(self, path: Path, params: Txt2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
+        """Generate ``params`` with the checkpoint at ``path``."""
+        return run_txt2img(self.model(path), params, control)

@@ -1,0 +1,53 @@
+"""Device, dtype and attention choices, made once at start-up from the settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger("sdapi")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and in which precision models run.
+
+    Args:
+        device: ``cuda`` or ``cpu``.
+        dtype: fp16 on CUDA unless ``--no-half``/``--precision full``; fp32 on CPU.
+        xformers: try xformers attention on each loaded pipeline.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    xformers: bool = False
+
+
+def choose_runtime(device: str = "auto", no_half: bool = False, precision: str = "autocast",
+                   xformers: bool = False, num_threads: int | None = None) -> Runtime:
+    """Resolve ``--device``/``--no-half``/``--precision``/``--xformers`` into a ``Runtime``."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was given but torch sees no CUDA device")
+    half = device == "cuda" and not no_half and precision != "full"
+    return Runtime(torch.device(device), torch.float16 if half else torch.float32, xformers and device == "cuda")
+
+
+def enable_attention(pipe, runtime: Runtime) -> str:
+    """Pick the attention kernel for a pipeline: xformers when asked for and working, else PyTorch SDPA."""
+    if runtime.xformers:
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+            return "xformers"
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to SDPA, which always works
+            log.warning("xformers unavailable (%s); using PyTorch SDPA attention", exc)
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.vae.set_attn_processor(AttnProcessor2_0())
+    return "sdpa"

@@ -1,0 +1,158 @@
+"""The txt2img sampling loop over a loaded pipeline's UNet, VAE and text encoder.
+
+We drive the diffusers scheduler ourselves rather than calling the pipeline: A1111's results depend on
+details the pipeline does not expose (initial latent scale per sampler, per-image generator streams,
+separate cond/uncond passes when their lengths differ, uint8 truncation, interrupt between steps).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.control import JobControl
+from sdapi.engine.noise import initial_noise
+from sdapi.engine.params import Txt2ImgParams
+from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps
+
+
+NAN_MESSAGE = ("A tensor with all NaNs was produced in Unet. "
+               "Use --disable-nan-check commandline argument to disable this check.")
+
+
+class NansException(RuntimeError):
+    """A1111's name for a generation whose latents became NaN (reported as a 500)."""
+
+
+@dataclass
+class LoadedModel:
+    """A pipeline ready to generate, with its prompt encoder.
+
+    Args:
+        pipe: the diffusers pipeline (its components are used, not its ``__call__``).
+        encoder: A1111-style prompt encoder over the pipeline's tokenizer/text encoder.
+        device, dtype: where and in which precision the UNet/VAE run.
+    """
+
+    pipe: object
+    encoder: PromptEncoder
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def vae(self):
+        return self.pipe.vae
+
+
+def initial_latent(noise: torch.Tensor, scheduler, spec: SamplerSpec) -> torch.Tensor:
+    """Scale unit noise into the scheduler's space so it equals A1111's starting point.
+
+    k-diffusion starts at ``noise * sigma_max``. Schedulers that work in that space report it as
+    ``init_noise_sigma``; the DPM-Solver family works in VP space (``init_noise_sigma == 1``), where the same
+    point is ``noise * sigma / sqrt(sigma^2 + 1)``. CompVis samplers (DDIM, PLMS, UniPC) start at unit noise.
+    """
+    if not spec.kdiffusion:
+        return noise
+    if float(scheduler.init_noise_sigma) > 1.0:
+        return noise * float(scheduler.init_noise_sigma)
+    sigma = float(scheduler.sigmas[0])
+    return noise * (sigma / (sigma**2 + 1) ** 0.5)
+
+
+def guided_eps(model: LoadedModel, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
+               cfg_scale: float) -> torch.Tensor:
+    """Classifier-free guided noise prediction, cond first then uncond as A1111 batches them.
+
+    Different token lengths (a long prompt against a short negative) go through two UNet calls, as in v1.2.1,
+    instead of padding, which would change the result.
+    """
+    unet, dtype = model.unet, model.dtype
+    if cond.shape[1] == uncond.shape[1]:
+        out = unet(torch.cat([x, x]).to(dtype), t, encoder_hidden_states=torch.cat([cond, uncond]).to(dtype)).sample
+        eps_cond, eps_uncond = out.float().chunk(2)
+    else:
+        eps_cond = unet(x.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
+        eps_uncond = unet(x.to(dtype), t, encoder_hidden_states=uncond.to(dtype)).sample.float()
+    return eps_uncond + (eps_cond - eps_uncond) * cfg_scale
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_generator(cls) -> bool:
+    # Deterministic schedulers (LMS, DDIM's eta=0 path aside) have no generator parameter at all.
+    return "generator" in inspect.signature(cls.step).parameters
+
+
+@torch.no_grad()
+def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch.Tensor,
+                 generators: list[torch.Generator], cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float,
+                 seed: int, control: JobControl | None = None) -> torch.Tensor:
+    """Denoise one batch from its initial noise; returns the final latents (float32).
+
+    Stops early (returning the current latents, as A1111 does) when ``control`` asks to interrupt or skip.
+    """
+    scheduler = build_scheduler(spec, model.pipe.scheduler.config, seed)
+    scheduler.set_timesteps(steps, device=model.device)
+    latents = initial_latent(noise, scheduler, spec).to(model.device)
+    timesteps = scheduler.timesteps
+    step_kwargs = {"generator": generators} if _takes_generator(type(scheduler)) else {}
+    for i, t in enumerate(timesteps):
+        if control is not None and control.should_stop():
+            break
+        x_in = scheduler.scale_model_input(latents, t)
+        eps = guided_eps(model, x_in, t, cond, uncond, cfg_scale)
+        latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+        if control is not None:
+            control.step(min(steps, int((i + 1) * steps / len(timesteps))))
+    return latents
+
+
+@torch.no_grad()
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
+    """VAE-decode each image on its own and convert to 8-bit by truncation, as A1111 does (not rounding)."""
+    vae = model.vae
+    images = []
+    for i in range(latents.shape[0]):
+        z = latents[i:i + 1].to(model.device, vae.dtype) / vae.config.scaling_factor
+        x = vae.decode(z).sample.float()
+        x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]
+        array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
+        images.append(Image.fromarray(array))
+    return images
+
+
+def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
+    """Generate every image of a request, batch by batch.
+
+    Returns:
+        ``batch_size * n_iter`` images, fewer if interrupted (later batches are not started).
+    """
+    steps = effective_steps(p.sampler, p.steps)
+    shape = (4, p.height // 8, p.width // 8)
+    images: list[Image.Image] = []
+    for batch in p.batches():
+        if control is not None:
+            if control.interrupted:
+                break
+            control.next_batch(steps)
+        cond = model.encoder.encode(p.prompts[batch], p.clip_skip, p.comma_backtrack)
+        uncond = model.encoder.encode(p.negative_prompts[batch], p.clip_skip, p.comma_backtrack)
+        noise, generators = initial_noise(p.seeds[batch], p.subseeds[batch], p.subseed_strength, shape,
+                                          p.seed_resize_from)
+        latents = sample_batch(model, p.sampler, steps, noise, generators, cond, uncond, p.cfg_scale,
+                               p.seeds[batch][0], control)
+        if torch.isnan(latents).any():
+            raise NansException(NAN_MESSAGE)
+        images.extend(decode_latents(model, latents))
+        if control is not None:
+            control.batch_done()
+    return images

@@ -1,0 +1,86 @@
+"""A1111 v1.2.1 infotext: the ``parameters`` PNG chunk and ``info.infotexts`` entries.
+
+Pure string work. Order and formatting follow ``create_infotext`` at v1.2.1: the base keys, ``Version``, then the
+extra generation params (v1.3.0 moved the extras before ``Version``; v1.2.1 users see them after it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+A1111_VERSION = "v1.2.1"
+
+
+def quote(value: Any) -> str:
+    """v1.2.1 quoting: only values containing a comma are escaped and wrapped in double quotes."""
+    text = str(value)
+    if "," not in text:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """``k: v`` pairs joined by ``", "``; ``None`` values left out, ``k`` alone when the value equals the key."""
+    return ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in params.items() if v is not None)
+
+
+def create_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) -> str:
+    """The whole infotext for one image.
+
+    Args:
+        prompt: this image's prompt (``<lora:...>`` tags kept).
+        negative_prompt: this image's negative prompt; the line is left out when empty.
+        params: ordered generation parameters (see ``generation_params``).
+    """
+    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{format_params(params)}".strip()
+
+
+def generation_params(
+    *,
+    steps: int,
+    sampler: str,
+    cfg_scale: Any,
+    seed: int,
+    width: int,
+    height: int,
+    model_hash: str | None,
+    model_name: str | None,
+    subseed: int,
+    subseed_strength: Any,
+    seed_resize_from: tuple[Any, Any],
+    denoising_strength: Any,
+    clip_skip: int,
+    ensd: Any = 0,
+    randn_source: str = "GPU",
+    s_min_uncond: Any = 0,
+    image_cfg_scale: Any = None,
+    face_restoration: str | None = None,
+    extra: dict[str, Any] | None = None,
+    version: str | None = A1111_VERSION,
+) -> dict[str, Any]:
+    """The ordered parameter dict of v1.2.1's ``create_infotext`` for one image."""
+    resize_w, resize_h = seed_resize_from
+    params: dict[str, Any] = {
+        "Steps": steps,
+        "Sampler": sampler,
+        "CFG scale": cfg_scale,
+        "Image CFG scale": image_cfg_scale,
+        "Seed": seed,
+        "Face restoration": face_restoration,
+        "Size": f"{width}x{height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "Variation seed": None if subseed_strength == 0 else subseed,
+        "Variation seed strength": None if subseed_strength == 0 else subseed_strength,
+        # v1.2.1 only leaves this out when a side is exactly 0, so API defaults print "-1x-1" (fixed in v1.5.0).
+        "Seed resize from": None if resize_w == 0 or resize_h == 0 else f"{resize_w}x{resize_h}",
+        "Denoising strength": denoising_strength,
+        "Clip skip": None if clip_skip <= 1 else clip_skip,
+        "ENSD": None if ensd == 0 else ensd,
+        "RNG": None if randn_source == "GPU" else randn_source,
+        "NGMS": None if s_min_uncond == 0 else s_min_uncond,
+        "Version": version,
+    }
+    params.update(extra or {})
+    return params

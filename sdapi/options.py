@@ -1,0 +1,87 @@
+"""A1111's settings (``opts``): the v1.2.1 option map with its defaults, persisted to ``config.json``.
+
+The defaults file holds A1111 v1.2.1's defaults in their native types: ints stay ints here, although A1111's
+``GET /options`` renders them as floats (that rendering belongs to the endpoint, not to the values).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("sdapi")
+
+
+def default_options() -> dict[str, Any]:
+    """A fresh copy of the v1.2.1 option defaults."""
+    text = resources.files("sdapi.data").joinpath("options_v1.2.1.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+class Options:
+    """Thread-safe option values with A1111's semantics for unknown keys (``KeyError``).
+
+    Args:
+        config_file: ``config.json`` in the data dir; ``None`` keeps everything in memory.
+    """
+
+    def __init__(self, config_file: Path | None = None):
+        self.config_file = config_file
+        self._defaults = default_options()
+        self._data = copy.deepcopy(self._defaults)
+        self._lock = threading.RLock()
+        if config_file is not None and config_file.exists():
+            self._load(config_file)
+
+    def _load(self, path: Path) -> None:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("Ignoring unreadable %s: %s", path, exc)
+            return
+        for key, value in saved.items():
+            if key in self._data:
+                self._data[key] = value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def get(self, key: str) -> Any:
+        """Value of a known option; ``KeyError`` like A1111 for an unknown one."""
+        with self._lock:
+            return self._data[key]
+
+    def get_int(self, key: str) -> int:
+        return int(self.get(key))
+
+    def get_float(self, key: str) -> float:
+        return float(self.get(key))
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a known option (``KeyError`` for unknown keys, as A1111's ``opts.set``)."""
+        with self._lock:
+            if key not in self._data:
+                raise KeyError(key)
+            self._data[key] = value
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of every value."""
+        with self._lock:
+            return copy.deepcopy(self._data)
+
+    def save(self) -> None:
+        """Persist to ``config.json`` atomically."""
+        if self.config_file is None:
+            return
+        with self._lock:
+            data = json.dumps(self._data, indent=4)
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_file.with_suffix(".json.tmp")
+        tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, self.config_file)

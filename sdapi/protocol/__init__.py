@@ -1,0 +1,26 @@
+"""A1111 v1.2.1 ``/sdapi/v1`` wire models (pydantic v2, with pydantic-v1 coercion semantics)."""
+
+from .base import A1111Request
+from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
+from .img2img import ImageToImageResponse, StableDiffusionProcessingImg2Img
+from .models import SamplerItem, SDModelItem
+from .txt2img import StableDiffusionProcessingTxt2Img, TextToImageResponse
+from .validation import v1_validation_errors
+
+__all__ = [
+    "A1111Request",
+    "LaxBool",
+    "LaxDict",
+    "LaxFloat",
+    "LaxInt",
+    "LaxList",
+    "LaxStr",
+    "LaxStrList",
+    "StableDiffusionProcessingTxt2Img",
+    "TextToImageResponse",
+    "StableDiffusionProcessingImg2Img",
+    "ImageToImageResponse",
+    "SamplerItem",
+    "SDModelItem",
+    "v1_validation_errors",
+]

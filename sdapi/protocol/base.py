@@ -1,0 +1,41 @@
+"""Common base for A1111 request models (pydantic-v1 model semantics on pydantic v2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
+from .coercion import v1_dict
+
+__all__ = ["A1111Request"]
+
+
+class A1111Request(BaseModel):
+    """Base of the generated A1111 request models.
+
+    * unknown keys are ignored (pydantic v1 default ``Extra.ignore``);
+    * population by field name (A1111 sets ``allow_population_by_field_name``; its aliases equal
+      the field names anyway);
+    * assignment is not validated (v1 ``allow_mutation=True``, ``validate_assignment=False``);
+    * a body that is not a JSON object goes through ``dict(value)`` like v1's ``Model.validate``
+      (a list of pairs is accepted, anything else is ``type_error.dict``).
+    """
+
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        validate_assignment=False,
+        protected_namespaces=(),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_model_validate(cls, value: Any) -> Any:
+        if isinstance(value, (dict, BaseModel)):
+            return value
+        if value is None:
+            # FastAPI 0.94 treated a JSON ``null`` body like a missing one.
+            raise PydanticCustomError("value_error.missing", "field required")
+        return v1_dict(value)

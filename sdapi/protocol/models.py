@@ -1,0 +1,31 @@
+"""Listing models: ``/sdapi/v1/samplers`` and ``/sdapi/v1/sd-models`` items (A1111 v1.2.1)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .coercion import LaxStr
+
+__all__ = ["SamplerItem", "SDModelItem"]
+
+
+class SamplerItem(BaseModel):
+    model_config = ConfigDict(title="SamplerItem")
+
+    name: str = Field(title="Name")
+    aliases: list[str] = Field(title="Aliases")
+    # Dict[str, str] in A1111: option values are rendered as strings (True → "True").
+    options: dict[str, LaxStr] = Field(title="Options")
+
+
+class SDModelItem(BaseModel):
+    model_config = ConfigDict(title="SDModelItem", protected_namespaces=())
+
+    title: str = Field(title="Title")
+    model_name: str = Field(title="Model Name")
+    hash: Optional[str] = Field(default=None, title="Short hash")
+    sha256: Optional[str] = Field(default=None, title="sha256 hash")
+    filename: str = Field(title="Filename")
+    config: Optional[str] = Field(default=None, title="Config file")

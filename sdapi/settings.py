@@ -1,0 +1,71 @@
+"""Server settings; A1111's launch flags map onto these fields (see ``sdapi.cli``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """Where the built-in demo checkpoint and assembled config dirs live."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sdapi"
+
+
+@dataclass
+class Settings:
+    """Everything the app needs to start. Created by the CLI or by tests; never at import time.
+
+    Args:
+        data_dir: A1111's install root: ``models/Stable-diffusion``, ``models/Lora``, ``config.json``, ``cache.json``.
+        ckpt_dir: checkpoint folder (``--ckpt-dir``); defaults to ``data_dir/models/Stable-diffusion``.
+        ckpt: checkpoint to start with (``--ckpt``), listed first like A1111 does.
+        cache_dir: built-in demo checkpoint and assembled diffusers config dirs.
+        device: ``auto``, ``cuda`` or ``cpu``.
+        no_half: keep fp32 on CUDA (``--no-half``).
+        precision: ``autocast`` or ``full``; ``full`` also means fp32.
+        xformers: use xformers attention when installed and on CUDA.
+        sd_checkpoint_cache: how many extra loaded pipelines to keep (A1111's option of the same name).
+        demo_when_empty: serve a built-in demo checkpoint when the models folder has none.
+        max_pixels: refuse ``width*height*batch_size`` above this before allocating anything.
+    """
+
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
+    ckpt_dir: Path | None = None
+    ckpt: Path | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    device: str = "auto"
+    no_half: bool = False
+    precision: str = "autocast"
+    xformers: bool = False
+    sd_checkpoint_cache: int = 0
+    demo_when_empty: bool = True
+    max_pixels: int = 4096 * 4096 * 4
+    num_threads: int | None = None
+    ignored_flags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        self.cache_dir = Path(self.cache_dir).expanduser()
+        if self.ckpt_dir is not None:
+            self.ckpt_dir = Path(self.ckpt_dir).expanduser()
+        if self.ckpt is not None:
+            self.ckpt = Path(self.ckpt).expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        """``models/Stable-diffusion`` or ``--ckpt-dir``."""
+        return self.ckpt_dir or self.data_dir / "models" / "Stable-diffusion"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Folder holding the built-in demo checkpoint."""
+        return self.cache_dir / "demo"
+
+    @property
+    def hash_cache_file(self) -> Path:
+        """A1111's ``cache.json`` (sha256 per file, keyed by mtime)."""
+        return self.data_dir / "cache.json"

@@ -1,0 +1,181 @@
+"""The one place where A1111 vocabulary meets the engine's: request → ``Txt2ImgParams``, result → response.
+
+Nothing here imports torch: the engine's parameter types are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from PIL import Image
+
+from sdapi.checkpoints import CheckpointInfo
+from sdapi.engine.noise import image_seeds, resolve_seed
+from sdapi.engine.params import Txt2ImgParams
+from sdapi.engine.samplers import SamplerSpec
+from sdapi.errors import InvalidRequest
+from sdapi.images import encode_image
+from sdapi.infotext import create_infotext, generation_params
+from sdapi.options import Options
+
+
+@dataclass
+class ResolvedRequest:
+    """A txt2img request with A1111's implicit choices made: seeds, prompts per image, clip skip."""
+
+    params: Txt2ImgParams
+    seed: int
+    subseed: int
+
+
+def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: int, max_pixels: int) -> None:
+    """Refuse requests that cannot work before any tensor is allocated (A1111 answers these with a 500 later).
+
+    Raises:
+        InvalidRequest: naming the offending field.
+    """
+    for field_name, value in (("width", width), ("height", height)):
+        if value is None or value <= 0 or value % 8:
+            raise InvalidRequest(f"{field_name} must be a positive multiple of 8, got {value}")
+    for field_name, value in (("batch_size", batch_size), ("n_iter", n_iter), ("steps", steps)):
+        if value is None or value < 1:
+            raise InvalidRequest(f"{field_name} must be at least 1, got {value}")
+    if width * height * batch_size > max_pixels:
+        raise InvalidRequest(
+            f"width*height*batch_size = {width * height * batch_size} pixels exceeds this server's limit of "
+            f"{max_pixels}; lower the size or batch_size"
+        )
+
+
+def resolve_txt2img(req, sampler: SamplerSpec, options: Options) -> ResolvedRequest:
+    """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does."""
+    count = req.batch_size * req.n_iter
+    seed = resolve_seed(req.seed)
+    subseed = resolve_seed(req.subseed)
+    strength = req.subseed_strength or 0
+    seeds, subseeds = image_seeds(seed, subseed, strength, count)
+    params = Txt2ImgParams(
+        prompts=[req.prompt or ""] * count,
+        negative_prompts=[req.negative_prompt or ""] * count,
+        seeds=seeds,
+        subseeds=subseeds,
+        subseed_strength=float(strength),
+        sampler=sampler,
+        steps=req.steps,
+        cfg_scale=float(req.cfg_scale),
+        width=req.width,
+        height=req.height,
+        batch_size=req.batch_size,
+        n_iter=req.n_iter,
+        seed_resize_from=(_int_or(req.seed_resize_from_w, -1), _int_or(req.seed_resize_from_h, -1)),
+        clip_skip=max(1, int(options.get("CLIP_stop_at_last_layers"))),
+        comma_backtrack=int(options.get("comma_padding_backtrack")),
+    )
+    return ResolvedRequest(params=params, seed=seed, subseed=subseed)
+
+
+def _int_or(value, default):
+    return default if value is None else value
+
+
+def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: CheckpointInfo, options: Options) -> str:
+    """The v1.2.1 infotext of image ``index``."""
+    p = resolved.params
+    params = generation_params(
+        steps=req.steps,
+        sampler=p.sampler.name,
+        cfg_scale=req.cfg_scale,
+        seed=p.seeds[index],
+        width=p.width,
+        height=p.height,
+        model_hash=checkpoint.shorthash if options.get("add_model_hash_to_info") else None,
+        model_name=checkpoint.infotext_model_name if options.get("add_model_name_to_info") else None,
+        subseed=p.subseeds[index],
+        subseed_strength=req.subseed_strength,
+        seed_resize_from=(req.seed_resize_from_w, req.seed_resize_from_h),
+        denoising_strength=req.denoising_strength,
+        clip_skip=_option_clip_skip(options),
+        ensd=options.get("eta_noise_seed_delta"),
+        randn_source=options.get("randn_source"),
+        s_min_uncond=req.s_min_uncond or 0,
+        extra=p.extra,
+        version="v1.2.1" if options.get("add_version_to_infotext") else None,
+    )
+    return create_infotext(p.prompts[index], p.negative_prompts[index], params)
+
+
+def _option_clip_skip(options: Options):
+    value = options.get("CLIP_stop_at_last_layers")
+    return int(value) if float(value).is_integer() else value
+
+
+def image_grid(images: list[Image.Image], rows: int) -> Image.Image:
+    """A1111's grid: ``rows`` rows (-1 → round(sqrt(n))), columns = ceil(n / rows), black background."""
+    if rows <= 0:
+        rows = max(1, round(math.sqrt(len(images))))
+    cols = math.ceil(len(images) / rows)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), color="black")
+    for i, img in enumerate(images):
+        grid.paste(img, box=(i % cols * w, i // cols * h))
+    return grid
+
+
+def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
+                     options: Options, job_timestamp: str) -> dict[str, Any]:
+    """``TextToImageResponse`` for a finished job: images with infotexts, the echo, and ``info``."""
+    p = resolved.params
+    infotexts = [image_infotext(req, resolved, i, checkpoint, options) for i in range(len(images))]
+    for img, text in zip(images, infotexts):
+        if options.get("enable_pnginfo"):
+            img.info["parameters"] = text
+    index_of_first_image = 0
+    if req.save_images and len(images) > 1 and options.get("return_grid"):
+        # The API only builds a grid when the client asks to save images (it forces do_not_save_grid otherwise).
+        rows = int(options.get("n_rows"))
+        grid = image_grid(images, p.batch_size if rows == 0 else rows)
+        grid.info["parameters"] = infotexts[0]
+        images, infotexts = [grid] + images, [infotexts[0]] + infotexts
+        index_of_first_image = 1
+    info = {
+        "prompt": p.prompts[0],
+        "all_prompts": p.prompts,
+        "negative_prompt": p.negative_prompts[0],
+        "all_negative_prompts": p.negative_prompts,
+        "seed": p.seeds[0],
+        "all_seeds": p.seeds,
+        "subseed": p.subseeds[0],
+        "all_subseeds": p.subseeds,
+        "subseed_strength": req.subseed_strength,
+        "width": p.width,
+        "height": p.height,
+        "sampler_name": p.sampler.name,
+        "cfg_scale": req.cfg_scale,
+        "steps": req.steps,
+        "batch_size": p.batch_size,
+        "restore_faces": req.restore_faces,
+        "face_restoration_model": options.get("face_restoration_model") if req.restore_faces else None,
+        "sd_model_hash": checkpoint.shorthash,
+        "seed_resize_from_w": req.seed_resize_from_w,
+        "seed_resize_from_h": req.seed_resize_from_h,
+        "denoising_strength": req.denoising_strength,
+        "extra_generation_params": p.extra,
+        "index_of_first_image": index_of_first_image,
+        "infotexts": infotexts,
+        "styles": req.styles or [],
+        "job_timestamp": job_timestamp,
+        "clip_skip": _option_clip_skip(options),
+        "is_using_inpainting_conditioning": False,
+    }
+    fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
+    encoded = [encode_image(img, fmt, quality, options.get("enable_pnginfo")) for img in images] if req.send_images else []
+    return {"images": encoded, "parameters": req.model_dump(), "info": json.dumps(info)}
+
+
+def job_timestamp() -> str:
+    """A1111's ``job_timestamp``: local time as ``%Y%m%d%H%M%S``."""
+    return datetime.now().strftime("%Y%m%d%H%M%S")
