@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import hashlib
 import math
 import pickle
 from pathlib import Path
@@ -152,8 +153,6 @@ def test_write_demo_models_is_deterministic_and_skips_existing(workdir, demo_ckp
 
 def test_config_dir_is_cached_by_config_hash(demo_ckpt, loaded_demo, cache_dir):
     raw = read_checkpoint_header(demo_ckpt).metadata[DIFFUSERS_CONFIG_KEY]
-    import hashlib
-
     config_dir = cache_dir / "configs" / hashlib.sha256(raw.encode()).hexdigest()
     assert (config_dir / "tokenizer" / "vocab.json").read_bytes() == (TOKENIZER_DIR / "vocab.json").read_bytes()
     assert "vocab" not in json.loads((config_dir / "tokenizer" / "tokenizer_config.json").read_text())
