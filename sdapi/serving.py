@@ -105,6 +105,7 @@ class ServerState:
         """Serve one ``/sdapi/v1/txt2img`` request (blocking; routes run it in the threadpool)."""
         sampler = find_sampler(req.sampler_name or req.sampler_index)
         check_scripts(req)
+        log_ignored_fields(req)
         validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, self.settings.max_pixels)
         with self.generation_lock, self.overrides(req.override_settings, req.override_settings_restore_afterwards):
             checkpoint = self.load_selected()
@@ -116,6 +117,21 @@ class ServerState:
             finally:
                 self.control.end()
             return txt2img_response(req, resolved, images, checkpoint, self.options, timestamp)
+
+
+# Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.
+NOT_YET_APPLIED = {
+    "enable_hr": "hires fix is not implemented yet; images have the first-pass size",
+    "restore_faces": "face restoration is not available; images are not restored",
+    "tiling": "tiling is not implemented yet",
+}
+
+
+def log_ignored_fields(req) -> None:
+    """Log once per request each truthy field that sdapi accepts but does not apply yet."""
+    for name, why in NOT_YET_APPLIED.items():
+        if getattr(req, name, None):
+            log.warning("%s=true ignored: %s", name, why)
 
 
 def check_scripts(req) -> None:

@@ -19,7 +19,7 @@ from sdapi.engine.conditioning import PromptEncoder
 from sdapi.engine.control import JobControl
 from sdapi.engine.noise import initial_noise
 from sdapi.engine.params import Txt2ImgParams
-from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps
+from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps, install_a1111_sigmas
 
 
 NAN_MESSAGE = ("A tensor with all NaNs was produced in Unet. "
@@ -57,16 +57,18 @@ class LoadedModel:
 def initial_latent(noise: torch.Tensor, scheduler, spec: SamplerSpec) -> torch.Tensor:
     """Scale unit noise into the scheduler's space so it equals A1111's starting point.
 
-    k-diffusion starts at ``noise * sigma_max``. Schedulers that work in that space report it as
-    ``init_noise_sigma``; the DPM-Solver family works in VP space (``init_noise_sigma == 1``), where the same
-    point is ``noise * sigma / sqrt(sigma^2 + 1)``. CompVis samplers (DDIM, PLMS, UniPC) start at unit noise.
+    k-diffusion starts at ``noise * sigmas[0]`` (the scheduler's first sigma, A1111's own once
+    :func:`install_a1111_sigmas` has run). The DPM-Solver family works in VP space (``init_noise_sigma == 1``),
+    where the same point is that times k-diffusion's ``c_in = 1 / sqrt(sigma^2 + 1)``, computed in the same float32
+    order so the first UNet input is bit-identical. CompVis samplers (DDIM, PLMS, UniPC) start at unit noise.
     """
     if not spec.kdiffusion:
         return noise
-    if float(scheduler.init_noise_sigma) > 1.0:
-        return noise * float(scheduler.init_noise_sigma)
-    sigma = float(scheduler.sigmas[0])
-    return noise * (sigma / (sigma**2 + 1) ** 0.5)
+    sigma = scheduler.sigmas[0].detach().to("cpu", torch.float32)
+    latent = noise * sigma
+    if float(scheduler.init_noise_sigma) == 1.0:
+        latent = latent * (1 / (sigma ** 2 + 1.0) ** 0.5)
+    return latent
 
 
 def guided_eps(model: LoadedModel, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
@@ -99,9 +101,14 @@ def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch
     """Denoise one batch from its initial noise; returns the final latents (float32).
 
     Stops early (returning the current latents, as A1111 does) when ``control`` asks to interrupt or skip.
+    Rows marked ``a1111_sigmas`` sample on A1111's exact schedule and fractional timesteps
+    (``install_a1111_sigmas``); in half precision that is the float16-``alphas_cumprod`` schedule A1111 v1.2.1 used.
     """
-    scheduler = build_scheduler(spec, model.pipe.scheduler.config, seed)
+    # A1111 seeds DPM++ SDE's Brownian trees with the batch's seeds: the ones the image generators were seeded with.
+    seeds = [g.initial_seed() for g in generators] if generators else seed
+    scheduler = build_scheduler(spec, model.pipe.scheduler.config, seeds)
     scheduler.set_timesteps(steps, device=model.device)
+    install_a1111_sigmas(spec, scheduler, steps, half=model.dtype == torch.float16)
     latents = initial_latent(noise, scheduler, spec).to(model.device)
     timesteps = scheduler.timesteps
     step_kwargs = {"generator": generators} if _takes_generator(type(scheduler)) else {}

@@ -1,0 +1,196 @@
+"""A1111 v1.2.1's k-diffusion noise schedules, computed the way A1111 computes them.
+
+A1111 wraps the ldm model in k-diffusion's ``CompVisDenoiser``, whose schedule is derived from the model's
+``alphas_cumprod`` buffer:
+
+* ldm builds the betas in float64 (``linspace(sqrt(beta_start), sqrt(beta_end), 1000) ** 2`` for SD's schedule),
+  takes the cumulative product in float64 and stores it as a **float32** buffer; ``model.half()`` (every A1111
+  run without ``--no-half``) turns that buffer into float16 before k-diffusion ever reads it.
+* The 1000 model sigmas ``((1 - ac) / ac) ** 0.5`` and their logs are computed in the buffer's dtype.
+* ``get_sigmas(n)`` maps ``t = linspace(999, 0, n)`` to sigmas by linear interpolation of log-sigma, in float32,
+  with a trailing 0; the Karras schedule runs from the model's smallest to its largest sigma (rho 7) in float32.
+* ``sigma_to_t`` inverts it by the same interpolation, giving a fractional timestep: k-diffusion calls the UNet
+  with that unrounded ``t``.
+
+Every step below repeats the same torch operations in the same dtypes, so the values are bit-identical to
+k-diffusion's on CPU. Diffusers schedulers compute theirs differently (float32 betas, linear interpolation of
+sigma, rounded or integer timesteps), which is enough to move images by several levels.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class DiscreteSchedule:
+    """The 1000 discrete noise levels of an eps/v DDPM model, as k-diffusion's ``DiscreteSchedule`` holds them.
+
+    Args:
+        alphas_cumprod: the model's buffer as A1111 holds it (float32, or float16 for a half-precision model).
+        sigmas: ascending model sigmas (index = training timestep), in the same dtype.
+        log_sigmas: their natural logs, same dtype.
+    """
+
+    alphas_cumprod: torch.Tensor
+    sigmas: torch.Tensor
+    log_sigmas: torch.Tensor
+
+    @property
+    def sigma_min(self) -> float:
+        return self.sigmas[0].item()
+
+    @property
+    def sigma_max(self) -> float:
+        return self.sigmas[-1].item()
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Sigma at a (fractional) timestep by linear interpolation of log-sigma (float32)."""
+        t = t.float()
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The fractional timestep of each sigma (float32), the inverse of :meth:`t_to_sigma`.
+
+        Sigmas outside the model's range clamp to timestep 0 or 999; a sigma of 0 maps to 0.
+        """
+        log_sigma = sigma.log()
+        dists = log_sigma - self.log_sigmas[:, None]
+        low_idx = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=self.log_sigmas.shape[0] - 2)
+        high_idx = low_idx + 1
+        low, high = self.log_sigmas[low_idx], self.log_sigmas[high_idx]
+        w = ((low - log_sigma) / (low - high)).clamp(0, 1)
+        return ((1 - w) * low_idx + w * high_idx).view(sigma.shape)
+
+    def get_sigmas(self, n: int) -> torch.Tensor:
+        """k-diffusion's default schedule: ``n`` sigmas at ``t = linspace(999, 0, n)`` plus a trailing 0."""
+        t = torch.linspace(len(self.sigmas) - 1, 0, n)
+        return _append_zero(self.t_to_sigma(t))
+
+    def karras(self, n: int, rho: float = 7.0) -> torch.Tensor:
+        """Karras et al. (2022) schedule between the model's sigma_min and sigma_max, plus a trailing 0."""
+        return karras_sigmas(n, self.sigma_min, self.sigma_max, rho)
+
+
+def _append_zero(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, x.new_zeros([1])])
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """k-diffusion's ``get_sigmas_karras`` (float32, trailing 0)."""
+    ramp = torch.linspace(0, 1, n)
+    min_inv_rho = sigma_min ** (1 / rho)
+    max_inv_rho = sigma_max ** (1 / rho)
+    return _append_zero((max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho)
+
+
+def discard_next_to_last(sigmas: torch.Tensor) -> torch.Tensor:
+    """Drop the penultimate sigma (A1111's ``discard_next_to_last_sigma``)."""
+    return torch.cat([sigmas[:-2], sigmas[-1:]])
+
+
+def a1111_sigmas(schedule: DiscreteSchedule, steps: int, karras: bool = False,
+                 discard_penultimate: bool = False) -> torch.Tensor:
+    """The sigmas A1111 v1.2.1 samples txt2img with (``KDiffusionSampler.get_sigmas``), trailing 0 included.
+
+    Args:
+        schedule: the model's discrete schedule.
+        steps: sampling steps.
+        karras: the sampler's ``scheduler: karras`` option.
+        discard_penultimate: the sampler's ``discard_next_to_last_sigma`` option (computes ``steps + 1`` sigmas
+            and drops the penultimate one, leaving ``steps`` model steps).
+
+    Returns:
+        float32 tensor of ``steps + 1`` sigmas, descending, last one 0.
+    """
+    n = steps + 1 if discard_penultimate else steps
+    sigmas = schedule.karras(n) if karras else schedule.get_sigmas(n)
+    return discard_next_to_last(sigmas) if discard_penultimate else sigmas
+
+
+def unipc_sigmas(schedule: DiscreteSchedule, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A1111 v1.2.1's UniPC schedule (``skip_type="time_uniform"``), as sigmas and model timesteps.
+
+    A1111's UniPC (after DPM-Solver's ``NoiseScheduleVP("discrete")``) walks continuous time
+    ``t = linspace(1, 1/1000, steps + 1)``; ``log(alpha_t)`` is interpolated linearly from
+    ``0.5 * log(alphas_cumprod)`` over the keypoints ``(i + 1) / 1000``, and the UNet is called with
+    ``(t - 1/1000) * 1000``: fractional timesteps from 999 down to 0, the last of which it never evaluates.
+
+    Returns:
+        ``(sigmas, timesteps)``, both ``steps + 1`` long (float32): the k-diffusion-space sigma
+        ``sigma_t / alpha_t`` of each time (the last is the model's sigma_min, not 0) and its model timestep.
+    """
+    log_alphas = 0.5 * torch.log(schedule.alphas_cumprod)
+    n = len(log_alphas)
+    t_array = torch.linspace(0.0, 1.0, n + 1)[1:]
+    t = torch.linspace(1.0, 1.0 / n, steps + 1)
+    # DPM-Solver's interpolate_fn: the segment [xp[j-1], xp[j]] with xp[j] the first keypoint >= t, extended
+    # linearly beyond both ends.
+    j = torch.searchsorted(t_array, t).clamp(1, n - 1)
+    start_x, end_x, start_y, end_y = t_array[j - 1], t_array[j], log_alphas[j - 1], log_alphas[j]
+    log_alpha = start_y + (t - start_x) * (end_y - start_y) / (end_x - start_x)
+    alpha = torch.exp(log_alpha)
+    sigma = torch.sqrt(1.0 - torch.exp(2.0 * log_alpha))
+    return sigma / alpha, (t - 1.0 / n) * 1000.0
+
+
+def ldm_alphas_cumprod(beta_start: float, beta_end: float, num_train_timesteps: int = 1000,
+                       beta_schedule: str = "scaled_linear", trained_betas=None) -> np.ndarray:
+    """ldm's ``alphas_cumprod`` in float64 (before it is stored as a float32 buffer).
+
+    ``scaled_linear`` is ldm's "linear" (linear in sqrt(beta)); ``linear`` is ldm's "sqrt_linear".
+
+    Raises:
+        ValueError: a beta schedule ldm has no float64 equivalent for here.
+    """
+    if trained_betas is not None:
+        betas = np.asarray(trained_betas, dtype=np.float64)
+    elif beta_schedule == "scaled_linear":
+        betas = (torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64)
+                 ** 2).numpy()
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64).numpy()
+    else:
+        raise ValueError(f"no ldm schedule for beta_schedule {beta_schedule!r}")
+    return np.cumprod(1.0 - betas, axis=0)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_schedule(beta_start: float, beta_end: float, num_train_timesteps: int, beta_schedule: str,
+                     trained_betas: tuple | None, half: bool) -> DiscreteSchedule:
+    ac64 = ldm_alphas_cumprod(beta_start, beta_end, num_train_timesteps, beta_schedule, trained_betas)
+    ac = torch.tensor(ac64, dtype=torch.float32)
+    if half:
+        ac = ac.half()
+    sigmas = ((1 - ac) / ac) ** 0.5
+    return DiscreteSchedule(alphas_cumprod=ac, sigmas=sigmas, log_sigmas=sigmas.log())
+
+
+def model_schedule(config: Mapping[str, Any], half: bool = False) -> DiscreteSchedule | None:
+    """The k-diffusion schedule A1111 would build for a checkpoint with this diffusers scheduler config.
+
+    Cached per (betas, precision), so a request pays nothing after the first.
+
+    Args:
+        config: a diffusers scheduler config (``beta_start``, ``beta_end``, ``beta_schedule``, ...).
+        half: the model runs in float16, so A1111 v1.2.1's ``model.half()`` downcast ``alphas_cumprod`` too.
+
+    Returns:
+        The schedule, or ``None`` where A1111's cannot be reproduced (zero-terminal-SNR rescaling, cosine betas).
+    """
+    if config.get("rescale_betas_zero_snr"):
+        return None
+    trained = config.get("trained_betas")
+    try:
+        return _cached_schedule(float(config.get("beta_start", 0.0001)), float(config.get("beta_end", 0.02)),
+                                int(config.get("num_train_timesteps", 1000)),
+                                str(config.get("beta_schedule", "linear")),
+                                tuple(float(b) for b in trained) if trained is not None else None, bool(half))
+    except ValueError:
+        return None
