@@ -23,15 +23,8 @@ DEMO_WARNING = (
 )
 
 
-def ensure_demo_checkpoint(settings: Settings) -> bool:
-    """Write the built-in demo checkpoint into the cache dir when the models folder has none.
-
-    Returns:
-        True when the demo is what will be served.
-    """
-    catalog_probe = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt)
-    if catalog_probe.refresh() or not settings.demo_when_empty:
-        return False
+def ensure_demo_checkpoint(settings: Settings) -> None:
+    """Write the built-in demo checkpoint into the cache dir (called when the models folder has none)."""
     from sdapi.engine.demo_models import write_demo_checkpoint
 
     target = settings.demo_dir / "demo-sd15.safetensors"
@@ -39,7 +32,6 @@ def ensure_demo_checkpoint(settings: Settings) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_demo_checkpoint(target, seed=0)
     log.warning(DEMO_WARNING, settings.models_dir)
-    return True
 
 
 def build_state(settings: Settings) -> ServerState:
@@ -47,11 +39,14 @@ def build_state(settings: Settings) -> ServerState:
     from sdapi.engine.engine import Engine
     from sdapi.engine.runtime import choose_runtime
 
-    ensure_demo_checkpoint(settings)
     options = Options(settings.data_dir / "config.json")
     catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt,
                                 fallback_dirs=(settings.demo_dir,) if settings.demo_when_empty else ())
-    catalog.refresh()
+    items = catalog.refresh()
+    # Only the demo folder (or nothing) was found: the models folder itself is empty.
+    if settings.demo_when_empty and all(settings.demo_dir.resolve() in i.filename.parents for i in items):
+        ensure_demo_checkpoint(settings)
+        catalog.refresh()
     if settings.ckpt is not None:
         first = catalog.find(settings.ckpt.name) or (catalog.items() or [None])[0]
         if first is not None:
