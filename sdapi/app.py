@@ -6,12 +6,15 @@ import contextlib
 import logging
 
 from fastapi import FastAPI
-from fastapi.middleware.gzip import GZipMiddleware
 
 from sdapi.checkpoints import CheckpointCatalog, HashCache
 from sdapi.errors import install_error_handlers
+from sdapi.loras import LoraCatalog
 from sdapi.options import Options
-from sdapi.routes import catalog, generation
+from sdapi.http import install_inner_habits, install_outer_habits
+from sdapi.routes import catalog, config, dataset, generation, loras as lora_routes, progress, utility
+from sdapi.routes import lora_scripts, training as training_routes
+from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving import ServerState
 from sdapi.settings import Settings
 
@@ -39,7 +42,7 @@ def build_state(settings: Settings) -> ServerState:
     from sdapi.engine.engine import Engine
     from sdapi.engine.runtime import choose_runtime
 
-    options = Options(settings.data_dir / "config.json")
+    options = Options(settings.config_file)
     catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt,
                                 fallback_dirs=(settings.demo_dir,) if settings.demo_when_empty else ())
     items = catalog.refresh()
@@ -55,7 +58,13 @@ def build_state(settings: Settings) -> ServerState:
                              settings.num_threads)
     engine = Engine(runtime, settings.cache_dir, extra_cached=max(settings.sd_checkpoint_cache,
                                                                    int(options.get("sd_checkpoint_cache"))))
-    return ServerState(settings=settings, options=options, catalog=catalog, engine=engine)
+    loras = LoraCatalog(settings.loras_dir)
+    loras.refresh()
+    state = ServerState(settings=settings, options=options, catalog=catalog, engine=engine, loras=loras)
+    from sdapi.training.service import TrainingService
+
+    state.training = TrainingService(state)  # marks jobs a previous process left running as failed
+    return state
 
 
 def create_app(settings: Settings | None = None, state: ServerState | None = None, load_model: bool = True) -> FastAPI:
@@ -69,7 +78,8 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if getattr(app.state, "sdapi", None) is None:
+        owned = getattr(app.state, "sdapi", None) is None
+        if owned:
             app.state.sdapi = build_state(settings or Settings())
         if load_model:
             try:
@@ -78,12 +88,21 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
             except Exception as exc:  # noqa: BLE001 - the server still answers; generation reports the error
                 log.error("Could not load the start-up checkpoint: %s", exc)
         yield
+        if owned:  # an injected state may serve other apps (tests share one between servers)
+            app.state.sdapi.queue.stop()
 
     # A1111 (FastAPI 0.94) parsed JSON bodies sent without a Content-Type; modern FastAPI refuses them.
-    app = FastAPI(lifespan=lifespan, strict_content_type=False)
+    # docs_url/redoc_url None: FastAPI's pages need a CDN; install_docs serves them from a local package.
+    app = FastAPI(lifespan=lifespan, strict_content_type=False, docs_url=None, redoc_url=None, **docs_metadata())
     app.state.sdapi = state
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    http_settings = settings or (state.settings if state is not None else Settings())
+    app.state.settings = http_settings
+    # Middleware added later wraps what was added before.
+    install_inner_habits(app, http_settings)
     install_error_handlers(app)
-    app.include_router(generation.router)
-    app.include_router(catalog.router)
+    install_outer_habits(app, http_settings)
+    install_docs(app)
+    for module in (generation, catalog, config, progress, utility, lora_routes, dataset, training_routes,
+                   lora_scripts):
+        app.include_router(module.router)
     return app

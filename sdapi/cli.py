@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from sdapi.dataset import cli as dataset_cli
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
@@ -15,14 +16,13 @@ IGNORED_SWITCHES = (
     "--api", "--skip-install", "--enable-insecure-extension-access", "--skip-torch-cuda-test", "--medvram",
     "--lowvram", "--opt-split-attention", "--disable-opt-split-attention", "--opt-sdp-attention",
     "--opt-sdp-no-mem-attention", "--no-download-sd-model", "--disable-nan-check", "--no-hashing",
-    "--freeze-settings", "--hide-ui-dir-config", "--api-log", "--autolaunch", "--share", "--disable-safe-unpickle",
+    "--freeze-settings", "--hide-ui-dir-config", "--autolaunch", "--share", "--disable-safe-unpickle",
     "--skip-version-check", "--skip-python-version-check", "--reinstall-xformers", "--reinstall-torch",
     "--update-check", "--do-not-download-clip", "--upcast-sampling", "--no-half-vae", "--theme", "--nowebui",
 )
 IGNORED_WITH_VALUE = (
-    "--lora-dir", "--embeddings-dir", "--hypernetwork-dir", "--vae-dir", "--api-auth", "--gradio-auth",
-    "--cors-allow-origins", "--cors-allow-origins-regex", "--server-name", "--tls-keyfile", "--tls-certfile",
-    "--ui-settings-file", "--ui-config-file", "--styles-file", "--vae-path", "--config", "--device-id",
+    "--embeddings-dir", "--hypernetwork-dir", "--vae-dir", "--gradio-auth", "--server-name", "--tls-keyfile", "--tls-certfile",
+    "--ui-settings-file", "--ui-config-file", "--vae-path", "--config", "--device-id",
 )
 
 
@@ -44,18 +44,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--use-cpu", nargs="+", default=None, help="A1111: run these modules on CPU ('all')")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     serve.add_argument("--no-demo", action="store_true", help="do not serve the built-in demo checkpoint")
+    serve.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: DATA_DIR/models/Lora)")
+    serve.add_argument("--api-auth", default=None, help='HTTP Basic credentials "user:pass[,user2:pass2]"')
+    serve.add_argument("--api-log", action="store_true", help="log each /sdapi request as A1111 does")
+    serve.add_argument("--cors-allow-origins", default=None, help="allowed CORS origins, comma-separated")
+    serve.add_argument("--cors-allow-origins-regex", default=None, help="allowed CORS origins as a regex")
+    serve.add_argument("--styles-file", type=Path, default=None, help="styles.csv (default: DATA_DIR/styles.csv)")
+    serve.add_argument("--dataset-root", type=Path, action="append", default=None, dest="dataset_roots",
+                       help="a folder dataset requests may use besides DATA_DIR (repeatable)")
+    serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
+    serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
         serve.add_argument(flag, dest=_dest(flag), default=None, help=argparse.SUPPRESS)
 
+    train = sub.add_parser("train", help="train a LoRA from a kohya/lora-scripts config (.toml or .json)")
+    train.add_argument("config", type=Path)
+    train.add_argument("--data-dir", type=Path, help="A1111-style root holding models/ (default: ./data)")
+    train.add_argument("--cache-dir", type=Path, help="config cache")
+    train.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+
     demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/...")
     demo.add_argument("dir", type=Path)
+    dataset_cli.add_commands(sub)
     return parser
 
 
 def _dest(flag: str) -> str:
     return "ignored_" + flag.lstrip("-").replace("-", "_")
+
+
+def launch_flags(args: argparse.Namespace) -> dict:
+    """The A1111 flags given on the command line, by A1111's argparse dest (for ``/cmd-flags``)."""
+    flags = {}
+    for dest, value in vars(args).items():
+        if value in (None, False) or dest == "command":
+            continue
+        name = dest.removeprefix("ignored_")
+        flags[name] = str(value) if isinstance(value, Path) else value
+    return flags
 
 
 def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings:
@@ -67,6 +95,10 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         ckpt_dir=args.ckpt_dir, ckpt=args.ckpt, host="0.0.0.0" if args.listen else "127.0.0.1", port=port,
         device=device, no_half=args.no_half, precision=args.precision, xformers=args.xformers,
         demo_when_empty=not args.no_demo, num_threads=args.threads, ignored_flags=ignored,
+        api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
+        cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
+        launch_flags=launch_flags(args), lora_dir=args.lora_dir,
+        dataset_roots=args.dataset_roots or [], tagger_dir=args.tagger_dir, blip_dir=args.blip_dir,
     )
     if args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir
@@ -83,7 +115,19 @@ def serve(settings: Settings) -> None:
     if settings.ignored_flags:
         log.info("Accepted A1111 flags with no effect here: %s", " ".join(settings.ignored_flags))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_keep_alive=30)
+                timeout_keep_alive=30, access_log=False)  # sdapi.access logs every request itself
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """``sdapi train CONFIG``: the trainer in the foreground; a bad field exits with its message."""
+    from sdapi.training.errors import ConfigError
+    from sdapi.training.foreground import train_foreground
+
+    kwargs = {k: v for k, v in (("data_dir", args.data_dir), ("cache_dir", args.cache_dir)) if v is not None}
+    try:
+        train_foreground(args.config, Settings(**kwargs), args.device)
+    except ConfigError as exc:
+        raise SystemExit(f"sdapi train: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,6 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     args, unknown = parser.parse_known_args(argv)
     if args.command == "serve":
         serve(settings_from_args(args, unknown))
+    elif args.command == "train":
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        run_train(args)
+    elif args.command in dataset_cli.COMMANDS:
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        dataset_cli.run(args)
     elif args.command == "demo-models":
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")

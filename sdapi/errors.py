@@ -84,7 +84,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_exception(request: Request, exc: Exception) -> JSONResponse:
         status, body = envelope(exc)
         if status >= 500:
-            log.error("API error: %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+            # A1111 prints the traceback of unexpected errors; its own HTTP errors need none.
+            trace = None if isinstance(exc, (ApiError, StarletteHTTPException)) else exc
+            log.error("API error: %s %s: %s", request.method, request.url.path, exc, exc_info=trace)
         return JSONResponse(status_code=status, content=body)
 
     async def on_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:

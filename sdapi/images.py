@@ -9,6 +9,10 @@ from PIL import Image, PngImagePlugin
 
 from sdapi.errors import ApiError
 
+EXIF_IFD = 0x8769
+USER_COMMENT = 0x9286
+DATA_URL_PREFIX = "data:image/"
+
 
 def encode_image(image: Image.Image, fmt: str = "png", jpeg_quality: int = 80, pnginfo: bool = True) -> str:
     """Bare base64 (no ``data:`` prefix) of ``image`` in the ``samples_format`` option's format.
@@ -29,10 +33,44 @@ def encode_image(image: Image.Image, fmt: str = "png", jpeg_quality: int = 80, p
         exif = Image.Exif()
         text = image.info.get("parameters") if pnginfo else None
         if text:
-            # EXIF UserComment: 8-byte charset header then UTF-16 text, as piexif's "unicode" encoding writes it.
-            exif[0x9286] = b"UNICODE\0" + text.encode("utf-16be")
+            # UserComment lives in the Exif sub-IFD, where A1111's reader (piexif) looks; 8-byte charset header
+            # then UTF-16 text, as piexif's "unicode" encoding writes it.
+            exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text.encode("utf-16be")
         kwargs = {"quality": int(jpeg_quality), "exif": exif.tobytes()}
         image.convert("RGB").save(buf, format="JPEG" if fmt != "webp" else "WEBP", **kwargs)
     else:
         raise ApiError("Invalid image format", status_code=500)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_image(encoded: str) -> Image.Image:
+    """A request image: bare base64 or a ``data:image/...;base64,`` URL, as A1111's ``decode_base64_to_image``.
+
+    Raises:
+        ApiError: 500 ``Invalid encoded image`` (A1111's status and wording) when it is not a readable image.
+    """
+    if encoded.startswith(DATA_URL_PREFIX):
+        encoded = encoded.split(",", 1)[-1]
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+        image.load()
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's bad image
+        raise ApiError("Invalid encoded image", status_code=500) from exc
+    return image
+
+
+def read_user_comment(image: Image.Image) -> str:
+    """The EXIF UserComment of a JPEG/WEBP (where A1111 keeps the infotext), or ``""``."""
+    try:
+        raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT, b"")
+    except Exception:  # noqa: BLE001 - malformed EXIF: no comment
+        return ""
+    if isinstance(raw, str):
+        return raw
+    header, body = raw[:8], raw[8:]
+    if header.startswith(b"UNICODE"):
+        encoding = "utf-16le" if body[:1] != b"\0" and body[1:2] == b"\0" else "utf-16be"
+        return body.decode(encoding, errors="ignore")
+    if header.startswith(b"ASCII"):
+        return body.decode("ascii", errors="ignore")
+    return raw.decode("utf-8", errors="ignore")

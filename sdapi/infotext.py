@@ -6,14 +6,26 @@ extra generation params (v1.3.0 moved the extras before ``Version``; v1.2.1 user
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 A1111_VERSION = "v1.2.1"
 
 
+class LaterQuoted(str):
+    """The value of a field A1111 added after v1.2.1 (``Lora hashes``), quoted as v1.4+ quotes it.
+
+    v1.4+ writes a value holding ``,``, ``:`` or a newline as a JSON string, so ``Lora hashes: "name: 0123…"``
+    reads back the same in later A1111 versions and tools.
+    """
+
+
 def quote(value: Any) -> str:
     """v1.2.1 quoting: only values containing a comma are escaped and wrapped in double quotes."""
     text = str(value)
+    if isinstance(value, LaterQuoted):
+        return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
     if "," not in text:
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -84,3 +96,45 @@ def generation_params(
     }
     params.update(extra or {})
     return params
+
+
+# A1111 v1.2.1's infotext grammar: ``Key: value`` pairs, a value either a double-quoted string (escaped quotes
+# allowed, not unescaped) or anything up to the next comma.
+_PARAM = re.compile(r'\s*([\w ]+):\s*("(?:\\"[^,]|\\"|\\|[^\"])+"|[^,]*)(?:,|$)')
+_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def parse_generation_parameters(text: str) -> dict[str, Any]:
+    """Parse an infotext back into fields, with A1111 v1.2.1's ``parse_generation_parameters`` semantics.
+
+    The last line holds the parameters only if it has at least three ``Key: value`` pairs; ``WxH`` values are
+    split into ``Key-1``/``Key-2``; ``Clip skip`` and ``Hires resize-1/-2`` get their defaults when absent.
+
+    Returns:
+        ``{"Prompt", "Negative prompt", <Key>: str, ...}``.
+    """
+    *lines, last = text.strip().split("\n")
+    if len(_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].strip()
+        (negative if in_negative else prompt).append(line)
+    result: dict[str, Any] = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
+    for key, value in _PARAM.findall(last):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        size = _IMAGE_SIZE.match(value)
+        if size is not None:
+            result[f"{key}-1"], result[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            result[key] = value
+    result.setdefault("Clip skip", "1")
+    if "Hires resize-1" not in result:
+        result["Hires resize-1"] = 0
+        result["Hires resize-2"] = 0
+    return result

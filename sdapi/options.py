@@ -57,6 +57,10 @@ class Options:
         with self._lock:
             return self._data[key]
 
+    def default(self, key: str) -> Any:
+        """A1111 v1.2.1's default for a known option."""
+        return copy.deepcopy(self._defaults[key])
+
     def get_int(self, key: str) -> int:
         return int(self.get(key))
 
@@ -85,3 +89,26 @@ class Options:
         tmp = self.config_file.with_suffix(".json.tmp")
         tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, self.config_file)
+
+
+def coerce_option(key: str, value: Any, default: Any) -> Any:
+    """A posted option value with the type A1111's ``Options`` model gives the key.
+
+    Integral numbers of integer options stay ints (A1111 keeps what was posted; only ``GET`` renders floats).
+
+    Raises:
+        InvalidRequest: the value cannot have that type.
+    """
+    from pydantic import ValidationError
+
+    from sdapi.errors import InvalidRequest
+    from sdapi.protocol.settings import Options as OptionsModel
+
+    try:
+        coerced = getattr(OptionsModel.model_validate({key: value}), key)
+    except ValidationError as exc:
+        raise InvalidRequest(f"option {key}: {exc.errors()[0]['msg']} (got {value!r})") from None
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(coerced, float):
+        if coerced.is_integer():
+            return int(coerced)
+    return coerced

@@ -1,22 +1,31 @@
-"""The serving layer: what each generation endpoint does between the route and the engine.
+"""The serving layer: what each endpoint does between the route and the engine.
 
-One generation runs at a time (A1111's ``queue_lock``); listing endpoints never wait for it.
+Device work (generation, model switches) runs on the job queue's one worker, in arrival order (A1111's
+``queue_lock``); listing, progress, interrupt and skip never wait for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
 from sdapi.engine.control import JobControl
 from sdapi.engine.samplers import find_sampler
 from sdapi.errors import Unprocessable
+from sdapi.jobs import JobQueue
 from sdapi.options import Options
 from sdapi.settings import Settings
+from sdapi.styles import StyleDatabase
+from sdapi.loras import LoraCatalog
+from sdapi.images import encode_image
+from sdapi.options import coerce_option
+from sdapi.progress import progress_body
 from sdapi.translate import job_timestamp, resolve_txt2img, txt2img_response, validate_size
 
 log = logging.getLogger("sdapi")
@@ -49,7 +58,17 @@ class ServerState:
     catalog: CheckpointCatalog
     engine: Any
     control: JobControl = field(default_factory=JobControl)
-    generation_lock: threading.Lock = field(default_factory=threading.Lock)
+    styles: StyleDatabase | None = None
+    loras: LoraCatalog | None = None  # models/Lora; None: <lora:…> tags are only stripped
+    training: Any = None  # sdapi.training.service.TrainingService; created with the state or on first use
+    queue: JobQueue = field(init=False)
+    _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
+
+    def __post_init__(self) -> None:
+        # A client that disconnects mid-job interrupts it: its images would go nowhere.
+        self.queue = JobQueue(on_cancel_running=self.control.interrupt)
+        if self.styles is None:
+            self.styles = StyleDatabase(self.settings.styles_path)
 
     # -- checkpoints -------------------------------------------------------------------------------------
 
@@ -70,15 +89,88 @@ class ServerState:
 
     def activate(self, info: CheckpointInfo) -> CheckpointInfo:
         """Load ``info`` (hashing it once, as A1111 does on load) and make it the current checkpoint."""
-        self.catalog.ensure_hashed(info)
-        self.engine.model(info.filename)
-        self.options.set("sd_model_checkpoint", info.title)
-        self.options.set("sd_checkpoint_hash", info.sha256)
+        with self._model_lock:
+            self.catalog.ensure_hashed(info)
+            self.engine.model(info.filename)
+            self.options.set("sd_model_checkpoint", info.title)
+            self.options.set("sd_checkpoint_hash", info.sha256)
         return info
 
     def load_selected(self) -> CheckpointInfo:
         """Load whatever the options select (start-up and every generation)."""
         return self.activate(self.selected_checkpoint())
+
+    def switch_checkpoint(self, name: str) -> None:
+        """``POST /options`` with ``sd_model_checkpoint``: load it on the worker, after the jobs queued before.
+
+        An unknown name changes nothing (A1111 v1.2.1 answers 200 and keeps the loaded model).
+        """
+        info = self.catalog.find(name)
+        if info is None:
+            log.warning("Checkpoint %s not found; keeping %s", name, self.options.get("sd_model_checkpoint"))
+            return
+        if info.title != self.options.get("sd_model_checkpoint"):
+            self.queue.run_sync(functools.partial(self.activate, info), "switch checkpoint")
+
+    def unload_checkpoint(self) -> None:
+        """Free every loaded pipeline (``/unload-checkpoint``); the next job loads the selected one again."""
+        self.queue.run_sync(self.engine.unload_all, "unload checkpoint")
+
+    def reload_checkpoint(self) -> None:
+        """Load the selected checkpoint now (``/reload-checkpoint``)."""
+        self.queue.run_sync(self.load_selected, "reload checkpoint")
+
+    # -- options -----------------------------------------------------------------------------------------
+
+    def set_options(self, values: dict[str, Any]) -> None:
+        """Apply a ``POST /options`` body: all keys are checked first, so a bad one changes nothing.
+
+        Raises:
+            KeyError: an unknown key (A1111's 500).
+            InvalidRequest: a value that cannot have the option's type.
+        """
+        checked = checked_option_values(self.options, values)
+        checkpoint = checked.pop("sd_model_checkpoint", None)
+        for key, value in checked.items():
+            if key in READ_ONLY_OPTIONS:
+                if value != self.options.get(key):
+                    log.info("Option %s is set by the server; the posted value is ignored", key)
+                continue
+            self.options.set(key, value)
+        if "sd_checkpoint_cache" in checked:
+            self.engine.pipelines.extra = max(self.settings.sd_checkpoint_cache, int(checked["sd_checkpoint_cache"]))
+        if checkpoint is not None:
+            self.switch_checkpoint(checkpoint)
+        self.options.save()
+
+    # -- progress, interrupt, skip -----------------------------------------------------------------------
+
+    def progress(self, skip_current_image: bool = False) -> dict[str, Any]:
+        """The ``/progress`` body; decodes a live preview when one is due (A1111's ``set_current_image``)."""
+        snapshot = self.control.snapshot()
+        image = None if skip_current_image or snapshot["job_count"] == 0 else self._current_image(snapshot)
+        return progress_body(snapshot, time.time(), image)
+
+    def _current_image(self, snapshot: dict[str, Any]) -> str | None:
+        every = int(self.options.get("show_progress_every_n_steps"))
+        step = snapshot["sampling_step"]
+        due = (self.options.get("live_previews_enable") and every != -1
+               and step - self.control.preview_step >= every and snapshot["latents"] is not None)
+        if due:
+            image = self.engine.preview(snapshot["latents"])
+            if image is not None:
+                self.control.preview = encode_image(image, self.options.get("samples_format"),
+                                                    self.options.get("jpeg_quality"), pnginfo=False)
+                self.control.preview_step = step
+        return self.control.preview
+
+    def interrupt(self) -> None:
+        """Stop the running job at its next step; it still returns what it finished."""
+        self.control.interrupt()
+
+    def skip(self) -> None:
+        """Skip the current batch of the running job."""
+        self.control.skip()
 
     @contextlib.contextmanager
     def overrides(self, override_settings: dict | None, restore: bool) -> Iterator[None]:
@@ -101,22 +193,51 @@ class ServerState:
 
     # -- generation --------------------------------------------------------------------------------------
 
-    def txt2img(self, req) -> dict[str, Any]:
-        """Serve one ``/sdapi/v1/txt2img`` request (blocking; routes run it in the threadpool)."""
+    def txt2img_job(self, req) -> Callable[[], dict[str, Any]]:
+        """Check a ``/sdapi/v1/txt2img`` request now and return the job that serves it on the worker.
+
+        Raises:
+            NotFound, Unprocessable, InvalidRequest: before anything is queued.
+        """
         sampler = find_sampler(req.sampler_name or req.sampler_index)
         check_scripts(req)
         log_ignored_fields(req)
         validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, self.settings.max_pixels)
-        with self.generation_lock, self.overrides(req.override_settings, req.override_settings_restore_afterwards):
-            checkpoint = self.load_selected()
-            resolved = resolve_txt2img(req, sampler, self.options)
-            timestamp = job_timestamp()
-            self.control.begin(req.n_iter, timestamp)
-            try:
+        return functools.partial(self._run_txt2img, req, sampler)
+
+    def _run_txt2img(self, req, sampler) -> dict[str, Any]:
+        self.control.begin(req.n_iter, job_timestamp())
+        try:
+            with self.overrides(req.override_settings, req.override_settings_restore_afterwards):
+                checkpoint = self.load_selected()
+                resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras)
                 images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control)
-            finally:
-                self.control.end()
-            return txt2img_response(req, resolved, images, checkpoint, self.options, timestamp)
+                return txt2img_response(req, resolved, images, checkpoint, self.options, self.control.job_timestamp)
+        finally:
+            self.control.end()
+
+    def txt2img(self, req) -> dict[str, Any]:
+        """Serve one request synchronously through the queue (CLI, benchmarks and tests)."""
+        return self.queue.run_sync(self.txt2img_job(req), "txt2img")
+
+
+# Kept in the option map for clients, but owned by the server: a stale value posted back must not overwrite it.
+READ_ONLY_OPTIONS = frozenset({"sd_checkpoint_hash"})
+
+
+def checked_option_values(options: Options, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` coerced to each option's type, in order.
+
+    Raises:
+        KeyError: the first unknown key, as A1111's ``opts.set`` does.
+        InvalidRequest: a value of the wrong type.
+    """
+    checked = {}
+    for key, value in values.items():
+        if key not in options:
+            raise KeyError(key)
+        checked[key] = coerce_option(key, value, options.default(key))
+    return checked
 
 
 # Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.

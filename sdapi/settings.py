@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def default_cache_dir() -> Path:
@@ -21,6 +22,7 @@ class Settings:
         data_dir: A1111's install root: ``models/Stable-diffusion``, ``models/Lora``, ``config.json``, ``cache.json``.
         ckpt_dir: checkpoint folder (``--ckpt-dir``); defaults to ``data_dir/models/Stable-diffusion``.
         ckpt: checkpoint to start with (``--ckpt``), listed first like A1111 does.
+        lora_dir: LoRA folder (``--lora-dir``); defaults to ``data_dir/models/Lora``.
         cache_dir: built-in demo checkpoint and assembled diffusers config dirs.
         device: ``auto``, ``cuda`` or ``cpu``.
         no_half: keep fp32 on CUDA (``--no-half``).
@@ -29,11 +31,20 @@ class Settings:
         sd_checkpoint_cache: how many extra loaded pipelines to keep (A1111's option of the same name).
         demo_when_empty: serve a built-in demo checkpoint when the models folder has none.
         max_pixels: refuse ``width*height*batch_size`` above this before allocating anything.
+        api_auth: ``--api-auth "u1:p1,u2:p2"``: HTTP Basic credentials required on every route.
+        cors_allow_origins, cors_allow_origins_regex: A1111's CORS flags (comma list / regex).
+        api_log: ``--api-log``: one A1111-format line per ``/sdapi`` request.
+        styles_file: ``--styles-file``; defaults to ``data_dir/styles.csv``.
+        launch_flags: A1111 launch flags as given (argparse dest → value), echoed by ``/cmd-flags``.
+        dataset_roots: folders besides ``data_dir`` that dataset requests (preprocess, tags) may read and write.
+        tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
+        blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
     ckpt_dir: Path | None = None
     ckpt: Path | None = None
+    lora_dir: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     host: str = "127.0.0.1"
     port: int = 7860
@@ -46,6 +57,15 @@ class Settings:
     max_pixels: int = 4096 * 4096 * 4
     num_threads: int | None = None
     ignored_flags: list[str] = field(default_factory=list)
+    api_auth: str | None = None
+    cors_allow_origins: str | None = None
+    cors_allow_origins_regex: str | None = None
+    api_log: bool = False
+    styles_file: Path | None = None
+    launch_flags: dict[str, Any] = field(default_factory=dict)
+    dataset_roots: list[Path] = field(default_factory=list)
+    tagger_dir: Path | None = None
+    blip_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -61,9 +81,34 @@ class Settings:
         return self.ckpt_dir or self.data_dir / "models" / "Stable-diffusion"
 
     @property
+    def loras_dir(self) -> Path:
+        """``models/Lora`` or ``--lora-dir``."""
+        return Path(self.lora_dir).expanduser() if self.lora_dir else self.data_dir / "models" / "Lora"
+
+    @property
     def demo_dir(self) -> Path:
         """Folder holding the built-in demo checkpoint."""
         return self.cache_dir / "demo"
+
+    @property
+    def styles_path(self) -> Path:
+        """A1111's ``styles.csv``."""
+        return Path(self.styles_file).expanduser() if self.styles_file else self.data_dir / "styles.csv"
+
+    @property
+    def taggers_dir(self) -> Path:
+        """``models/tagger`` or ``--tagger-dir``: one folder per WD14 tagger (``model.onnx`` + ``selected_tags.csv``)."""
+        return Path(self.tagger_dir).expanduser() if self.tagger_dir else self.data_dir / "models" / "tagger"
+
+    @property
+    def blip_models_dir(self) -> Path:
+        """``models/BLIP`` or ``--blip-dir``: one transformers folder per BLIP captioning model."""
+        return Path(self.blip_dir).expanduser() if self.blip_dir else self.data_dir / "models" / "BLIP"
+
+    @property
+    def config_file(self) -> Path:
+        """A1111's ``config.json`` (the option values)."""
+        return self.data_dir / "config.json"
 
     @property
     def hash_cache_file(self) -> Path:

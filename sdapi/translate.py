@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +19,25 @@ from sdapi.engine.params import Txt2ImgParams
 from sdapi.engine.samplers import SamplerSpec
 from sdapi.errors import InvalidRequest
 from sdapi.images import encode_image
-from sdapi.infotext import create_infotext, generation_params
+from sdapi.infotext import LaterQuoted, create_infotext, generation_params
+from sdapi.loras import LoraCatalog
 from sdapi.options import Options
+from sdapi.prompts.extra_networks import parse_prompts
+from sdapi.prompts.loras import select_loras
 
 
 @dataclass
 class ResolvedRequest:
-    """A txt2img request with A1111's implicit choices made: seeds, prompts per image, clip skip."""
+    """A txt2img request with A1111's implicit choices made: seeds, prompts per image, clip skip.
+
+    ``all_prompts`` are the prompts as shown (infotexts, ``info``), ``<lora:…>`` tags kept; ``params.prompts`` are
+    what the conditioning sees, tags removed.
+    """
 
     params: Txt2ImgParams
     seed: int
     subseed: int
+    all_prompts: list[str] = field(default_factory=list)
 
 
 def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: int, max_pixels: int) -> None:
@@ -51,16 +59,34 @@ def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: 
         )
 
 
-def resolve_txt2img(req, sampler: SamplerSpec, options: Options) -> ResolvedRequest:
-    """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does."""
+def styled_prompts(req, styles) -> tuple[str, str]:
+    """The request's prompt and negative prompt with its ``styles`` applied (A1111's ``all_prompts`` entries)."""
+    prompt, negative = req.prompt or "", req.negative_prompt or ""
+    if styles is not None and req.styles:
+        prompt, negative = styles.apply(prompt, negative, list(req.styles))
+    return prompt, negative
+
+
+def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
+                    loras: LoraCatalog | None = None) -> ResolvedRequest:
+    """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does.
+
+    Args:
+        styles: a ``StyleDatabase`` for the request's ``styles`` (``None``: styles are not applied).
+        loras: the LoRA catalog for ``<lora:…>`` tags (``None``: tags are only removed from the conditioning).
+    """
     count = req.batch_size * req.n_iter
+    prompt, negative_prompt = styled_prompts(req, styles)
+    # v1.2.1 scans only the positive prompts; the tags leave the conditioning but stay in the infotext.
+    prompts, networks = parse_prompts([prompt] * count)
+    selection = select_loras(networks, loras, options)
     seed = resolve_seed(req.seed)
     subseed = resolve_seed(req.subseed)
     strength = req.subseed_strength or 0
     seeds, subseeds = image_seeds(seed, subseed, strength, count)
     params = Txt2ImgParams(
-        prompts=[req.prompt or ""] * count,
-        negative_prompts=[req.negative_prompt or ""] * count,
+        prompts=prompts,
+        negative_prompts=[negative_prompt] * count,
         seeds=seeds,
         subseeds=subseeds,
         subseed_strength=float(strength),
@@ -74,8 +100,14 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options) -> ResolvedRequ
         seed_resize_from=(_int_or(req.seed_resize_from_w, -1), _int_or(req.seed_resize_from_h, -1)),
         clip_skip=max(1, int(options.get("CLIP_stop_at_last_layers"))),
         comma_backtrack=int(options.get("comma_padding_backtrack")),
+        emphasis=bool(options.get("enable_emphasis")),
+        fix_second_order_schedule=not options.get("dont_fix_second_order_samplers_schedule"),
+        loras=selection.activations,
     )
-    return ResolvedRequest(params=params, seed=seed, subseed=subseed)
+    if selection.hashes_text():
+        params.extra["Lora hashes"] = LaterQuoted(selection.hashes_text())
+    return ResolvedRequest(params=params, seed=seed, subseed=subseed,
+                           all_prompts=[prompt + selection.appended_tag] * count)
 
 
 def _int_or(value, default):
@@ -105,7 +137,7 @@ def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: Check
         extra=p.extra,
         version="v1.2.1" if options.get("add_version_to_infotext") else None,
     )
-    return create_infotext(p.prompts[index], p.negative_prompts[index], params)
+    return create_infotext(resolved.all_prompts[index], p.negative_prompts[index], params)
 
 
 def _option_clip_skip(options: Options):
@@ -142,9 +174,9 @@ def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], 
         images, infotexts = [grid] + images, [infotexts[0]] + infotexts
         index_of_first_image = 1
     info = {
-        "prompt": p.prompts[0],
-        "all_prompts": p.prompts,
-        "negative_prompt": p.negative_prompts[0],
+        "prompt": req.prompt or "",
+        "all_prompts": resolved.all_prompts,
+        "negative_prompt": req.negative_prompt or "",
         "all_negative_prompts": p.negative_prompts,
         "seed": p.seeds[0],
         "all_seeds": p.seeds,

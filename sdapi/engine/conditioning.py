@@ -2,8 +2,9 @@
 
 Tokens are laid into 75-token chunks (a full chunk moves its tail after a recent comma into the next one,
 A1111's ``comma_padding_backtrack``), each chunk is wrapped as ``[BOS] + 75 + [EOS]`` and encoded on its own,
-and the chunks are concatenated. Per-token weights multiply the hidden states and the mean is restored.
-Emphasis syntax arrives with the prompt parser; plain text here has weight 1.0 everywhere.
+and the chunks are concatenated. Per-token weights come from A1111's emphasis syntax
+(:func:`sdapi.prompts.attention.parse_attention`, unless the ``enable_emphasis`` option is off); they multiply the
+hidden states, and then the mean over the batch is restored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from sdapi.prompts.attention import BREAK_WEIGHT, is_break, parse_attention
 
 CHUNK_LENGTH = 75
 
@@ -94,35 +97,70 @@ class PromptEncoder:
         self.comma_id = vocab.get(",</w>")
         self.start_id = tokenizer.bos_token_id
         self.end_id = tokenizer.eos_token_id
+        # SD2's OpenCLIP tokenizer pads with "!" (id 0); SD1's pads with EOS, which makes padding a no-op.
+        self.pad_id = tokenizer.pad_token_id
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids without BOS/EOS."""
         return self.tokenizer(text, truncation=False, add_special_tokens=False)["input_ids"]
 
-    def chunks(self, text: str, backtrack: int = 20) -> list[PromptChunk]:
-        """Chunks for one plain prompt (weight 1.0 everywhere)."""
-        return split_into_chunks([(self.tokenize(text), 1.0)] if text else [], self.comma_id, self.end_id,
-                                 self.start_id, backtrack)
+    def token_runs(self, text: str, emphasis: bool = True) -> list[tuple[list[int], float]]:
+        """Weighted token runs of one prompt, BREAK markers included (``([], -1)``), as A1111 tokenizes them.
+
+        Args:
+            text: one scheduled prompt text.
+            emphasis: A1111's ``enable_emphasis``; off, the whole text is one run of weight 1.0 (BREAK too).
+
+        Returns:
+            Runs for :func:`split_into_chunks`; runs that tokenize to nothing are dropped.
+        """
+        fragments = parse_attention(text) if emphasis else [(text, 1.0)]
+        runs: list[tuple[list[int], float]] = []
+        for fragment, weight in fragments:
+            if is_break(fragment, weight):
+                runs.append(([], BREAK_WEIGHT))
+                continue
+            ids = self.tokenize(fragment) if fragment else []
+            if ids:
+                runs.append((ids, weight))
+        return runs
+
+    def chunks(self, text: str, backtrack: int = 20, emphasis: bool = True) -> list[PromptChunk]:
+        """Chunks for one prompt, with its emphasis weights (see :meth:`token_runs`)."""
+        return split_into_chunks(self.token_runs(text, emphasis), self.comma_id, self.end_id, self.start_id,
+                                 backtrack)
 
     @torch.no_grad()
-    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20) -> torch.Tensor:
+    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
+               multiplicity: list[int] | None = None) -> torch.Tensor:
         """Conditioning for a batch of prompts: ``(B, 77 * chunks, hidden)``.
 
         Prompts with fewer chunks are padded with empty chunks, as A1111 does within a batch.
+
+        Args:
+            texts: the prompts encoded together (A1111 encodes one prompt's scheduled texts as one batch).
+            clip_skip: A1111's ``CLIP_stop_at_last_layers``.
+            backtrack: A1111's ``comma_padding_backtrack``.
+            emphasis: A1111's ``enable_emphasis``.
+            multiplicity: how many times A1111's batch holds each text (it encodes repeats, we do not); it weighs
+                each text in the batch mean that emphasis restores. ``None``: once each.
         """
-        per_prompt = [self.chunks(t, backtrack) for t in texts]
+        per_prompt = [self.chunks(t, backtrack, emphasis) for t in texts]
         n = max(len(c) for c in per_prompt)
         empty = self.chunks("")[0]
         for chunks in per_prompt:
             chunks.extend([empty] * (n - len(chunks)))
+        counts = None if multiplicity is None else torch.tensor(multiplicity, dtype=torch.float64)
         outputs = []
         for i in range(n):
-            ids = torch.tensor([c[i].tokens for c in per_prompt], device=self.device)
+            ids = torch.tensor([pad_after_end(c[i].tokens, self.end_id, self.pad_id) for c in per_prompt],
+                               device=self.device)
             weights = torch.tensor([c[i].weights for c in per_prompt], device=self.device)
-            outputs.append(self._encode_chunk(ids, weights, clip_skip))
+            outputs.append(self._encode_chunk(ids, weights, clip_skip, counts))
         return torch.cat(outputs, dim=1)
 
-    def _encode_chunk(self, ids: torch.Tensor, weights: torch.Tensor, clip_skip: int) -> torch.Tensor:
+    def _encode_chunk(self, ids: torch.Tensor, weights: torch.Tensor, clip_skip: int,
+                      counts: torch.Tensor | None = None) -> torch.Tensor:
         out = self.text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
         if clip_skip > 1:
             # A1111's CLIP skip: an earlier layer's output through the final LayerNorm.
@@ -132,10 +170,34 @@ class PromptEncoder:
             z = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         if torch.all(weights == 1.0):
             return z
-        original_mean = z.mean()
+        original_mean = _batch_mean(z, counts)
         z = z * weights.unsqueeze(-1).to(z.dtype)
-        new_mean = z.mean()
+        new_mean = _batch_mean(z, counts)
         # Random tiny encoders can have a mean of exactly 0; dividing by it would turn the image to NaN.
         if new_mean.abs() > 1e-6:
             z = z * (original_mean / new_mean)
         return z
+
+
+def _batch_mean(z: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
+    """``z.mean()`` of A1111's batch, where text ``i`` of ``z`` stands for ``counts[i]`` identical rows."""
+    if counts is None:
+        return z.mean()
+    per_text = z.mean(dim=(1, 2)).double()
+    return ((per_text * counts.to(per_text.device)).sum() / counts.sum()).to(z.dtype)
+
+
+def pad_after_end(tokens: list[int], end_id: int, pad_id: int | None) -> list[int]:
+    """A1111's SD2 rule: every id after a chunk's first EOS becomes the pad id (SD1 pads with EOS: unchanged).
+
+    Args:
+        tokens: one chunk's 77 ids.
+        end_id, pad_id: the tokenizer's EOS and pad ids.
+
+    Returns:
+        The ids the text encoder sees.
+    """
+    if pad_id is None or pad_id == end_id:
+        return tokens
+    first_end = tokens.index(end_id)
+    return tokens[:first_end + 1] + [pad_id] * (len(tokens) - first_end - 1)

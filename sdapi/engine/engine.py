@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 from pathlib import Path
@@ -9,14 +11,19 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.control import JobControl  # noqa: E402
+from sdapi.engine.lora import LoraApplier  # noqa: E402
+from sdapi.engine.lora_cache import LoraCache  # noqa: E402
+from sdapi.engine.lora_file import load_lora_network  # noqa: E402
 from sdapi.engine.params import Txt2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
-from sdapi.engine.runtime import Runtime, enable_attention  # noqa: E402
+from sdapi.engine.preview import approx_cheap  # noqa: E402
+from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
 from sdapi.engine.txt2img import LoadedModel, run_txt2img  # noqa: E402
 
 log = logging.getLogger("sdapi")
@@ -35,6 +42,8 @@ class Engine:
         self.runtime = runtime
         self.cache_dir = cache_dir
         self.pipelines: PipelineCache[LoadedModel] = PipelineCache(self._load, extra_cached)
+        self.loras = LoraApplier(LoraCache(functools.partial(load_lora_network, device=runtime.device,
+                                                             dtype=runtime.dtype)))
 
     def _load(self, path: Path) -> LoadedModel:
         log.info("Loading checkpoint %s on %s (%s)", path, self.runtime.device, self.runtime.dtype)
@@ -44,10 +53,29 @@ class Engine:
         encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
         return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
 
+    def unload_all(self) -> None:
+        """Drop every loaded pipeline and return the memory (``/unload-checkpoint``)."""
+        self.pipelines.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def preview(latents) -> Image.Image | None:
+        """A cheap live preview of the first image of a batch of latents."""
+        return approx_cheap(latents)
+
+    @staticmethod
+    def memory() -> dict:
+        """CUDA memory figures in A1111's ``/memory`` shape, or ``{"error": "unavailable"}``."""
+        return cuda_memory()
+
     def model(self, path: Path) -> LoadedModel:
         """The loaded model for a checkpoint file (loaded once, then cached)."""
         return self.pipelines.get(Path(path))
 
     def txt2img(self, path: Path, params: Txt2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
-        """Generate ``params`` with the checkpoint at ``path``."""
-        return run_txt2img(self.model(path), params, control)
+        """Generate ``params`` with the checkpoint at ``path`` (its LoRAs applied for this job only)."""
+        model = self.model(path)
+        with self.loras.applied(model.pipe, params.loras):
+            return run_txt2img(model, params, control)

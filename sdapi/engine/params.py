@@ -7,6 +7,22 @@ from dataclasses import dataclass, field
 from sdapi.engine.samplers import SamplerSpec
 
 
+@dataclass(frozen=True)
+class LoraActivation:
+    """One LoRA file applied to a job.
+
+    Args:
+        path: the file.
+        name: the name the prompt used (file name or alias).
+        te_multiplier, unet_multiplier: strengths on the text encoder and the UNet.
+    """
+
+    path: str
+    name: str
+    te_multiplier: float = 1.0
+    unet_multiplier: float = 1.0
+
+
 @dataclass
 class Txt2ImgParams:
     """Everything one txt2img job needs, already resolved (seeds fixed, sampler found, one prompt per image).
@@ -23,6 +39,10 @@ class Txt2ImgParams:
         batch_size: images per batch; ``n_iter`` batches in all.
         clip_skip: A1111's ``CLIP_stop_at_last_layers``.
         comma_backtrack: A1111's ``comma_padding_backtrack``.
+        emphasis: A1111's ``enable_emphasis`` (off: ``(x:1.3)`` and ``BREAK`` are plain text).
+        fix_second_order_schedule: ``not dont_fix_second_order_samplers_schedule``: prompt schedules of
+            second-order samplers span twice the steps (A1111 counts denoiser calls).
+        loras: LoRA files applied for the whole job (A1111 takes them from the batch's first prompt).
     """
 
     prompts: list[str]
@@ -40,7 +60,10 @@ class Txt2ImgParams:
     seed_resize_from: tuple[int, int] = (-1, -1)
     clip_skip: int = 1
     comma_backtrack: int = 20
+    emphasis: bool = True
+    fix_second_order_schedule: bool = True
     extra: dict = field(default_factory=dict)
+    loras: list[LoraActivation] = field(default_factory=list)
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""

@@ -51,3 +51,26 @@ def enable_attention(pipe, runtime: Runtime) -> str:
     pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.vae.set_attn_processor(AttnProcessor2_0())
     return "sdpa"
+
+
+def cuda_memory() -> dict:
+    """A1111's ``/memory`` ``cuda`` object: device totals and the caching allocator's counters."""
+    if not torch.cuda.is_available():
+        return {"error": "unavailable"}
+    try:
+        free, total = torch.cuda.mem_get_info()
+        stats = torch.cuda.memory_stats()
+    except RuntimeError as exc:
+        return {"error": str(exc)}
+
+    def pair(name: str) -> dict:
+        return {"current": stats.get(f"{name}_bytes.all.current", 0), "peak": stats.get(f"{name}_bytes.all.peak", 0)}
+
+    return {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": pair("active"),
+        "allocated": pair("allocated"),
+        "reserved": pair("reserved"),
+        "inactive": pair("inactive_split"),
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }

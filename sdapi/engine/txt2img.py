@@ -19,6 +19,8 @@ from sdapi.engine.conditioning import PromptEncoder
 from sdapi.engine.control import JobControl
 from sdapi.engine.noise import initial_noise
 from sdapi.engine.params import Txt2ImgParams
+from sdapi.engine.prompt_conds import (AND_WITH_COMPVIS_MESSAGE, BatchConds, ScheduleEncoder, denoiser_step,
+                                       schedule_length)
 from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps, install_a1111_sigmas
 
 
@@ -72,20 +74,41 @@ def initial_latent(noise: torch.Tensor, scheduler, spec: SamplerSpec) -> torch.T
 
 
 def guided_eps(model: LoadedModel, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
-               cfg_scale: float) -> torch.Tensor:
-    """Classifier-free guided noise prediction, cond first then uncond as A1111 batches them.
+               cfg_scale: float, conds_list: list[list[tuple[int, float]]] | None = None) -> torch.Tensor:
+    """Classifier-free guided noise prediction, cond rows first then uncond as A1111 batches them.
 
-    Different token lengths (a long prompt against a short negative) go through two UNet calls, as in v1.2.1,
-    instead of padding, which would change the result.
+    With ``AND`` an image has several cond rows; the result is
+    ``uncond + sum_i weight_i * (cond_i - uncond) * cfg_scale`` (A1111 combines denoised images, which is the
+    same affine combination). Different token lengths (a long prompt against a short negative) go through
+    separate UNet calls (conds in slices of twice the image count, then uncond), as in v1.2.1, instead of padding,
+    which would change the result.
+
+    Args:
+        x: ``(images, C, H, W)`` model input.
+        cond: ``(rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``.
+        conds_list: per image, ``(cond row, weight)`` of each part; ``None``: row ``i`` for image ``i``, weight 1.
     """
     unet, dtype = model.unet, model.dtype
+    images = x.shape[0]
+    if conds_list is None:
+        conds_list = [[(i, 1.0)] for i in range(images)]
+    x_cond = torch.cat([x[i:i + 1].expand(len(pairs), *x.shape[1:]) for i, pairs in enumerate(conds_list)])
+    rows = x_cond.shape[0]
     if cond.shape[1] == uncond.shape[1]:
-        out = unet(torch.cat([x, x]).to(dtype), t, encoder_hidden_states=torch.cat([cond, uncond]).to(dtype)).sample
-        eps_cond, eps_uncond = out.float().chunk(2)
+        out = unet(torch.cat([x_cond, x]).to(dtype), t,
+                   encoder_hidden_states=torch.cat([cond, uncond]).to(dtype)).sample.float()
+        eps_cond, eps_uncond = out[:rows], out[rows:]
     else:
-        eps_cond = unet(x.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
+        slices = range(0, rows, 2 * images)
+        eps_cond = torch.cat([unet(x_cond[a:a + 2 * images].to(dtype), t,
+                                   encoder_hidden_states=cond[a:a + 2 * images].to(dtype)).sample.float()
+                              for a in slices])
         eps_uncond = unet(x.to(dtype), t, encoder_hidden_states=uncond.to(dtype)).sample.float()
-    return eps_uncond + (eps_cond - eps_uncond) * cfg_scale
+    eps = eps_uncond.clone()
+    for i, pairs in enumerate(conds_list):
+        for row, weight in pairs:
+            eps[i] += (eps_cond[row] - eps_uncond[i]) * (weight * cfg_scale)
+    return eps
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,14 +119,23 @@ def _takes_generator(cls) -> bool:
 
 @torch.no_grad()
 def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch.Tensor,
-                 generators: list[torch.Generator], cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float,
-                 seed: int, control: JobControl | None = None) -> torch.Tensor:
+                 generators: list[torch.Generator], cond: torch.Tensor | BatchConds, uncond: torch.Tensor | None,
+                 cfg_scale: float, seed: int, control: JobControl | None = None) -> torch.Tensor:
     """Denoise one batch from its initial noise; returns the final latents (float32).
 
     Stops early (returning the current latents, as A1111 does) when ``control`` asks to interrupt or skip.
     Rows marked ``a1111_sigmas`` sample on A1111's exact schedule and fractional timesteps
     (``install_a1111_sigmas``); in half precision that is the float16-``alphas_cumprod`` schedule A1111 v1.2.1 used.
+
+    ``cond`` is either the batch's scheduled conditioning (``uncond`` is then ``None``), picked per UNet call by
+    A1111's denoiser step counter (:func:`~sdapi.engine.prompt_conds.denoiser_step`), or fixed cond/uncond tensors.
+
+    Raises:
+        AssertionError: ``AND`` with DDIM, PLMS or UniPC (A1111's CompVis samplers refuse it with this error).
     """
+    conds = cond if isinstance(cond, BatchConds) else BatchConds.fixed(cond, uncond)
+    if not spec.kdiffusion and conds.composable:
+        raise AssertionError(AND_WITH_COMPVIS_MESSAGE)
     # A1111 seeds DPM++ SDE's Brownian trees with the batch's seeds: the ones the image generators were seeded with.
     seeds = [g.initial_seed() for g in generators] if generators else seed
     scheduler = build_scheduler(spec, model.pipe.scheduler.config, seeds)
@@ -116,10 +148,13 @@ def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch
         if control is not None and control.should_stop():
             break
         x_in = scheduler.scale_model_input(latents, t)
-        eps = guided_eps(model, x_in, t, cond, uncond, cfg_scale)
+        counter = denoiser_step(i, len(timesteps), spec, steps)
+        # A1111's CompVis samplers use the single part's conditioning without its AND weight.
+        cond_rows, conds_list = conds.cond_at(counter, weighted=spec.kdiffusion)
+        eps = guided_eps(model, x_in, t, cond_rows, conds.uncond_at(counter), cfg_scale, conds_list)
         latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
         if control is not None:
-            control.step(min(steps, int((i + 1) * steps / len(timesteps))))
+            control.step(min(steps, int((i + 1) * steps / len(timesteps))), latents)
     return latents
 
 
@@ -146,16 +181,18 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None
     steps = effective_steps(p.sampler, p.steps)
     shape = (4, p.height // 8, p.width // 8)
     images: list[Image.Image] = []
+    # One encoder per job: each distinct prompt's schedule is encoded once, whatever the batch.
+    schedules = ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps, p.fix_second_order_schedule),
+                                p.clip_skip, p.comma_backtrack, p.emphasis)
     for batch in p.batches():
         if control is not None:
             if control.interrupted:
                 break
             control.next_batch(steps)
-        cond = model.encoder.encode(p.prompts[batch], p.clip_skip, p.comma_backtrack)
-        uncond = model.encoder.encode(p.negative_prompts[batch], p.clip_skip, p.comma_backtrack)
+        conds = schedules.batch(p.prompts[batch], p.negative_prompts[batch])
         noise, generators = initial_noise(p.seeds[batch], p.subseeds[batch], p.subseed_strength, shape,
                                           p.seed_resize_from)
-        latents = sample_batch(model, p.sampler, steps, noise, generators, cond, uncond, p.cfg_scale,
+        latents = sample_batch(model, p.sampler, steps, noise, generators, conds, None, p.cfg_scale,
                                p.seeds[batch][0], control)
         if torch.isnan(latents).any():
             raise NansException(NAN_MESSAGE)

@@ -4,7 +4,11 @@ from .base import A1111Request
 from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
 from .img2img import ImageToImageResponse, StableDiffusionProcessingImg2Img
 from .models import SamplerItem, SDModelItem
+from .settings import Flags, Options
 from .txt2img import StableDiffusionProcessingTxt2Img, TextToImageResponse
+from .utility import (EmbeddingItem, EmbeddingsResponse, FaceRestorerItem, HypernetworkItem, MemoryResponse,
+                      PNGInfoRequest, PNGInfoResponse, ProgressResponse, PromptStyleItem, RealesrganItem,
+                      ScriptsList, UpscalerItem)
 from .validation import v1_validation_errors
 
 __all__ = [
@@ -23,4 +27,18 @@ __all__ = [
     "SamplerItem",
     "SDModelItem",
     "v1_validation_errors",
+    "Options",
+    "Flags",
+    "EmbeddingItem",
+    "EmbeddingsResponse",
+    "FaceRestorerItem",
+    "HypernetworkItem",
+    "MemoryResponse",
+    "PNGInfoRequest",
+    "PNGInfoResponse",
+    "ProgressResponse",
+    "PromptStyleItem",
+    "RealesrganItem",
+    "ScriptsList",
+    "UpscalerItem",
 ]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from sdapi.serving import ServerState
+from sdapi.settings import Settings
 
 
 def get_state(request: Request) -> ServerState:
@@ -15,3 +16,11 @@ def get_state(request: Request) -> ServerState:
 
 
 State = Annotated[ServerState, Depends(get_state)]
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings this app was started with (launch flags, auth, CORS)."""
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]

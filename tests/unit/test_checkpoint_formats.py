@@ -142,8 +142,9 @@ def test_text_encoder_mean_is_not_zero(demo_pipe):
 def test_write_demo_models_is_deterministic_and_skips_existing(workdir, demo_ckpt):
     data_dir = workdir / "data"
     paths = write_demo_models(data_dir)
-    assert [p.name for p in paths] == ["demo-sd15.safetensors", "demo-sd15-b.safetensors"]
-    assert all(p.parent == data_dir / "models" / "Stable-diffusion" for p in paths)
+    assert [p.name for p in paths] == ["demo-sd15.safetensors", "demo-sd15-b.safetensors", "demo-lora.safetensors"]
+    assert all(p.parent == data_dir / "models" / "Stable-diffusion" for p in paths[:2])
+    assert paths[2].parent == data_dir / "models" / "Lora"
     assert paths[0].read_bytes() == demo_ckpt.read_bytes()  # same seed, same bytes
     assert paths[0].read_bytes() != paths[1].read_bytes()
     mtimes = [p.stat().st_mtime_ns for p in paths]

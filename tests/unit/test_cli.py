@@ -24,4 +24,5 @@ def test_defaults_and_value_flags():
               "--ckpt", "/m/x.safetensors", "--lora-dir", "/l", "--some-future-flag")
     assert s.port == 7861 and s.device == "cpu" and s.no_half and s.precision == "full"
     assert str(s.models_dir) == "/m" and s.ckpt.name == "x.safetensors"
-    assert "--lora-dir" in s.ignored_flags and "--some-future-flag" in s.ignored_flags
+    assert str(s.loras_dir) == "/l" and "--lora-dir" not in s.ignored_flags
+    assert "--some-future-flag" in s.ignored_flags

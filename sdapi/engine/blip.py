@@ -1,0 +1,58 @@
+"""BLIP image captioning from a local transformers folder (``BlipForConditionalGeneration`` + its processor).
+
+A1111 loads Salesforce's original BLIP checkpoint with cloned code and fetches a tokenizer from the hub; sdapi reads a
+``save_pretrained`` folder (e.g. Salesforce/blip-image-captioning-base copied by the user) and never downloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+log = logging.getLogger("sdapi")
+
+
+@dataclass(frozen=True)
+class CaptionLength:
+    """A1111's ``interrogate_clip_*`` generation options (its defaults: 1 beam, 24 to 48 tokens)."""
+
+    num_beams: int = 1
+    min_length: int = 24
+    max_length: int = 48
+
+
+def is_blip_folder(folder: Path) -> bool:
+    """True when ``folder`` looks like a saved BLIP captioning model."""
+    config = folder / "config.json"
+    return config.is_file() and '"blip' in config.read_text(encoding="utf-8", errors="ignore").lower()
+
+
+class BlipCaptioner:
+    """A loaded BLIP captioning model.
+
+    Args:
+        folder: a ``save_pretrained`` folder with the model, tokenizer and image processor.
+        device: where to run it.
+    """
+
+    def __init__(self, folder: Path, device: torch.device | str = "cpu"):
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        self.folder = folder
+        self.device = torch.device(device)
+        self.processor = BlipProcessor.from_pretrained(str(folder), local_files_only=True)
+        self.model = BlipForConditionalGeneration.from_pretrained(str(folder), local_files_only=True)
+        self.model.to(self.device).eval()
+        log.info("Loaded BLIP captioner %s on %s", folder, self.device)
+
+    @torch.inference_mode()
+    def caption(self, image: Image.Image, length: CaptionLength = CaptionLength()) -> str:
+        """One caption for ``image`` (greedy or beam search, as A1111's ``generate_caption``)."""
+        inputs = self.processor(images=image.convert("RGB"), return_tensors="pt").to(self.device)
+        tokens = self.model.generate(**inputs, num_beams=length.num_beams, min_length=length.min_length,
+                                     max_length=length.max_length, do_sample=False)
+        return self.processor.decode(tokens[0], skip_special_tokens=True).strip()

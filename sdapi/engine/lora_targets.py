@@ -1,0 +1,99 @@
+"""Where each kohya LoRA layer name lands in a loaded pipeline.
+
+kohya names a layer ``<prefix>_<module path with "." → "_">``: ``lora_unet_down_blocks_0_attentions_0_proj_in``,
+``lora_te_text_model_encoder_layers_0_self_attn_q_proj``. The UNet part also appears in the original (ldm/SGM)
+layout in some files (``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``), so both spellings are
+registered. SD2's text encoder is a ``CLIPTextModel`` in diffusers, so its kohya names are SD1's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from sdapi.engine.ldm_layout import UNET_PREFIX, unet_to_ldm
+
+log = logging.getLogger("sdapi")
+
+TEXT_ENCODER, UNET = "te", "unet"
+
+# kohya name prefix → (pipeline attribute, which multiplier applies). lora_te1_ is SD1's encoder in A1111 v1.5+.
+COMPONENT_PREFIXES = (
+    ("lora_unet_", "unet", UNET),
+    ("lora_te_", "text_encoder", TEXT_ENCODER),
+    ("lora_te1_", "text_encoder", TEXT_ENCODER),
+    ("lora_te2_", "text_encoder_2", TEXT_ENCODER),
+)
+TARGET_TYPES = (torch.nn.Linear, torch.nn.Conv2d)
+TEXT_MODEL = "text_model."
+
+
+@dataclass(frozen=True)
+class LoraTarget:
+    """A layer a LoRA may modify.
+
+    Args:
+        module: the ``Linear`` or ``Conv2d``.
+        component: ``"te"`` or ``"unet"`` (which multiplier applies).
+    """
+
+    module: torch.nn.Module
+    component: str
+
+
+def kohya_name(prefix: str, module_path: str) -> str:
+    """``prefix`` + the module path with dots turned into underscores."""
+    return prefix + module_path.replace(".", "_")
+
+
+def _layers(component: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Every Linear and Conv2d of a component by module path."""
+    return {name: m for name, m in component.named_modules() if name and isinstance(m, TARGET_TYPES)}
+
+
+def text_encoder_names(prefix: str, layers: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+    """kohya names of text-encoder layers, with or without transformers' ``text_model`` wrapper.
+
+    transformers >= 5.6 dropped ``CLIPTextModel.text_model``; kohya files always carry ``text_model_``.
+    """
+    names = {}
+    for path, module in layers.items():
+        names[kohya_name(prefix, path)] = module
+        if not path.startswith(TEXT_MODEL):
+            names[kohya_name(prefix, TEXT_MODEL + path)] = module
+    return names
+
+
+def unet_names(prefix: str, unet: torch.nn.Module, layers: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+    """kohya names of UNet layers in the diffusers layout and, where it maps, the ldm layout."""
+    names = {kohya_name(prefix, path): module for path, module in layers.items()}
+    try:
+        ldm = unet_to_ldm({f"{path}.weight": path for path in layers}, unet.config)
+    except (KeyError, AttributeError, TypeError) as exc:  # an unusual UNet: diffusers names still work
+        log.debug("No ldm names for LoRA keys on this UNet: %s", exc)
+        return names
+    for ldm_key, path in ldm.items():
+        names.setdefault(kohya_name(prefix, ldm_key[len(UNET_PREFIX):-len(".weight")]), layers[path])
+    return names
+
+
+def target_table(pipe) -> dict[str, LoraTarget]:
+    """Every kohya layer name this pipeline can take, mapped to its layer.
+
+    Args:
+        pipe: a diffusers Stable Diffusion pipeline.
+
+    Returns:
+        ``{kohya layer name: target}``.
+    """
+    table: dict[str, LoraTarget] = {}
+    for prefix, attribute, kind in COMPONENT_PREFIXES:
+        component = getattr(pipe, attribute, None)
+        if component is None:
+            continue
+        layers = _layers(component)
+        names = unet_names(prefix, component, layers) if kind == UNET else text_encoder_names(prefix, layers)
+        table.update({name: LoraTarget(module, kind) for name, module in names.items()})
+    return table

@@ -1,0 +1,188 @@
+"""The conditioning of one batch as A1111 v1.2.1's CFG denoiser sees it, call by call.
+
+Each positive prompt is split on ``AND`` into weighted sub-prompts, each sub-prompt and each negative prompt gets a
+prompt schedule (prompt editing, alternation), and each schedule's texts are encoded together once. At every UNet
+evaluation the denoiser's step counter picks one entry of every schedule (``reconstruct_multicond_batch`` /
+``reconstruct_cond_batch``).
+
+A1111's counter counts *denoiser calls* from 0, not sampler steps: a second-order sampler (Heun, DPM2, DPM++ 2S a,
+DPM++ SDE) calls it twice per step but the last, so A1111 doubles the schedule length for those (unless
+``dont_fix_second_order_samplers_schedule``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.samplers import SamplerSpec
+from sdapi.prompts.composable import composable_batch
+from sdapi.prompts.scheduling import prompt_schedule, schedule_index
+
+AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
+
+
+def schedule_length(spec: SamplerSpec, steps: int, fix_second_order: bool = True) -> int:
+    """The step count A1111 builds prompt schedules for.
+
+    Args:
+        spec: the sampler.
+        steps: the requested sampling steps (``p.steps``).
+        fix_second_order: ``not opts.dont_fix_second_order_samplers_schedule``.
+
+    Returns:
+        ``steps``, doubled for second-order samplers when the fix is on.
+    """
+    return steps * 2 if spec.second_order and fix_second_order else steps
+
+
+def a1111_denoiser_calls(spec: SamplerSpec, steps: int) -> int:
+    """How many times A1111 runs its denoiser for ``steps`` sampler steps.
+
+    k-diffusion's second-order samplers take an Euler step (one call) to sigma 0 and two calls for every other step.
+    """
+    return 2 * steps - 1 if spec.kdiffusion and spec.second_order else steps
+
+
+def denoiser_step(call: int, calls: int, spec: SamplerSpec, steps: int) -> int:
+    """A1111's denoiser step counter for our ``call``-th UNet evaluation.
+
+    Args:
+        call: 0-based index of the evaluation in our sampling loop.
+        calls: evaluations our loop makes in all.
+        spec: the sampler.
+        steps: sampler steps of the loop.
+
+    Returns:
+        ``call`` when our loop evaluates the model as often as A1111 does (every exact sampler); otherwise
+        (a diffusers scheduler with another call pattern) the proportional position in A1111's sequence.
+    """
+    expected = a1111_denoiser_calls(spec, steps)
+    return call if calls == expected else call * expected // calls
+
+
+@dataclass(frozen=True)
+class CondSchedule:
+    """One prompt's conditionings over the steps.
+
+    Args:
+        end_steps: ``end_at_step`` of each schedule entry, ascending.
+        rows: the row of ``conds`` each entry uses (entries with the same text share a row).
+        conds: ``(distinct texts, tokens, hidden)``.
+    """
+
+    end_steps: tuple[int, ...]
+    rows: tuple[int, ...]
+    conds: torch.Tensor
+
+    def at(self, step: int) -> torch.Tensor:
+        """The ``(tokens, hidden)`` conditioning in force at denoiser step ``step``."""
+        return self.conds[self.rows[schedule_index(list(self.end_steps), step)]]
+
+
+@dataclass(frozen=True)
+class BatchConds:
+    """Every image's sub-prompt schedules (with their ``AND`` weights) and negative schedule.
+
+    Args:
+        subprompts: per image, ``(schedule, weight)`` for each ``AND`` part.
+        negatives: per image, the negative prompt's schedule.
+    """
+
+    subprompts: tuple[tuple[tuple[CondSchedule, float], ...], ...]
+    negatives: tuple[CondSchedule, ...]
+
+    @classmethod
+    def fixed(cls, cond: torch.Tensor, uncond: torch.Tensor) -> "BatchConds":
+        """Constant conditioning from ready tensors (one row per image, weight 1)."""
+        def constant(row: torch.Tensor) -> CondSchedule:
+            return CondSchedule((0,), (0,), row.unsqueeze(0))
+
+        return cls(tuple(((constant(c), 1.0),) for c in cond), tuple(constant(u) for u in uncond))
+
+    @property
+    def composable(self) -> bool:
+        """Whether any image has more than one ``AND`` part."""
+        return any(len(parts) > 1 for parts in self.subprompts)
+
+    def cond_at(self, step: int, weighted: bool = True) -> tuple[torch.Tensor, list[list[tuple[int, float]]]]:
+        """All sub-prompt conditionings at ``step`` and, per image, ``(row, weight)`` of its parts.
+
+        Args:
+            step: A1111's denoiser step counter.
+            weighted: use the ``AND`` weights (A1111's CompVis samplers ignore them).
+
+        Returns:
+            ``(rows, tokens, hidden)`` (shorter ones padded by repeating their last vector, as A1111 does) and
+            the per-image list.
+        """
+        tensors: list[torch.Tensor] = []
+        conds_list = []
+        for parts in self.subprompts:
+            pairs = []
+            for schedule, weight in parts:
+                pairs.append((len(tensors), weight if weighted else 1.0))
+                tensors.append(schedule.at(step))
+            conds_list.append(pairs)
+        return stack_padded(tensors), conds_list
+
+    def uncond_at(self, step: int) -> torch.Tensor:
+        """The negative conditionings at ``step``: ``(images, tokens, hidden)``."""
+        return stack_padded([schedule.at(step) for schedule in self.negatives])
+
+
+def stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``(tokens, hidden)`` tensors, repeating the last vector of shorter ones to the longest length."""
+    length = max(t.shape[0] for t in tensors)
+    padded = [t if t.shape[0] == length else torch.cat([t, t[-1:].expand(length - t.shape[0], -1)]) for t in tensors]
+    return torch.stack(padded)
+
+
+class ScheduleEncoder:
+    """Encodes prompt schedules for one job, each distinct prompt text once (across batches too).
+
+    Args:
+        encoder: the model's prompt encoder.
+        steps: schedule length (:func:`schedule_length`).
+        clip_skip, backtrack, emphasis: A1111's ``CLIP_stop_at_last_layers``, ``comma_padding_backtrack`` and
+            ``enable_emphasis``.
+    """
+
+    def __init__(self, encoder: PromptEncoder, steps: int, clip_skip: int = 1, backtrack: int = 20,
+                 emphasis: bool = True):
+        self.encoder = encoder
+        self.steps = steps
+        self.clip_skip = clip_skip
+        self.backtrack = backtrack
+        self.emphasis = emphasis
+        self._schedules: dict[str, CondSchedule] = {}
+
+    def schedule(self, prompt: str) -> CondSchedule:
+        """The encoded schedule of one prompt (sub-prompt or negative)."""
+        if prompt not in self._schedules:
+            self._schedules[prompt] = self._encode(prompt)
+        return self._schedules[prompt]
+
+    def batch(self, prompts: list[str], negative_prompts: list[str]) -> BatchConds:
+        """Conditioning for one batch: positives split on ``AND``, negatives as they are.
+
+        Args:
+            prompts, negative_prompts: one per image.
+        """
+        negatives = tuple(self.schedule(prompt) for prompt in negative_prompts)
+        per_image, texts = composable_batch(prompts)
+        schedules = [self.schedule(text) for text in texts]
+        subprompts = tuple(tuple((schedules[index], weight) for index, weight in pairs) for pairs in per_image)
+        return BatchConds(subprompts, negatives)
+
+    def _encode(self, prompt: str) -> CondSchedule:
+        entries = prompt_schedule(prompt, self.steps)
+        texts = [text for _, text in entries]
+        distinct = list(dict.fromkeys(texts))
+        counts = [texts.count(text) for text in distinct]
+        conds = self.encoder.encode(distinct, self.clip_skip, self.backtrack, self.emphasis,
+                                    multiplicity=counts if max(counts) > 1 else None)
+        rows = tuple(distinct.index(text) for text in texts)
+        return CondSchedule(tuple(end for end, _ in entries), rows, conds)

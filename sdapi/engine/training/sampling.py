@@ -1,0 +1,41 @@
+"""Sample images during training, drawn with sdapi's own txt2img loop on the model being trained.
+
+The LoRA hooks are attached, so the samples show the LoRA at weight 1 exactly as ``<lora:name:1>`` would.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.params import Txt2ImgParams
+from sdapi.engine.samplers import find_sampler
+from sdapi.engine.txt2img import LoadedModel, run_txt2img
+from sdapi.training.sample_prompts import SamplePrompt
+
+
+def draw_sample(pipe, sample: SamplePrompt, clip_skip: int | None, device: torch.device) -> Image.Image:
+    """One sample image.
+
+    Args:
+        pipe: the training pipeline (LoRA hooks attached).
+        sample: prompt, size, seed, sampler.
+        clip_skip: the job's clip skip (A1111 counting).
+        device: where the pipeline runs.
+    """
+    model = LoadedModel(pipe=pipe, encoder=PromptEncoder(pipe.tokenizer, pipe.text_encoder, device),
+                        device=device, dtype=pipe.unet.dtype)
+    params = Txt2ImgParams(prompts=[sample.prompt], negative_prompts=[sample.negative_prompt], seeds=[sample.seed],
+                           subseeds=[sample.seed], subseed_strength=0.0, sampler=find_sampler(sample.sampler),
+                           steps=sample.steps, cfg_scale=sample.cfg_scale, width=sample.width, height=sample.height,
+                           clip_skip=clip_skip or 1)
+    modes = [(m, m.training) for m in (pipe.unet, pipe.text_encoder)]
+    try:
+        for module, _ in modes:
+            module.eval()
+        with torch.no_grad():
+            return run_txt2img(model, params, None)[0]
+    finally:
+        for module, was_training in modes:
+            module.train(was_training)

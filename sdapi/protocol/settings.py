@@ -1,0 +1,53 @@
+"""``Options`` (``/sdapi/v1/options``) and ``Flags`` (``/sdapi/v1/cmd-flags``), A1111 v1.2.1.
+
+A1111 generates both models from its option table and its argparse parser at start-up; we generate them from the
+same fields as frozen in v1.2.1's OpenAPI document (``sdapi/data/settings_schemas_v1.2.1.json``). The JSON types
+follow A1111's: integer options are ``number`` (A1111 maps ``int`` to ``float``), so ``GET /options`` renders
+``CLIP_stop_at_last_layers`` as ``2.0``.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+
+from .coercion import LaxBool, LaxFloat, LaxInt, LaxList, LaxStr
+
+__all__ = ["Options", "Flags", "OPTION_TYPES", "OptionsUpdate"]
+
+# JSON schema type → the pydantic-v1-lax type A1111's model used. "null" is what A1111's schema says for a few
+# extension options whose type pydantic v1 could not name; their values ("None", "Alias from file", false) are
+# accepted as they come, and the schema still says "null", as A1111's does.
+_ANY_DOCUMENTED_AS_NULL = Annotated[Any, WithJsonSchema({"type": "null"})]
+_TYPES: dict[str, Any] = {
+    "boolean": LaxBool, "number": LaxFloat, "integer": LaxInt, "string": LaxStr, "array": LaxList,
+    "null": _ANY_DOCUMENTED_AS_NULL,
+}
+
+
+def _schemas() -> dict[str, Any]:
+    text = resources.files("sdapi.data").joinpath("settings_schemas_v1.2.1.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _model(name: str, schema: dict[str, Any]) -> type[BaseModel]:
+    fields = {}
+    for key, prop in schema["properties"].items():
+        kind = _TYPES[prop.get("type", "null")]
+        extra = {"description": prop["description"]} if "description" in prop else {}
+        fields[key] = (Optional[kind], Field(default=prop.get("default"), title=prop.get("title"), **extra))
+    config = ConfigDict(title=name, protected_namespaces=(), extra="ignore")
+    return create_model(name, __config__=config, **fields)
+
+
+_SCHEMAS = _schemas()
+Options = _model("Options", _SCHEMAS["Options"])
+Flags = _model("Flags", _SCHEMAS["Flags"])
+OPTION_TYPES: dict[str, str] = {k: p.get("type", "null") for k, p in _SCHEMAS["Options"]["properties"].items()}
+"""Each option's JSON type in A1111's ``Options`` model."""
+
+OptionsUpdate = Annotated[dict[str, Any], WithJsonSchema({"title": "Req", "type": "object"})]
+"""``POST /options`` body: any subset of the option map (A1111 declares a bare ``Dict[str, Any]``)."""

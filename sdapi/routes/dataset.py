@@ -1,0 +1,81 @@
+"""Dataset preparation: A1111's ``/sdapi/v1/preprocess`` and ``/sdapi/v1/interrogate``, and sdapi's ``/dataset/*``
+(tag frequencies, tag edits for the pruning step, WD14 tagging of a folder, the installed captioning models).
+
+Plain ``def`` routes: long runs wait on the job queue from FastAPI's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from sdapi.dataset.service import DatasetService
+from sdapi.protocol.dataset import (CaptionModelsResponse, InterrogateRequest, PreprocessBody, PreprocessResponse,
+                                    TagDatasetRequest, TagDatasetResponse, TagEditRequest, TagEditResponse,
+                                    TagFrequencyResponse)
+
+router = APIRouter()
+_service_lock = threading.Lock()
+
+
+def get_dataset_service(request: Request) -> DatasetService:
+    """The app's dataset service, created on first use (it keeps the loaded captioning models)."""
+    with _service_lock:
+        service = getattr(request.app.state, "dataset_service", None)
+        if service is None:
+            service = DatasetService.for_server(request.app.state.settings, request.app.state.sdapi)
+            request.app.state.dataset_service = service
+        return service
+
+
+Dataset = Annotated[DatasetService, Depends(get_dataset_service)]
+
+
+@router.post("/sdapi/v1/preprocess", response_model=PreprocessResponse)
+def preprocess(args: PreprocessBody, dataset: Dataset):
+    return dataset.preprocess(args)
+
+
+@router.post("/sdapi/v1/interrogate")
+def interrogateapi(interrogatereq: InterrogateRequest, dataset: Dataset):
+    return dataset.interrogate(interrogatereq.image, interrogatereq.model)
+
+
+@router.get("/dataset/tags", response_model=TagFrequencyResponse, tags=["dataset"])
+def get_tag_frequencies(dataset: Dataset,
+                        path: Annotated[str, Query(description="Dataset folder: absolute or relative to the data dir.")],
+                        caption_extension: Annotated[str, Query(pattern=r"^\.[A-Za-z0-9_-]+$")] = ".txt"):
+    """Tag frequencies of a dataset folder: per ``N_name`` subfolder (or the folder itself) and overall.
+
+    The per-folder numbers are the ``ss_tag_frequency`` a LoRA trained on this folder records, so what the
+    pruning step leaves is what the LoRA will report.
+    """
+    return dataset.tag_frequencies(path, caption_extension)
+
+
+@router.post("/dataset/tags", response_model=TagEditResponse, tags=["dataset"])
+def edit_tags(req: TagEditRequest, dataset: Dataset):
+    """Edit every caption of a dataset folder: add a trigger word first, remove trait tags, replace, dedupe, sort.
+
+    Each changed caption file is replaced atomically. With ``dry_run`` nothing is written and the response shows
+    each file's caption before and after.
+    """
+    return dataset.edit_tags(req)
+
+
+@router.post("/dataset/tag", response_model=TagDatasetResponse, tags=["dataset"])
+def tag_dataset(req: TagDatasetRequest, dataset: Dataset):
+    """Caption every image of a dataset folder with a WD14 tagger (``models/tagger/<name>``).
+
+    Runs on the job queue after any generation already queued; ``/sdapi/v1/progress`` reports it and
+    ``/sdapi/v1/interrupt`` stops it between images.
+    """
+    return dataset.tag_folder(req)
+
+
+@router.get("/dataset/models", response_model=CaptionModelsResponse, tags=["dataset"])
+def get_caption_models(dataset: Dataset):
+    """The WD14 taggers and BLIP captioners installed; none is ever downloaded."""
+    return dataset.installed_models()

@@ -1,0 +1,171 @@
+"""Scanning a training folder the way kohya's DreamBooth-style datasets read it, without moving any file.
+
+``train_data_dir/10_aki/x.png`` + ``x.txt``: 10 repeats, class tokens ``aki``, caption = the first line of the
+caption file (the class tokens when there is none). A folder with images and no ``N_name`` subfolder is one
+subset whose repeats come from the request (lora-scripts would move the files into ``N_zkz``; we never do).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from sdapi.dataset.paths import PathGuard, PathNotAllowed
+from sdapi.training.errors import ConfigError
+
+log = logging.getLogger("sdapi")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+REPEAT_FOLDER = re.compile(r"^(\d+)_(.*)$")
+# lora-scripts' repeats for a flat folder, by image count: (at most this many images, repeats).
+FLAT_REPEATS = ((10, 7), (50, 5), (100, 3))
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One training image.
+
+    Args:
+        path: the image file.
+        caption: its caption (before shuffling/dropout), never empty.
+        width, height: pixel size.
+    """
+
+    path: Path
+    caption: str
+    width: int
+    height: int
+
+
+@dataclass
+class Subset:
+    """One folder of images sharing repeats and class tokens (kohya's subset).
+
+    Args:
+        name: the folder name as kohya records it (``10_aki``).
+        path: the folder.
+        repeats: how often each image appears per epoch.
+        class_tokens: caption of images without a caption file.
+        images: its images, sorted by file name.
+        is_reg: a regularisation subset (``reg_data_dir``).
+    """
+
+    name: str
+    path: Path
+    repeats: int
+    class_tokens: str
+    images: list[ImageItem] = field(default_factory=list)
+    is_reg: bool = False
+
+
+def flat_folder_repeats(count: int) -> int:
+    """lora-scripts' heuristic for a flat folder: 7 repeats up to 10 images, 5 to 50, 3 to 100, else 1."""
+    for most, repeats in FLAT_REPEATS:
+        if count <= most:
+            return repeats
+    return 1
+
+
+def read_caption(image: Path, extension: str, fallback: str) -> str:
+    """The first line of ``<image stem><extension>``, or ``fallback`` when missing or empty."""
+    caption_file = image.with_name(image.stem + extension)
+    if caption_file.is_file():
+        lines = caption_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].strip():
+            return lines[0].strip()
+    return fallback
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_image_item(path: Path, caption: str, guard: PathGuard, field_name: str) -> ImageItem:
+    """Open an image's header and check it decodes.
+
+    Raises:
+        ConfigError: the file is outside the allowed folders or not a readable image.
+    """
+    try:
+        guard.check(path)
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()
+    except PathNotAllowed as exc:
+        raise ConfigError(field_name, exc.detail) from exc
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise ConfigError(field_name, f"{path.name} is not a readable image ({exc})") from exc
+    return ImageItem(path=path, caption=caption, width=width, height=height)
+
+
+def scan_subset(folder: Path, name: str, repeats: int, class_tokens: str, extension: str, guard: PathGuard,
+                field_name: str, is_reg: bool) -> Subset:
+    """Read one folder's images and captions."""
+    subset = Subset(name=name, path=folder, repeats=repeats, class_tokens=class_tokens, is_reg=is_reg)
+    for image in image_files(folder):
+        caption = read_caption(image, extension, class_tokens)
+        subset.images.append(read_image_item(image, caption, guard, field_name))
+    return subset
+
+
+def scan_dataset(root: Path, *, extension: str, guard: PathGuard, field_name: str, repeats: int | None,
+                 class_tokens: str, is_reg: bool = False) -> list[Subset]:
+    """Every subset of a training (or regularisation) folder.
+
+    Args:
+        root: the resolved ``train_data_dir`` / ``reg_data_dir``.
+        extension: caption file extension (``.txt``).
+        guard: confines the images (a symlink out of the allowed folders is refused).
+        field_name: the request field, for errors.
+        repeats: repeats of a flat folder (``None``: lora-scripts' heuristic).
+        class_tokens: caption of uncaptioned images in a flat folder.
+        is_reg: mark the subsets as regularisation images.
+
+    Returns:
+        The subsets with at least one image, in folder-name order.
+
+    Raises:
+        ConfigError: no folder, no images, or an unreadable image.
+    """
+    if not root.is_dir():
+        raise ConfigError(field_name, f"{root} is not a folder")
+    subsets = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        match = REPEAT_FOLDER.match(folder.name)
+        if match is None:
+            log.warning("Training folder %s ignored: its name does not start with '<repeats>_'", folder)
+            continue
+        subset = scan_subset(folder, folder.name, int(match.group(1)), match.group(2), extension, guard,
+                             field_name, is_reg)
+        if subset.images and subset.repeats > 0:
+            subsets.append(subset)
+    if not subsets:
+        flat = image_files(root)
+        if not flat:
+            raise ConfigError(field_name, f"{root} has no images and no '<repeats>_<name>' folder with images")
+        count = repeats or flat_folder_repeats(len(flat))
+        subsets.append(scan_subset(root, f"{count}_{class_tokens}", count, class_tokens, extension, guard,
+                                   field_name, is_reg))
+    return subsets
+
+
+def tag_frequency(subsets: list[Subset], separator: str = ",") -> dict[str, dict[str, int]]:
+    """kohya's ``ss_tag_frequency``: per folder, how many captions hold each (stripped, lower-cased) tag."""
+    frequency = {}
+    for subset in subsets:
+        counts: Counter[str] = Counter()
+        for item in subset.images:
+            counts.update(tag.strip().lower() for tag in item.caption.split(separator) if tag.strip())
+        frequency[subset.name] = dict(counts)
+    return frequency
+
+
+def dataset_dirs(subsets: list[Subset]) -> dict[str, dict[str, int]]:
+    """kohya's ``ss_dataset_dirs``: ``{folder: {"n_repeats": r, "img_count": n}}``."""
+    return {s.name: {"n_repeats": s.repeats, "img_count": len(s.images)} for s in subsets}

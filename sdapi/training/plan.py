@@ -1,0 +1,122 @@
+"""What one epoch is made of: images × repeats sorted into buckets and cut into batches (kohya's arithmetic).
+
+``steps per epoch = Σ over buckets ceil(images × repeats in the bucket / batch size)``; regularisation images are
+repeated (cycling through them, as kohya does) until they match the training images' count, so they double an
+epoch. Optimizer updates per epoch divide that by ``gradient_accumulation_steps`` (rounded up).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sdapi.training.buckets import BucketSpec, Size, assign_bucket, bucket_resolutions
+from sdapi.training.dataset import ImageItem, Subset
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image as the trainer uses it.
+
+    Args:
+        item: the image.
+        repeats: how many times it appears per epoch.
+        bucket: its training size.
+        is_reg: a regularisation image (its loss is weighted by ``prior_loss_weight``).
+    """
+
+    item: ImageItem
+    repeats: int
+    bucket: Size
+    is_reg: bool = False
+
+
+def regularisation_repeats(reg_subsets: list[Subset], train_count: int) -> list[tuple[ImageItem, int]]:
+    """kohya's balancing: register each reg image with its folder repeats, then add one repeat at a time in
+    turn until the reg count reaches ``train_count``."""
+    infos = [[item, subset.repeats] for subset in reg_subsets for item in subset.images]
+    if not infos or train_count <= 0:
+        return []
+    count, first_pass, used = 0, True, 0
+    while count < train_count:
+        for info in infos:
+            if first_pass:
+                count += info[1]
+                used += 1
+            else:
+                info[1] += 1
+                count += 1
+            if count >= train_count:
+                break
+        first_pass = False
+    return [(item, repeats) for item, repeats in infos[:used] if repeats > 0]
+
+
+def build_entries(subsets: list[Subset], reg_subsets: list[Subset], spec: BucketSpec) -> list[Entry]:
+    """Every training (and balanced regularisation) image with its repeats and bucket."""
+    resolutions = bucket_resolutions(spec) if spec.enabled and not spec.no_upscale else None
+
+    def entry(item: ImageItem, repeats: int, is_reg: bool) -> Entry:
+        return Entry(item, repeats, assign_bucket(item.width, item.height, spec, resolutions), is_reg)
+
+    entries = [entry(item, s.repeats, False) for s in subsets for item in s.images]
+    train_count = sum(e.repeats for e in entries)
+    entries += [entry(item, repeats, True) for item, repeats in regularisation_repeats(reg_subsets, train_count)]
+    return entries
+
+
+def bucket_counts(entries: list[Entry]) -> dict[Size, int]:
+    """Images × repeats per bucket."""
+    counts: dict[Size, int] = defaultdict(int)
+    for entry in entries:
+        counts[entry.bucket] += entry.repeats
+    return dict(sorted(counts.items()))
+
+
+def steps_per_epoch(entries: list[Entry], batch_size: int) -> int:
+    """Batches per epoch: each bucket rounded up separately."""
+    return sum(math.ceil(count / batch_size) for count in bucket_counts(entries).values())
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a job trains.
+
+    Args:
+        steps_per_epoch: batches per epoch.
+        updates_per_epoch: optimizer steps per epoch (``gradient_accumulation_steps`` batches each).
+        epochs: epochs to run.
+        total_steps: optimizer steps in all (what lr schedulers and progress count).
+    """
+
+    steps_per_epoch: int
+    updates_per_epoch: int
+    epochs: int
+    total_steps: int
+
+
+def schedule(entries: list[Entry], batch_size: int, accumulation: int, max_epochs: int | None,
+             max_steps: int | None) -> Schedule:
+    """Epochs and optimizer steps: ``max_train_epochs`` wins when both limits are given (as kohya)."""
+    per_epoch = steps_per_epoch(entries, batch_size)
+    updates = math.ceil(per_epoch / accumulation)
+    if max_epochs:
+        return Schedule(per_epoch, updates, max_epochs, max_epochs * updates)
+    total = max_steps or 1600
+    return Schedule(per_epoch, updates, math.ceil(total / updates), total)
+
+
+def epoch_batches(entries: list[Entry], batch_size: int, rng: random.Random) -> list[list[Entry]]:
+    """One epoch's batches: every bucket's repeated entries shuffled and cut, then the batches shuffled."""
+    per_bucket: dict[Size, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        per_bucket[entry.bucket].extend([entry] * entry.repeats)
+    batches = []
+    for bucket in sorted(per_bucket):
+        items = per_bucket[bucket]
+        rng.shuffle(items)
+        batches += [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,258 @@
+"""Checking a ``POST /lora/train`` request before anything runs, and resolving it into a :class:`TrainPlan`.
+
+Every check names the field it refuses: paths exist and stay inside the allowed folders, images decode, the
+folders follow kohya's ``N_name`` layout (or ``repeats`` applies to a flat folder), sizes are multiples of the
+bucket step, the base model is in the checkpoint catalog and is SD1/SD2, the output name is free.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from sdapi.dataset.paths import PathGuard, PathNotAllowed
+from sdapi.loras import read_safetensors_header
+from sdapi.protocol.training import TrainRequest
+from sdapi.training.buckets import BucketSpec
+from sdapi.training.captions import CaptionRules
+from sdapi.training.dataset import scan_dataset
+from sdapi.training.errors import ConfigError
+from sdapi.training.options import check_optimizer, check_scheduler, parse_kv_args, warmup_steps
+from sdapi.training.plan import build_entries, schedule
+from sdapi.training.plan_types import NetworkSpec, TrainPlan
+from sdapi.training.sample_prompts import SamplePrompt, parse_prompts, sampler_name
+
+OUTPUT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_TOKEN_LENGTHS = (75, 150, 225)
+TRAINABLE_TYPES = ("sd15", "sd2", "sd2-v")
+# network_args keys sdapi applies; kohya's others (block dims, LoRA+, rank dropout) are refused, not ignored.
+NETWORK_ARG_KEYS = ("conv_dim", "conv_alpha", "algo")
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What validation needs from the server.
+
+    Args:
+        guard: confines request paths (the data dir and configured dataset roots).
+        loras_dir: the default output folder (always allowed for output).
+        find_checkpoint: the checkpoint catalog's lookup by title/filename/hash (returns an object with
+            ``filename`` or ``None``).
+    """
+
+    guard: PathGuard
+    loras_dir: Path
+    find_checkpoint: Callable[[str], Any]
+
+
+def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool = True) -> Path:
+    try:
+        path = ctx.guard.resolve(value)
+    except PathNotAllowed as exc:
+        raise ConfigError(field, exc.detail) from exc
+    if must_exist and not path.exists():
+        raise ConfigError(field, f"{value} does not exist")
+    return path
+
+
+def parse_resolution(value: str | int, step: int) -> tuple[int, int]:
+    """``"512,512"``, ``"512"`` or ``512`` → ``(width, height)``, each a positive multiple of ``step``."""
+    parts = [p.strip() for p in str(value).split(",")]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError("resolution", f"{value!r} is not 'W,H' or 'W'") from None
+    width, height = (sizes * 2)[:2] if len(sizes) == 1 else sizes[:2]
+    if len(sizes) > 2 or width <= 0 or height <= 0 or width % step or height % step:
+        raise ConfigError("resolution", f"{value!r}: each side must be a positive multiple of {step}")
+    return width, height
+
+
+def bucket_spec(req: TrainRequest) -> BucketSpec:
+    """The bucket settings, checked against the resolution."""
+    step = req.bucket_reso_steps
+    if step <= 0 or step % 8:
+        raise ConfigError("bucket_reso_steps", "must be a positive multiple of 8")
+    resolution = parse_resolution(req.resolution, step)
+    if req.enable_bucket:
+        if req.min_bucket_reso > min(resolution):
+            raise ConfigError("min_bucket_reso", f"{req.min_bucket_reso} is above the resolution's smaller side")
+        if req.max_bucket_reso < max(resolution):
+            raise ConfigError("max_bucket_reso", f"{req.max_bucket_reso} is below the resolution's larger side")
+    return BucketSpec(resolution, req.enable_bucket, req.min_bucket_reso, req.max_bucket_reso, step,
+                      req.bucket_no_upscale)
+
+
+def checkpoint_of(req: TrainRequest, ctx: ValidationContext) -> tuple[Path, str | None]:
+    """The base model file and its type (read from the safetensors header; ``None`` for pickles)."""
+    from sdapi.engine.model_type import detect_model_type
+
+    name = req.pretrained_model_name_or_path
+    info = ctx.find_checkpoint(name)
+    path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path")
+    if not path.is_file():
+        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a checkpoint in /sdapi/v1/sd-models")
+    if path.suffix.lower() != ".safetensors":
+        return path, None
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("pretrained_model_name_or_path", str(exc)) from exc
+    header.pop("__metadata__", None)
+    model_type = detect_model_type({k: v.get("shape") for k, v in header.items()}, path=path)
+    if model_type not in TRAINABLE_TYPES:
+        raise ConfigError("pretrained_model_name_or_path", f"{path.name} is a {model_type} model; "
+                                                           f"only SD1.x/SD2.x LoRA training is supported")
+    return path, model_type
+
+
+def network_spec(req: TrainRequest) -> NetworkSpec:
+    """The LoRA shape, with lora-scripts' ``conv_dim``/``conv_alpha`` folded into ``network_args``."""
+    if req.network_module not in ("networks.lora", "lycoris.kohya"):
+        raise ConfigError("network_module", f"{req.network_module} is not supported; use networks.lora")
+    args = parse_kv_args(req.network_args + req.network_args_custom, "network_args")
+    unknown = sorted(set(args) - set(NETWORK_ARG_KEYS))
+    if unknown:
+        raise ConfigError("network_args", f"not supported: {', '.join(unknown)} (supported: conv_dim, conv_alpha)")
+    algo = req.lycoris_algo or args.get("algo") or ("locon" if req.network_module == "lycoris.kohya" else None)
+    if algo not in (None, "locon", "lora"):
+        raise ConfigError("lycoris_algo", f"{algo} is not supported; kohya LoRA/LoCon files only")
+    conv_dim = req.conv_dim if req.conv_dim is not None else args.get("conv_dim")
+    conv_alpha = req.conv_alpha if req.conv_alpha is not None else args.get("conv_alpha")
+    if conv_dim is not None:
+        conv_dim, conv_alpha = int(conv_dim), float(conv_alpha if conv_alpha is not None else 1)
+    if req.network_train_unet_only and req.network_train_text_encoder_only:
+        raise ConfigError("network_train_unet_only", "cannot be combined with network_train_text_encoder_only")
+    alpha = float(req.network_alpha) or float(req.network_dim)  # kohya: alpha 0/None means alpha = dim
+    shown = {} if conv_dim is None else {"conv_dim": str(conv_dim), "conv_alpha": str(conv_alpha)}
+    return NetworkSpec(dim=req.network_dim, alpha=alpha, conv_dim=conv_dim, conv_alpha=conv_alpha,
+                       dropout=req.network_dropout, train_unet=not req.network_train_text_encoder_only,
+                       train_text_encoder=not req.network_train_unet_only, args=shown)
+
+
+def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
+    """The output folder; a name already used there is refused unless ``overwrite``."""
+    if not OUTPUT_NAME.match(req.output_name):
+        raise ConfigError("output_name", "use letters, digits, '.', '_' and '-' only")
+    folder = ctx.loras_dir.resolve()
+    if req.output_dir:
+        raw = Path(req.output_dir).expanduser()
+        within_loras = raw.is_absolute() and ".." not in raw.parts and raw.resolve().is_relative_to(folder)
+        folder = raw.resolve() if within_loras else _resolve(ctx, req.output_dir, "output_dir", must_exist=False)
+    if not req.overwrite and folder.is_dir():
+        pattern = re.compile(rf"^{re.escape(req.output_name)}(-\d{{6}}|-cancelled)?\.safetensors$")
+        taken = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))
+        if taken:
+            raise ConfigError("output_name", f"{taken[0]} already exists in {folder}; pick another name or "
+                                             f"set overwrite")
+    return folder
+
+
+def sample_plan(req: TrainRequest, ctx: ValidationContext) -> tuple[list[SamplePrompt], int]:
+    """Sample prompts (kohya text or file, or lora-scripts' positive/negative fields) and their period."""
+    defaults = SamplePrompt(prompt="", negative_prompt=req.negative_prompts or "", width=req.sample_width,
+                            height=req.sample_height, cfg_scale=req.sample_cfg, steps=req.sample_steps,
+                            seed=req.sample_seed, sampler=sampler_name(req.sample_sampler))
+    text = None
+    if req.enable_preview is False:
+        return [], 0
+    if req.sample_prompts:
+        candidate = req.sample_prompts.strip()
+        is_file = "\n" not in candidate and candidate.lower().endswith(".txt")
+        text = _resolve(ctx, candidate, "sample_prompts").read_text(encoding="utf-8") if is_file else candidate
+    elif req.positive_prompts and req.enable_preview:
+        text = req.positive_prompts.replace("\n", " ")
+    samples = parse_prompts(text, defaults) if text else []
+    every = req.sample_every_n_epochs or (2 if samples else 0)
+    return samples, every
+
+
+def refuse_unsupported(req: TrainRequest) -> None:
+    """Features sdapi's trainer does not have yet are refused rather than silently ignored."""
+    if req.weighted_captions:
+        raise ConfigError("weighted_captions", "weighted captions are not supported yet")
+    if req.color_aug or req.random_crop:
+        raise ConfigError("color_aug" if req.color_aug else "random_crop", "not supported (only flip_aug)")
+    if req.vae:
+        raise ConfigError("vae", "a separate VAE is not supported yet; the checkpoint's own VAE is used")
+    check_scheduler(req.lr_scheduler)
+    if req.max_token_length not in (None, *MAX_TOKEN_LENGTHS):
+        raise ConfigError("max_token_length", "must be 75, 150 or 225")
+    if req.min_timestep is not None and req.max_timestep is not None and req.min_timestep >= req.max_timestep:
+        raise ConfigError("min_timestep", "must be below max_timestep")
+
+
+def effective_config(req: TrainRequest) -> dict[str, Any]:
+    """The request as it will run: lora-scripts' aliases folded into kohya's names."""
+    config = req.model_dump()
+    if req.lr_restart_cycles is not None:
+        config["lr_scheduler_num_cycles"] = req.lr_restart_cycles
+    config["unet_lr"] = req.unet_lr if req.unet_lr is not None else req.learning_rate
+    config["text_encoder_lr"] = req.text_encoder_lr if req.text_encoder_lr is not None else req.learning_rate
+    config["class_tokens"] = req.class_tokens or req.output_name
+    return config
+
+
+def optimizer_args(req: TrainRequest) -> dict[str, Any]:
+    """``optimizer_args`` (+ lora-scripts' custom list and Prodigy fields) as keyword arguments."""
+    args = parse_kv_args(req.optimizer_args + req.optimizer_args_custom, "optimizer_args")
+    if req.prodigy_d0 is not None:
+        args["d0"] = req.prodigy_d0
+    if req.prodigy_d_coef is not None:
+        args["d_coef"] = req.prodigy_d_coef
+    return args
+
+
+def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> TrainPlan:
+    """Check a request and resolve it.
+
+    Args:
+        req: the parsed request.
+        ctx: the server's folders and catalog.
+        job_dir: the job's own folder (default TensorBoard root).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ConfigError: naming the first field that cannot work.
+    """
+    refuse_unsupported(req)
+    config = effective_config(req)
+    checkpoint, model_type = checkpoint_of(req, ctx)
+    buckets = bucket_spec(req)
+    network = network_spec(req)
+    train_root = _resolve(ctx, req.train_data_dir, "train_data_dir")
+    subsets = scan_dataset(train_root, extension=req.caption_extension, guard=ctx.guard, field_name="train_data_dir",
+                           repeats=req.repeats, class_tokens=config["class_tokens"])
+    reg_subsets = []
+    if req.reg_data_dir:
+        reg_root = _resolve(ctx, req.reg_data_dir, "reg_data_dir")
+        reg_subsets = scan_dataset(reg_root, extension=req.caption_extension, guard=ctx.guard,
+                                   field_name="reg_data_dir", repeats=1, class_tokens=config["class_tokens"],
+                                   is_reg=True)
+    entries = build_entries(subsets, reg_subsets, buckets)
+    plan_schedule = schedule(entries, req.train_batch_size, req.gradient_accumulation_steps, req.max_train_epochs,
+                             req.max_train_steps)
+    samples, every = sample_plan(req, ctx)
+    logging_dir = None
+    if req.log_with:
+        logging_dir = _resolve(ctx, req.logging_dir, "logging_dir", must_exist=False) if req.logging_dir \
+            else job_dir / "logs"
+    return TrainPlan(
+        config=config, checkpoint=checkpoint, model_type=model_type, subsets=subsets, reg_subsets=reg_subsets,
+        entries=entries, schedule=plan_schedule, buckets=buckets,
+        captions=CaptionRules(req.caption_separator, req.shuffle_caption, req.keep_tokens,
+                              req.keep_tokens_separator, req.caption_prefix, req.caption_suffix,
+                              req.caption_dropout_rate, req.caption_dropout_every_n_epochs,
+                              req.caption_tag_dropout_rate),
+        network=network, output_dir=output_location(req, ctx), output_name=req.output_name,
+        unet_lr=config["unet_lr"], text_encoder_lr=config["text_encoder_lr"],
+        warmup_steps=warmup_steps(req.lr_warmup_steps, plan_schedule.total_steps),
+        optimizer=check_optimizer(req.optimizer_type), optimizer_args=optimizer_args(req),
+        samples=samples, sample_every_n_epochs=every,
+        network_weights=_resolve(ctx, req.network_weights, "network_weights") if req.network_weights else None,
+        logging_dir=logging_dir,
+    )

@@ -1,0 +1,75 @@
+"""Request paths stay inside the data dir and the allow-listed roots: ``..`` and symlink escapes are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdapi.dataset.paths import PathGuard, PathNotAllowed
+from sdapi.errors import InvalidRequest
+
+
+@pytest.fixture()
+def layout(tmp_path):
+    data, extra, outside = tmp_path / "data", tmp_path / "extra", tmp_path / "outside"
+    for folder in (data / "sets", extra, outside):
+        folder.mkdir(parents=True)
+    return data, extra, outside
+
+
+def test_relative_paths_start_at_the_data_dir(layout):
+    data, extra, _ = layout
+    guard = PathGuard.for_roots(data, [extra])
+    assert guard.resolve("sets/new") == (data / "sets" / "new").resolve()
+    assert guard.resolve(str(extra / "a")) == (extra / "a").resolve()
+    assert guard.resolve(str(data)) == data.resolve()
+
+
+def test_outside_absolute_paths_are_refused_with_403(layout):
+    data, extra, outside = layout
+    with pytest.raises(PathNotAllowed) as caught:
+        PathGuard.for_roots(data).resolve(str(outside))
+    assert caught.value.status_code == 403 and "--dataset-root" in caught.value.detail
+    with pytest.raises(PathNotAllowed):
+        PathGuard.for_roots(data, [extra]).resolve("/etc")
+
+
+def test_dot_dot_is_refused_even_when_it_lands_inside(layout):
+    data, _, _ = layout
+    guard = PathGuard.for_roots(data)
+    with pytest.raises(PathNotAllowed, match=r"'\.\.'"):
+        guard.resolve("sets/../sets")
+    with pytest.raises(PathNotAllowed):
+        guard.resolve("../outside")
+
+
+def test_symlink_escapes_are_refused_and_inner_links_allowed(layout):
+    data, _, outside = layout
+    (data / "escape").symlink_to(outside, target_is_directory=True)
+    (data / "inner").symlink_to(data / "sets", target_is_directory=True)
+    guard = PathGuard.for_roots(data)
+    with pytest.raises(PathNotAllowed):
+        guard.resolve("escape")
+    with pytest.raises(PathNotAllowed):
+        guard.resolve("escape/deeper/still")
+    assert guard.resolve("inner") == (data / "sets").resolve()
+    (outside / "secret.txt").write_text("x")
+    (data / "sets" / "leak.txt").symlink_to(outside / "secret.txt")
+    with pytest.raises(PathNotAllowed):
+        guard.check(data / "sets" / "leak.txt")
+
+
+def test_a_prefix_of_a_root_is_not_inside_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data-other").mkdir()
+    with pytest.raises(PathNotAllowed):
+        PathGuard.for_roots(tmp_path / "data").resolve(str(tmp_path / "data-other"))
+
+
+def test_unusable_paths_are_422_not_500(layout):
+    data, _, _ = layout
+    guard = PathGuard.for_roots(data)
+    with pytest.raises(InvalidRequest, match="Invalid path"):
+        guard.resolve("sets/a\x00b")
+    (data / "loop").symlink_to(data / "loop")
+    with pytest.raises(InvalidRequest):
+        guard.check(data / "loop")
