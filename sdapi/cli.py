@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cors-allow-origins", default=None, help="allowed CORS origins, comma-separated")
     serve.add_argument("--cors-allow-origins-regex", default=None, help="allowed CORS origins as a regex")
     serve.add_argument("--styles-file", type=Path, default=None, help="styles.csv (default: DATA_DIR/styles.csv)")
+    serve.add_argument("--train-busy", choices=["queue", "reject"], default="queue",
+                       help="generation while a LoRA trains: wait in the queue, or answer 409")
     serve.add_argument("--dataset-root", type=Path, action="append", default=None, dest="dataset_roots",
                        help="a folder dataset requests may use besides DATA_DIR (repeatable)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
@@ -97,6 +99,7 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         demo_when_empty=not args.no_demo, num_threads=args.threads, ignored_flags=ignored,
         api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
+        train_busy=args.train_busy,
         launch_flags=launch_flags(args), lora_dir=args.lora_dir,
         dataset_roots=args.dataset_roots or [], tagger_dir=args.tagger_dir, blip_dir=args.blip_dir,
     )

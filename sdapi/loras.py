@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdapi.checkpoints import sha256_of_file
 from sdapi.engine.lora_format import unsupported_reason
 
 log = logging.getLogger("sdapi")
@@ -87,15 +88,6 @@ def addnet_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         f.seek(8 + int.from_bytes(f.read(8), "little"))
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a whole file (A1111's LoRA hash for ``.pt``/``.ckpt``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
         for block in iter(lambda: f.read(_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -224,7 +216,7 @@ class LoraCatalog:
         with self._lock:
             known = self._hashes.get(key)
         if known is None:
-            known = addnet_hash(entry.filename) if entry.is_safetensors else file_sha256(entry.filename)
+            known = addnet_hash(entry.filename) if entry.is_safetensors else sha256_of_file(entry.filename)
             with self._lock:
                 self._hashes[key] = known
         return known[:SHORTHASH_LENGTH]

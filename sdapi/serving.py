@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
 from sdapi.engine.control import JobControl
 from sdapi.engine.samplers import find_sampler
-from sdapi.errors import Unprocessable
+from sdapi.errors import ApiError, Unprocessable
 from sdapi.jobs import JobQueue
 from sdapi.options import Options
 from sdapi.settings import Settings
@@ -26,7 +26,8 @@ from sdapi.loras import LoraCatalog
 from sdapi.images import encode_image
 from sdapi.options import coerce_option
 from sdapi.progress import progress_body
-from sdapi.translate import job_timestamp, resolve_txt2img, txt2img_response, validate_size
+from sdapi.translate import (job_timestamp, resolve_txt2img, txt2img_response, validate_guidance,
+                             validate_size)
 
 log = logging.getLogger("sdapi")
 
@@ -193,16 +194,23 @@ class ServerState:
 
     # -- generation --------------------------------------------------------------------------------------
 
+    def refuse_while_training(self) -> None:
+        """With ``train_busy="reject"``, generation answers 409 while a LoRA training job is queued or runs."""
+        if self.settings.train_busy == "reject" and self.training is not None and self.training.busy():
+            raise ApiError("busy: lora training", status_code=409)
+
     def txt2img_job(self, req) -> Callable[[], dict[str, Any]]:
         """Check a ``/sdapi/v1/txt2img`` request now and return the job that serves it on the worker.
 
         Raises:
             NotFound, Unprocessable, InvalidRequest: before anything is queued.
         """
+        self.refuse_while_training()
         sampler = find_sampler(req.sampler_name or req.sampler_index)
         check_scripts(req)
         log_ignored_fields(req)
         validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, self.settings.max_pixels)
+        validate_guidance(req.cfg_scale)
         return functools.partial(self._run_txt2img, req, sampler)
 
     def _run_txt2img(self, req, sampler) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class Settings:
         api_log: ``--api-log``: one A1111-format line per ``/sdapi`` request.
         styles_file: ``--styles-file``; defaults to ``data_dir/styles.csv``.
         launch_flags: A1111 launch flags as given (argparse dest → value), echoed by ``/cmd-flags``.
+        train_busy: what generation does while a LoRA training job is queued or runs: ``queue`` (wait behind
+            it) or ``reject`` (409 ``busy: lora training``).
         dataset_roots: folders besides ``data_dir`` that dataset requests (preprocess, tags) may read and write.
         tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
         blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
@@ -63,6 +65,7 @@ class Settings:
     api_log: bool = False
     styles_file: Path | None = None
     launch_flags: dict[str, Any] = field(default_factory=dict)
+    train_busy: str = "queue"
     dataset_roots: list[Path] = field(default_factory=list)
     tagger_dir: Path | None = None
     blip_dir: Path | None = None

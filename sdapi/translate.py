@@ -59,6 +59,16 @@ def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: 
         )
 
 
+def validate_guidance(cfg_scale) -> None:
+    """``cfg_scale: null`` would fail deep in sampling (A1111: a 500 ``TypeError``); refuse it up front.
+
+    Raises:
+        InvalidRequest: naming the field.
+    """
+    if cfg_scale is None:
+        raise InvalidRequest("cfg_scale must be a number, got None")
+
+
 def styled_prompts(req, styles) -> tuple[str, str]:
     """The request's prompt and negative prompt with its ``styles`` applied (A1111's ``all_prompts`` entries)."""
     prompt, negative = req.prompt or "", req.negative_prompt or ""

@@ -64,7 +64,8 @@ def window_entropy(image: Image.Image) -> float:
     Not Shannon's ``-sum(p log p)``: kept as A1111 computes it, since it decides which window wins.
     """
     band = np.asarray(image.convert("1"), dtype=np.uint8)
-    hist, _ = np.histogram(band, bins=range(0, 256))
+    # A 1-bit image holds only 0 and 1: counting them is A1111's 255-bin histogram, several times faster.
+    hist = np.bincount(band.ravel(), minlength=2)
     hist = hist[hist > 0]
     return float(-np.log2(hist / hist.sum()).sum())
 

@@ -87,6 +87,13 @@ class CaptionModels:
         folder = self.captioner_folder(name)
         return self._load("blip", folder, folder / "config.json", lambda: BlipCaptioner(folder, self.device))
 
+    def offload(self) -> None:
+        """Move a loaded captioner off the accelerator (kept in RAM; its next use moves it back)."""
+        with self._lock:
+            cached = self._loaded.get("blip")
+        if cached is not None:
+            cached[1].offload()
+
     @staticmethod
     def _pick(found: dict[str, Path], name: str | None, kind: str, root: Path, needs: str) -> Path:
         if name is None and found:

@@ -15,11 +15,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Iterator, Literal
 
 from PIL import Image, ImageOps
 
 from sdapi.dataset.autocrop import focal_crop
+from sdapi.dataset.captions import Caption
 from sdapi.dataset.faces import face_points
 from sdapi.dataset.files import save_png_atomically, write_text_atomically
 from sdapi.dataset.focal import FocalWeights, PointFinder
@@ -30,7 +31,6 @@ from sdapi.dataset.resize import MulticropBounds, crop_and_resize, multicrop, sp
 log = logging.getLogger("sdapi")
 
 TxtAction = Literal["ignore", "copy", "prepend", "append"]
-Caption = Callable[[Image.Image], str]
 
 
 class PreprocessError(Exception):

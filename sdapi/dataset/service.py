@@ -19,7 +19,7 @@ from sdapi.dataset.paths import PathGuard
 from sdapi.dataset.preprocess import PreprocessError, PreprocessPlan, preprocess
 from sdapi.dataset.progress import JobProgress
 from sdapi.dataset.resize import MulticropBounds
-from sdapi.dataset.tag_format import TagFormat, a1111_deepbooru_format, select_tags
+from sdapi.dataset.tag_format import TagFormat, a1111_deepbooru_format
 from sdapi.dataset.tagging import tag_dataset
 from sdapi.dataset.tags import AddTags, DedupeTags, RemoveTags, ReplaceTag, SortTags, TagOperation
 from sdapi.errors import InvalidRequest, NotFound
@@ -98,9 +98,16 @@ class DatasetService:
                 self.models.tagger_folder() if tags else None)
 
     def _run_preprocess(self, plan: PreprocessPlan, sentence: Path | None, tags: Path | None) -> None:
-        caption = combined_caption(self._sentence_caption() if sentence else None,
-                                   self._a1111_tags_caption() if tags else None)
-        preprocess(plan, caption, JobProgress(self.state.control, "preprocess"), guard=self.guard)
+        try:
+            caption = combined_caption(self._sentence_caption() if sentence else None,
+                                       self._a1111_tags_caption() if tags else None)
+            preprocess(plan, caption, JobProgress(self.state.control, "preprocess"), guard=self.guard)
+        finally:
+            self._release_captioner()
+
+    def _release_captioner(self) -> None:
+        if not self.state.options.get("interrogate_keep_models_in_memory"):
+            self.models.offload()
 
     def _sentence_caption(self) -> Caption:
         from sdapi.engine.blip import CaptionLength
@@ -118,6 +125,9 @@ class DatasetService:
     def interrogate(self, image_b64: str, model: str) -> dict[str, str]:
         """``POST /sdapi/v1/interrogate``: ``clip`` is a BLIP caption, ``deepdanbooru`` WD14 tags in A1111's format.
 
+        A1111's ``clip`` appends CLIP-ranked artists/mediums/flavours to the BLIP caption; sdapi returns the BLIP
+        caption alone (no CLIP interrogator data is shipped or downloaded).
+
         Raises:
             NotFound: another model name (A1111's ``Model not found``).
             NoCaptionModel: no model of that kind installed (422).
@@ -125,13 +135,20 @@ class DatasetService:
         image = decode_image(image_b64).convert("RGB")
         if model == "clip":
             self.models.captioner_folder()
-            caption = self._sentence_caption
+            make_caption = self._sentence_caption
         elif model == "deepdanbooru":
             self.models.tagger_folder()
-            caption = self._a1111_tags_caption
+            make_caption = self._a1111_tags_caption
         else:
             raise NotFound("Model not found")
-        return {"caption": self.state.queue.run_sync(lambda: caption()(image), "interrogate")}
+
+        def run() -> str:
+            try:
+                return make_caption()(image)
+            finally:
+                self._release_captioner()
+
+        return {"caption": self.state.queue.run_sync(run, "interrogate")}
 
     # -- sdapi: /dataset ---------------------------------------------------------------------------------------
 

@@ -52,7 +52,14 @@ class BlipCaptioner:
     @torch.inference_mode()
     def caption(self, image: Image.Image, length: CaptionLength = CaptionLength()) -> str:
         """One caption for ``image`` (greedy or beam search, as A1111's ``generate_caption``)."""
+        self.model.to(self.device)  # back from offload(); a no-op when it is already there
         inputs = self.processor(images=image.convert("RGB"), return_tensors="pt").to(self.device)
         tokens = self.model.generate(**inputs, num_beams=length.num_beams, min_length=length.min_length,
                                      max_length=length.max_length, do_sample=False)
         return self.processor.decode(tokens[0], skip_special_tokens=True).strip()
+
+    def offload(self) -> None:
+        """Give the accelerator's memory back to generation (A1111 moves BLIP to RAM after each use)."""
+        if self.device.type != "cpu":
+            self.model.to("cpu")
+            torch.cuda.empty_cache()

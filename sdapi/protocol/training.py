@@ -72,10 +72,10 @@ class TrainRequest(BaseModel):
 
     # network
     network_module: str = "networks.lora"
-    network_dim: int = Field(32, ge=1)
+    network_dim: int = Field(32, ge=1, le=4096)
     network_alpha: float = 32
     network_args: list[str] = Field(default_factory=list)
-    conv_dim: Optional[int] = Field(None, ge=1)
+    conv_dim: Optional[int] = Field(None, ge=1, le=4096)
     conv_alpha: Optional[float] = None
     lycoris_algo: Optional[str] = None
     network_dropout: Optional[float] = Field(None, ge=0, lt=1)
@@ -117,7 +117,7 @@ class TrainRequest(BaseModel):
 
     # noise and loss
     clip_skip: Optional[int] = Field(2, ge=1, le=12)
-    seed: Optional[int] = 1337
+    seed: Optional[int] = Field(1337, ge=-1, le=2 ** 32 - 1, description="-1 or null: random")
     noise_offset: Optional[float] = Field(None, ge=0)
     multires_noise_iterations: Optional[int] = Field(None, ge=1)
     multires_noise_discount: float = 0.3

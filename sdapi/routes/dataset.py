@@ -35,11 +35,20 @@ Dataset = Annotated[DatasetService, Depends(get_dataset_service)]
 
 @router.post("/sdapi/v1/preprocess", response_model=PreprocessResponse)
 def preprocess(args: PreprocessBody, dataset: Dataset):
+    """A1111 v1.2.1's "Preprocess images": the body holds ``preprocess()``'s parameters by name.
+
+    Writes ``NNNNN-S-name.png`` (+ ``.txt``) into ``process_dst``. Folders must lie under the data dir or a
+    ``--dataset-root`` (403 otherwise). Captions: ``process_caption`` needs a BLIP folder in ``models/BLIP``,
+    ``process_caption_deepbooru`` a WD14 tagger in ``models/tagger`` (422 when missing). Runs on the job queue;
+    ``/sdapi/v1/progress`` reports it and ``/sdapi/v1/interrupt`` stops it between images.
+    """
     return dataset.preprocess(args)
 
 
 @router.post("/sdapi/v1/interrogate")
 def interrogateapi(interrogatereq: InterrogateRequest, dataset: Dataset):
+    """Caption an image: ``clip`` with a BLIP folder from ``models/BLIP``, ``deepdanbooru`` with a WD14 tagger from
+    ``models/tagger`` (formatted by A1111's deepbooru options). 422 when the model is not installed."""
     return dataset.interrogate(interrogatereq.image, interrogatereq.model)
 
 

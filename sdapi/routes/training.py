@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from sdapi.protocol.training import CancelRequest, TrainRequest
@@ -49,7 +49,7 @@ def get_training_job(job_id: str, training: Training):
 
 
 @router.get("/lora/train/{job_id}/loss")
-def get_training_loss(job_id: str, training: Training, since_step: int = 0):
+def get_training_loss(job_id: str, training: Training, since_step: int = Query(0, ge=0, le=2 ** 53)):
     return training.losses(job_id, since_step)
 
 

@@ -36,8 +36,7 @@ class ConsoleReporter:
         self.outputs: list[dict[str, Any]] = []
 
     def status(self, status: str, text: str | None = None) -> None:
-        if text:
-            self.bar.set_description(text)
+        self.bar.set_description(text or status)
 
     def log(self, message: str) -> None:
         self.bar.write(message)

@@ -63,6 +63,7 @@ class TrainingService:
         self.root = state.settings.data_dir / TRAINING_SUBDIR
         self.store = JobStore(self.root / "jobs.sqlite")
         self._live: dict[str, LiveJob] = {}
+        self._active: set[str] = set()  # queued or running in this process
         self._lock = threading.Lock()
         recover_interrupted(self.store)
 
@@ -112,10 +113,20 @@ class TrainingService:
         self.store.create(job_id, job_dir, config, dataset)
         cancel = CancelFlag()
         with self._lock:
+            self._active.add(job_id)
             self._live[job_id] = LiveJob(queued=None, cancel=cancel)
             self._live[job_id].queued = self.state.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
         log.info("LoRA training job %s queued: %s, %d steps", job_id, plan.output_name, plan.schedule.total_steps)
         return {"job_id": job_id, "status": "queued", "effective_config": config, "dataset": dataset}
+
+    def busy(self) -> bool:
+        """Whether a job is queued or running in this process (generation may be refused meanwhile)."""
+        with self._lock:
+            return bool(self._active)
+
+    def _finished(self, job_id: str) -> None:
+        with self._lock:
+            self._active.discard(job_id)
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -168,6 +179,7 @@ class TrainingService:
             self.state.queue.cancel(live.queued)
             if live.queued.future.cancelled():
                 self.store.update(job_id, status="cancelled", finished_at=time.time())
+                self._finished(job_id)
         return {"job_id": job_id, "status": self.store.get(job_id)["status"], "cancel_requested": True}
 
     # -- running (on the worker) ---------------------------------------------------------------------------
@@ -181,6 +193,12 @@ class TrainingService:
                            events, on_saved=loras.refresh if loras is not None else None)
 
     def _run(self, job_id: str, plan: TrainPlan) -> str:
+        try:
+            return self._run_job(job_id, plan)
+        finally:
+            self._finished(job_id)
+
+    def _run_job(self, job_id: str, plan: TrainPlan) -> str:
         live = self._live[job_id]
         if live.cancel.requested:
             self.store.update(job_id, status="cancelled", finished_at=time.time())
@@ -206,6 +224,7 @@ class TrainingService:
         if error is not None:
             error["log_tail"] = log_tail(reporter.log_path)
         reporter.log(f"job {status}")
+        self._finished(job_id)  # before the final status: a client that sees "done" may generate at once
         self.store.update(job_id, status=status, finished_at=time.time(), error=error)
         if live.cancel.requested and status == "cancelled":
             shutil.rmtree(self.job_dir(job_id) / "latents", ignore_errors=True)

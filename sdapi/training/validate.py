@@ -52,6 +52,8 @@ def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool
         path = ctx.guard.resolve(value)
     except PathNotAllowed as exc:
         raise ConfigError(field, exc.detail) from exc
+    except (OSError, ValueError) as exc:  # an embedded NUL, a name too long for the file system
+        raise ConfigError(field, f"{value!r} is not a usable path ({exc})") from exc
     if must_exist and not path.exists():
         raise ConfigError(field, f"{value} does not exist")
     return path
@@ -138,9 +140,14 @@ def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
         raise ConfigError("output_name", "use letters, digits, '.', '_' and '-' only")
     folder = ctx.loras_dir.resolve()
     if req.output_dir:
-        raw = Path(req.output_dir).expanduser()
-        within_loras = raw.is_absolute() and ".." not in raw.parts and raw.resolve().is_relative_to(folder)
+        try:
+            raw = Path(req.output_dir).expanduser()
+            within_loras = raw.is_absolute() and ".." not in raw.parts and raw.resolve().is_relative_to(folder)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ConfigError("output_dir", f"{req.output_dir!r} is not a usable path ({exc})") from exc
         folder = raw.resolve() if within_loras else _resolve(ctx, req.output_dir, "output_dir", must_exist=False)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError("output_dir", f"{req.output_dir} is not a folder")
     if not req.overwrite and folder.is_dir():
         pattern = re.compile(rf"^{re.escape(req.output_name)}(-\d{{6}}|-cancelled)?\.safetensors$")
         taken = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))

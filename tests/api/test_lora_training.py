@@ -324,6 +324,12 @@ def test_cancel_mid_run_while_generation_waits(train_client, fitted):
     assert progress["state"]["job_count"] == 1 and progress["textinfo"].startswith("LoRA training")
     assert progress["state"]["sampling_steps"] == 400 and 0 < progress["progress"] < 1
     assert state.engine.pipelines.loaded() == []  # the inference pipeline was freed for training
+    state.settings.train_busy = "reject"
+    try:
+        refused = train_client.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 2})
+    finally:
+        state.settings.train_busy = "queue"
+    assert refused.status_code == 409 and refused.json()["detail"] == "busy: lora training"
     generated = {}
     worker = threading.Thread(target=lambda: generated.update(r=txt2img(train_client, "solid red")))
     worker.start()

@@ -200,3 +200,11 @@ def test_server_keeps_serving_after_errors(client):
     for payload in ({"width": 65}, {"sampler_index": "x"}, {"override_settings": {"nope": 1}}):
         client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, **payload})
     assert len(txt2img(client, seed=1)["images"]) == 1
+
+
+def test_null_cfg_scale_is_refused_up_front(client):
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "width": 64, "height": 64, "steps": 2,
+                                               "cfg_scale": None})
+    assert r.status_code == 422
+    assert r.json() == {"error": "InvalidRequest", "detail": "", "body": "",
+                        "errors": "cfg_scale must be a number, got None"}

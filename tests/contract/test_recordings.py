@@ -42,6 +42,7 @@ SERVED_TXT2IMG = [
     "error-txt2img-unknown-checkpoint-override.json",  # 200: unknown override checkpoint silently dropped
     "post-txt2img-after-switch.json",  # made after POST /options switched to random-sd15_b
     "post-txt2img-long-for-progress.json",  # 30 steps, batch 2, on random-sd15_b (after the switch)
+    "webui-mode/post-txt2img-no-lora-same-seed.json",  # the LoRA recording's request without the tag
 ]
 
 # HIRES FIX IS NOT IMPLEMENTED YET (README "Not yet": `enable_hr` is accepted and ignored). These are the parts

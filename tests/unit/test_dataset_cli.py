@@ -48,3 +48,14 @@ def test_missing_models_and_folders_exit_with_the_reason(folders, tmp_path):
         main(["preprocess", str(src), str(dst), "--caption", "--blip", str(tmp_path / "none")])
     with pytest.raises(SystemExit, match="same directory"):
         main(["preprocess", str(src), str(src)])
+
+
+def test_serve_flags_for_dataset_roots_and_model_folders():
+    from sdapi.cli import build_parser, settings_from_args
+
+    args, unknown = build_parser().parse_known_args(
+        ["serve", "--data-dir", "/d", "--dataset-root", "/sets", "--dataset-root", "/more", "--tagger-dir", "/t"])
+    settings = settings_from_args(args, unknown)
+    assert [str(p) for p in settings.dataset_roots] == ["/sets", "/more"]
+    assert str(settings.taggers_dir) == "/t" and str(settings.blip_models_dir) == "/d/models/BLIP"
+    assert "--dataset-root" not in settings.ignored_flags

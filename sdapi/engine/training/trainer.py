@@ -78,7 +78,7 @@ class LoraTrainer:
         self.device = env.device
         self.outputs: list[dict[str, Any]] = []
         self.step = 0
-        seed = self.config["seed"] if self.config["seed"] is not None else random.randrange(2 ** 31)
+        seed = self.config["seed"] if self.config["seed"] not in (None, -1) else random.randrange(2 ** 31)
         self.rng = random.Random(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 

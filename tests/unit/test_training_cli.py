@@ -1,0 +1,67 @@
+"""``sdapi train CONFIG.toml``: the same trainer in the foreground, from a sectioned kohya-style TOML."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from sdapi.cli import main
+from sdapi.loras import read_safetensors_header
+
+CONFIG = """
+[model]
+pretrained_model_name_or_path = "demo-sd15.safetensors"
+
+[dataset]
+train_data_dir = "ds"
+resolution = "64,64"
+min_bucket_reso = 64
+max_bucket_reso = 128
+
+[training]
+output_name = "cli"
+max_train_epochs = 2
+save_every_n_epochs = 1
+network_dim = 2
+network_alpha = 1
+optimizer_type = "Prodigy"
+learning_rate = 1.0
+unet_lr = 1.0
+text_encoder_lr = 1.0
+gradient_accumulation_steps = 2
+gradient_checkpointing = true
+train_batch_size = 2
+lr_scheduler = "cosine"
+clip_skip = 2
+max_token_length = 150
+log_with = "tensorboard"
+persistent_data_loader_workers = true
+save_state = false
+"""
+
+
+def test_train_command_writes_the_files(data_dir, fresh_data_dir, settings, capsys):
+    root = fresh_data_dir(data_dir)
+    folder = root / "ds" / "3_cli"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (64, 64), (40 * i, 100, 200)).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text("cli, a very long caption " + "word " * 90, encoding="utf-8")
+    config = root / "cli.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    main(["train", str(config), "--data-dir", str(root), "--cache-dir", str(settings.cache_dir), "--device", "cpu"])
+    loras = root / "models" / "Lora"
+    assert (loras / "cli-000001.safetensors").is_file() and (loras / "cli.safetensors").is_file()
+    metadata = read_safetensors_header(loras / "cli.safetensors")["__metadata__"]
+    assert metadata["ss_optimizer"] == "prodigyopt.prodigy.Prodigy"
+    assert (metadata["ss_steps"], metadata["ss_gradient_accumulation_steps"], metadata["ss_clip_skip"]) == ("4", "2", "2")  # ceil(6 / 2 batches / 2) x 2 epochs
+    from safetensors.torch import load_file
+
+    tensors = load_file(loras / "cli.safetensors")
+    for prefix in ("lora_unet_", "lora_te_"):  # both parts learned, through gradient checkpointing
+        assert any(k.startswith(prefix) and k.endswith("lora_up.weight") and t.abs().sum() > 0
+                   for k, t in tensors.items())
+    assert list(root.glob("training/cli/*/logs/*/network_train/events.out.tfevents.*"))
+    config.write_text(CONFIG.replace('"ds"', '"missing"'), encoding="utf-8")
+    with pytest.raises(SystemExit, match="train_data_dir"):
+        main(["train", str(config), "--data-dir", str(root), "--cache-dir", str(settings.cache_dir)])
