@@ -82,8 +82,13 @@ def cpu_demo(steps: int) -> dict:
             "job_seconds_with_loading": round(total, 2)}
 
 
-def gpu_sd15(steps: int, warmup: int = 5) -> dict:
-    """Real-size SD 1.5 UNet + text encoder, random weights, LoRA dim 32 training steps at 512² on CUDA."""
+def sd15_steps(steps: int, device_name: str = "cuda", unet_config: dict | None = None,
+               text_config: dict | None = None, latent_size: int = 64, warmup: int = 5) -> dict:
+    """LoRA dim 32 training steps on an SD 1.5-shaped UNet + text encoder with random weights.
+
+    Defaults are the real SD 1.5 configs at 512² (64×64 latents) on CUDA with fp16 weights under autocast;
+    other configs/devices only serve to check this loop runs (fp32, no autocast off CUDA).
+    """
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -93,48 +98,58 @@ def gpu_sd15(steps: int, warmup: int = 5) -> dict:
     from sdapi.engine.training.noise import make_noise, sample_timesteps
     from sdapi.training.plan_types import NetworkSpec
 
-    device = torch.device("cuda")
-    unet = UNet2DConditionModel.from_config(json.loads((CONFIGS / "unet" / "config.json").read_text()))
-    text = CLIPTextModel(CLIPTextConfig(**json.loads((CONFIGS / "text_encoder" / "config.json").read_text())))
-    unet.to(device, torch.float16).requires_grad_(False).set_attn_processor(AttnProcessor2_0())
-    text.to(device, torch.float16).requires_grad_(False)
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    dtype = torch.float16 if cuda else torch.float32
+    unet = UNet2DConditionModel.from_config(unet_config or json.loads((CONFIGS / "unet" / "config.json").read_text()))
+    text = CLIPTextModel(CLIPTextConfig(**(text_config or json.loads(
+        (CONFIGS / "text_encoder" / "config.json").read_text()))))
+    unet.to(device, dtype).requires_grad_(False)
+    unet.set_attn_processor(AttnProcessor2_0())
+    text.to(device, dtype).requires_grad_(False)
     unet.train()
     text.train()
     network = TrainableLora(unet, text, NetworkSpec(dim=32, alpha=16)).to(device)
     network.attach()
     groups = network.param_groups(1e-4, 1e-5)
+    params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=1e-4)
-    scaler = torch.amp.GradScaler("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
     generator = torch.Generator(device=device).manual_seed(0)
-    latents = torch.randn(1, 4, 64, 64, device=device)
+    latents = torch.randn(1, 4, latent_size, latent_size, device=device)
     ids = torch.randint(0, 49407, (1, 77), device=device)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.float16):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
             cond = text(input_ids=ids).last_hidden_state
             noise = make_noise(latents, generator, None, None, 0.3)
             t = sample_timesteps(1, generator, None, None, device)
-            pred = unet(scheduler.add_noise(latents, noise, t).half(), t, cond).sample
+            pred = unet(scheduler.add_noise(latents, noise, t).to(dtype), t, cond.to(dtype)).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
     for _ in range(warmup):
         step()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
-    return {"steps": steps, "steps_per_s": round(steps / elapsed, 2), "device": torch.cuda.get_device_name(0),
-            "lora_modules": {"unet": len(network.unet_loras), "text_encoder": len(network.text_loras)},
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)}
+    result = {"steps": steps, "steps_per_s": round(steps / elapsed, 2),
+              "lora_modules": {"unet": len(network.unet_loras), "text_encoder": len(network.text_loras)}}
+    if cuda:
+        result.update(device=torch.cuda.get_device_name(0),
+                      peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2 ** 30, 2))
+    return result
 
 
 def main() -> None:
@@ -152,7 +167,7 @@ def main() -> None:
         results["cpu-demo"] = cpu_demo(args.steps)
         print(f"cpu-demo: {results['cpu-demo']['steps_per_s']} steps/s ({args.threads} threads)")
     if torch.cuda.is_available():
-        results["gpu-sd15-512"] = gpu_sd15(args.steps)
+        results["gpu-sd15-512"] = sd15_steps(args.steps)
         print(f"gpu-sd15-512: {results['gpu-sd15-512']['steps_per_s']} steps/s on {results['gpu-sd15-512']['device']}")
     else:
         print("gpu-sd15-512: skipped (no CUDA)")

@@ -13,6 +13,7 @@ from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.routes import catalog, config, dataset, generation, loras as lora_routes, progress, utility
+from sdapi.routes import extras as extras_routes
 from sdapi.routes import lora_scripts, training as training_routes
 from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving import ServerState
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
                 log.error("Could not load the start-up checkpoint: %s", exc)
         yield
         if owned:  # an injected state may serve other apps (tests share one between servers)
+            if app.state.sdapi.training is not None:
+                app.state.sdapi.training.shutdown()  # a running LoRA job stops at its next step, as cancelled
             app.state.sdapi.queue.stop()
 
     # A1111 (FastAPI 0.94) parsed JSON bodies sent without a Content-Type; modern FastAPI refuses them.
@@ -102,7 +105,7 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_error_handlers(app)
     install_outer_habits(app, http_settings)
     install_docs(app)
-    for module in (generation, catalog, config, progress, utility, lora_routes, dataset, training_routes,
-                   lora_scripts):
+    for module in (generation, extras_routes, catalog, config, progress, utility, lora_routes, dataset,
+                   training_routes, lora_scripts):
         app.include_router(module.router)
     return app

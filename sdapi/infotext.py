@@ -62,6 +62,7 @@ def generation_params(
     subseed_strength: Any,
     seed_resize_from: tuple[Any, Any],
     denoising_strength: Any,
+    conditional_mask_weight: Any = None,
     clip_skip: int,
     ensd: Any = 0,
     randn_source: str = "GPU",
@@ -88,6 +89,7 @@ def generation_params(
         # v1.2.1 only leaves this out when a side is exactly 0, so API defaults print "-1x-1" (fixed in v1.5.0).
         "Seed resize from": None if resize_w == 0 or resize_h == 0 else f"{resize_w}x{resize_h}",
         "Denoising strength": denoising_strength,
+        "Conditional mask weight": conditional_mask_weight,
         "Clip skip": None if clip_skip <= 1 else clip_skip,
         "ENSD": None if ensd == 0 else ensd,
         "RNG": None if randn_source == "GPU" else randn_source,

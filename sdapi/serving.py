@@ -17,7 +17,9 @@ from typing import Any, Callable, Iterator
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
 from sdapi.engine.control import JobControl
 from sdapi.engine.samplers import find_sampler
-from sdapi.errors import ApiError, Unprocessable
+from sdapi.errors import ApiError, InvalidRequest, Unprocessable
+from sdapi.hires_plan import plan_hires
+from sdapi.upscalers import Tiling, available_upscalers
 from sdapi.jobs import JobQueue
 from sdapi.options import Options
 from sdapi.settings import Settings
@@ -211,15 +213,21 @@ class ServerState:
         log_ignored_fields(req)
         validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, self.settings.max_pixels)
         validate_guidance(req.cfg_scale)
+        validate_hires_size(req, self.options, self.settings.max_pixels)
         return functools.partial(self._run_txt2img, req, sampler)
 
     def _run_txt2img(self, req, sampler) -> dict[str, Any]:
-        self.control.begin(req.n_iter, job_timestamp())
+        # A1111 counts a hires fix's second pass as a job of its own.
+        self.control.begin(req.n_iter * (2 if req.enable_hr else 1), job_timestamp())
         try:
             with self.overrides(req.override_settings, req.override_settings_restore_afterwards):
                 checkpoint = self.load_selected()
-                resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras)
-                images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control)
+                upscalers = available_upscalers(self.settings.data_dir / "models")
+                resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras,
+                                           upscalers=upscalers)
+                resolved.inpainting_conditioning = self.engine.is_inpainting(checkpoint.filename)
+                images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control,
+                                             Tiling.from_options(self.options))
                 return txt2img_response(req, resolved, images, checkpoint, self.options, self.control.job_timestamp)
         finally:
             self.control.end()
@@ -250,10 +258,22 @@ def checked_option_values(options: Options, values: dict[str, Any]) -> dict[str,
 
 # Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.
 NOT_YET_APPLIED = {
-    "enable_hr": "hires fix is not implemented yet; images have the first-pass size",
     "restore_faces": "face restoration is not available; images are not restored",
     "tiling": "tiling is not implemented yet",
 }
+
+
+def validate_hires_size(req, options: Options, max_pixels: int) -> None:
+    """Refuse a hires fix whose target exceeds the pixel budget, before anything is queued.
+
+    Raises:
+        InvalidRequest: naming the target size.
+    """
+    plan = plan_hires(req, bool(options.get("use_old_hires_fix_width_height")))
+    pixels = plan.target_width * plan.target_height * (req.batch_size or 1)
+    if plan.enabled and pixels > max_pixels:
+        raise InvalidRequest(f"hires fix target {plan.target_width}x{plan.target_height} times batch_size = {pixels} "
+                             f"pixels exceeds this server's limit of {max_pixels}; lower hr_scale or hr_resize_x/y")
 
 
 def log_ignored_fields(req) -> None:

@@ -18,12 +18,14 @@ from sdapi.engine.noise import image_seeds, resolve_seed
 from sdapi.engine.params import Txt2ImgParams
 from sdapi.engine.samplers import SamplerSpec
 from sdapi.errors import InvalidRequest
+from sdapi.hires_plan import hires_params, plan_hires
 from sdapi.images import encode_image
 from sdapi.infotext import LaterQuoted, create_infotext, generation_params
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.prompts.extra_networks import parse_prompts
 from sdapi.prompts.loras import select_loras
+from sdapi.upscalers import UPSCALERS
 
 
 @dataclass
@@ -38,6 +40,8 @@ class ResolvedRequest:
     seed: int
     subseed: int
     all_prompts: list[str] = field(default_factory=list)
+    denoising_strength: Any = None  # as info/infotext show it (None when a hires fix turned itself off)
+    inpainting_conditioning: bool = False  # the model is an inpainting checkpoint (A1111's info flag)
 
 
 def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: int, max_pixels: int) -> None:
@@ -78,13 +82,18 @@ def styled_prompts(req, styles) -> tuple[str, str]:
 
 
 def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
-                    loras: LoraCatalog | None = None) -> ResolvedRequest:
+                    loras: LoraCatalog | None = None, upscalers=UPSCALERS) -> ResolvedRequest:
     """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does.
 
     Args:
         styles: a ``StyleDatabase`` for the request's ``styles`` (``None``: styles are not applied).
         loras: the LoRA catalog for ``<lora:…>`` tags (``None``: tags are only removed from the conditioning).
+        upscalers: the upscalers a hires fix may name (``hr_upscaler``).
+
+    Raises:
+        AssertionError: an unknown ``hr_upscaler`` (A1111's 500).
     """
+    plan = plan_hires(req, bool(options.get("use_old_hires_fix_width_height")))
     count = req.batch_size * req.n_iter
     prompt, negative_prompt = styled_prompts(req, styles)
     # v1.2.1 scans only the positive prompts; the tags leave the conditioning but stay in the infotext.
@@ -103,8 +112,8 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         sampler=sampler,
         steps=req.steps,
         cfg_scale=float(req.cfg_scale),
-        width=req.width,
-        height=req.height,
+        width=plan.width,
+        height=plan.height,
         batch_size=req.batch_size,
         n_iter=req.n_iter,
         seed_resize_from=(_int_or(req.seed_resize_from_w, -1), _int_or(req.seed_resize_from_h, -1)),
@@ -113,15 +122,27 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         emphasis=bool(options.get("enable_emphasis")),
         fix_second_order_schedule=not options.get("dont_fix_second_order_samplers_schedule"),
         loras=selection.activations,
+        hires=hires_params(plan, req, req.steps, sampler, upscalers),
+        mask_weight=float(options.get("inpainting_mask_weight")),
+        **noise_settings(options),
     )
+    params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs
     if selection.hashes_text():
         params.extra["Lora hashes"] = LaterQuoted(selection.hashes_text())
     return ResolvedRequest(params=params, seed=seed, subseed=subseed,
-                           all_prompts=[prompt + selection.appended_tag] * count)
+                           all_prompts=[prompt + selection.appended_tag] * count,
+                           denoising_strength=plan.denoising_strength)
 
 
 def _int_or(value, default):
     return default if value is None else value
+
+
+def noise_settings(options: Options) -> dict[str, Any]:
+    """The options that decide how A1111 draws seeded noise, as ``Txt2ImgParams`` fields."""
+    return {"eta_noise_seed_delta": int(options.get("eta_noise_seed_delta") or 0),
+            "batch_seeds": bool(options.get("enable_batch_seeds")),
+            "randn_source": str(options.get("randn_source"))}
 
 
 def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: CheckpointInfo, options: Options) -> str:
@@ -139,7 +160,8 @@ def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: Check
         subseed=p.subseeds[index],
         subseed_strength=req.subseed_strength,
         seed_resize_from=(req.seed_resize_from_w, req.seed_resize_from_h),
-        denoising_strength=req.denoising_strength,
+        denoising_strength=resolved.denoising_strength,
+        conditional_mask_weight=p.mask_weight if resolved.inpainting_conditioning else None,
         clip_skip=_option_clip_skip(options),
         ensd=options.get("eta_noise_seed_delta"),
         randn_source=options.get("randn_source"),
@@ -204,14 +226,14 @@ def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], 
         "sd_model_hash": checkpoint.shorthash,
         "seed_resize_from_w": req.seed_resize_from_w,
         "seed_resize_from_h": req.seed_resize_from_h,
-        "denoising_strength": req.denoising_strength,
+        "denoising_strength": resolved.denoising_strength,
         "extra_generation_params": p.extra,
         "index_of_first_image": index_of_first_image,
         "infotexts": infotexts,
         "styles": req.styles or [],
         "job_timestamp": job_timestamp,
         "clip_skip": _option_clip_skip(options),
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": resolved.inpainting_conditioning,
     }
     fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
     encoded = [encode_image(img, fmt, quality, options.get("enable_pnginfo")) for img in images] if req.send_images else []

@@ -14,7 +14,9 @@ Every checkpoint, real or tiny, goes through :func:`load_pipeline`:
      ``<cache_dir>/configs/<type>-<content hash>/``;
 
    in both cases the shipped CLIP ``vocab.json``/``merges.txt`` are copied in,
-   so they are stored only once in the package;
+   so they are stored only once in the package; an ldm ``<checkpoint>.yaml``
+   beside the file is then applied over these configs, as A1111 builds its
+   model from it (:mod:`.ldm_yaml`);
 3. ``StableDiffusionPipeline.from_single_file(path, config=<that dir>,
    local_files_only=True)``. ``original_config`` is never passed: it would
    make diffusers rebuild the UNet/VAE from the yaml (ignoring our configs)
@@ -38,6 +40,7 @@ from typing import Any
 
 import torch
 
+from sdapi.engine import ldm_yaml
 from sdapi.engine import model_type as mt
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -68,8 +71,6 @@ _UNSUPPORTED_TYPE_MESSAGES = {
     mt.SDXL: "SDXL checkpoints are not supported yet",
     mt.SDXL_INPAINT: "SDXL checkpoints are not supported yet",
     mt.SDXL_REFINER: "SDXL refiner checkpoints are not supported",
-    mt.SD15_INPAINT: "inpainting checkpoints (9-channel UNet) are not supported yet",
-    mt.SD2_INPAINT: "inpainting checkpoints (9-channel UNet) are not supported yet",
     mt.UNKNOWN: (
         "not a Stable Diffusion 1.x/2.x checkpoint sdapi recognises "
         "(no model.diffusion_model.* UNet with a cond_stage_model.* text encoder; "
@@ -307,13 +308,19 @@ def config_files_for_type(model_type: str) -> dict[str, bytes]:
     """Collect the shipped config files of a model type plus the tokenizer files.
 
     Args:
-        model_type: one of :data:`sdapi.engine.model_type.SUPPORTED_MODEL_TYPES`.
+        model_type: one of :data:`sdapi.engine.model_type.SUPPORTED_MODEL_TYPES`, or an inpainting type
+            (:data:`sdapi.engine.model_type.INPAINT_BASE_TYPES`: its base type's files, UNet input 9 channels).
 
     Returns:
         relative path -> file content.
     """
-    root = shipped_config_dir(model_type)
+    base_type = mt.INPAINT_BASE_TYPES.get(model_type, model_type)
+    root = shipped_config_dir(base_type)
     files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    if base_type != model_type:
+        unet = json.loads(files["unet/config.json"])
+        unet["in_channels"] = 9
+        files["unet/config.json"] = _json_bytes(unet)
     for name in TOKENIZER_FILES:
         files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
     return files
@@ -371,21 +378,32 @@ def resolve_config_dir(path: Path, header: CheckpointHeader, cache_dir: Path) ->
         header: its header from :func:`read_checkpoint_header`.
         cache_dir: where assembled config dirs are kept (``<cache_dir>/configs/``).
 
+    An ldm ``<checkpoint>.yaml`` beside the file is applied over the metadata or detected configs, as A1111
+    builds its model from such a yaml (:mod:`.ldm_yaml`).
+
     Returns:
         A local directory to pass as ``config=`` to ``from_single_file``.
 
     Raises:
-        UnsupportedCheckpoint: for unsupported model types or bad metadata.
+        UnsupportedCheckpoint: for unsupported model types, bad metadata or an unreadable yaml.
     """
     configs_root = Path(cache_dir) / "configs"
     config_json = header.metadata.get(DIFFUSERS_CONFIG_KEY)
     if config_json is not None:
         files = config_files_from_metadata(config_json)
         key = hashlib.sha256(config_json.encode("utf-8")).hexdigest()
-        return materialize_config_dir(files, configs_root / key)
-    model_type = mt.detect_model_type(header.shapes, path=path)
-    files = config_files_for_type(model_type)
-    return materialize_config_dir(files, configs_root / f"{model_type}-{_files_digest(files)[:16]}")
+    else:
+        model_type = mt.detect_model_type(header.shapes, path=path)
+        files = config_files_for_type(model_type)
+        key = f"{model_type}-{_files_digest(files)[:16]}"
+    yaml_path = ldm_yaml.beside(path)
+    if yaml_path is not None:
+        try:
+            files = ldm_yaml.apply_ldm_yaml(files, yaml_path, path)
+        except ldm_yaml.LdmYamlError as exc:
+            raise UnsupportedCheckpoint(str(exc)) from exc
+        key = f"yaml-{_files_digest(files)[:16]}"
+    return materialize_config_dir(files, configs_root / key)
 
 
 # --------------------------------------------------------------------------- loading

@@ -53,6 +53,12 @@ class JobControl:
             if self.job_count > 1:
                 self.job = f"Batch {self.job_no + 1} out of {self.job_count}"
 
+    def next_pass(self, steps: int) -> None:
+        """A second sampling pass of the same batch (hires fix): A1111's ``nextjob``; interrupt/skip flags stay."""
+        with self._lock:
+            self.job_no += 1
+            self.sampling_step, self.sampling_steps = 0, steps
+
     def batch_done(self) -> None:
         with self._lock:
             self.job_no += 1

@@ -69,8 +69,11 @@ def _build_tokenizer() -> Any:
     return CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), **settings)
 
 
-def _build_unet() -> Any:
+def _build_unet(in_channels: int = 4) -> Any:
     """Build the tiny SD-1.x-topology UNet (about 0.6 M parameters).
+
+    Args:
+        in_channels: 4, or 9 for an inpainting UNet (latent + mask + masked-image latent).
 
     Returns:
         A randomly initialised ``UNet2DConditionModel``.
@@ -79,7 +82,7 @@ def _build_unet() -> Any:
 
     return UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         layers_per_block=2,
         block_out_channels=(16, 16, 32, 32),
@@ -161,7 +164,7 @@ def _make_weights_interesting(unet: Any, text_encoder: Any) -> None:
             module.weight.mul_(3.0)
 
 
-def build_tiny_sd15_pipeline(seed: int) -> Any:
+def build_tiny_sd15_pipeline(seed: int, in_channels: int = 4) -> Any:
     """Build a tiny SD-1.x-topology pipeline with random weights.
 
     All weights come from ``torch.manual_seed(seed)`` inside a forked RNG, so the
@@ -170,6 +173,7 @@ def build_tiny_sd15_pipeline(seed: int) -> Any:
 
     Args:
         seed: the weight seed.
+        in_channels: the UNet's input channels (9: an inpainting model).
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on CPU, float32, progress bar off.
@@ -179,7 +183,7 @@ def build_tiny_sd15_pipeline(seed: int) -> Any:
     tokenizer = _build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = _build_unet()
+        unet = _build_unet(in_channels)
         vae = _build_vae()
         text_encoder = _build_text_encoder(tokenizer)
         _make_weights_interesting(unet, text_encoder)
@@ -244,17 +248,18 @@ def diffusers_config_json(pipe: Any) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def write_demo_checkpoint(path: Path, seed: int) -> Path:
+def write_demo_checkpoint(path: Path, seed: int, in_channels: int = 4) -> Path:
     """Build a tiny pipeline and save it as an original-layout ``.safetensors``.
 
     Args:
         path: destination file.
         seed: the weight seed.
+        in_channels: the UNet's input channels (9: an inpainting checkpoint).
 
     Returns:
         The destination path.
     """
-    pipe = build_tiny_sd15_pipeline(seed)
+    pipe = build_tiny_sd15_pipeline(seed, in_channels)
     metadata = {DIFFUSERS_CONFIG_KEY: diffusers_config_json(pipe), NOTE_KEY: DEMO_NOTE}
     return save_single_file(pipe, Path(path), metadata)
 

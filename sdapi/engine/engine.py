@@ -25,6 +25,12 @@ from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import approx_cheap  # noqa: E402
 from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
 from sdapi.engine.txt2img import LoadedModel, run_txt2img  # noqa: E402
+from sdapi.engine.hires import hires_pass  # noqa: E402
+from sdapi.engine.image_cond import is_inpainting  # noqa: E402
+from sdapi.engine.img2img_job import run_img2img  # noqa: E402
+from sdapi.engine.params import Img2ImgParams  # noqa: E402
+from sdapi.engine.upscale_model import model_runner  # noqa: E402
+from sdapi.upscalers import Tiling, UpscalerSpec, upscale_by  # noqa: E402
 
 log = logging.getLogger("sdapi")
 
@@ -74,8 +80,35 @@ class Engine:
         """The loaded model for a checkpoint file (loaded once, then cached)."""
         return self.pipelines.get(Path(path))
 
-    def txt2img(self, path: Path, params: Txt2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
-        """Generate ``params`` with the checkpoint at ``path`` (its LoRAs applied for this job only)."""
+    def txt2img(self, path: Path, params: Txt2ImgParams, control: JobControl | None = None,
+                tiling: Tiling = Tiling()) -> list[Image.Image]:
+        """Generate ``params`` with the checkpoint at ``path`` (its LoRAs applied for this job only).
+
+        Args:
+            tiling: model upscalers' tile options (a hires fix with an ESRGAN-type upscaler).
+        """
+        model = self.model(path)
+        second_pass = None
+        if params.hires is not None:
+            def second_pass(latents, batch, conds):
+                return hires_pass(model, params, batch, latents, conds, control, tiling)
+        with self.loras.applied(model.pipe, params.loras):
+            return run_txt2img(model, params, control, second_pass)
+
+    def is_inpainting(self, path: Path) -> bool:
+        """Whether the checkpoint at ``path`` is an inpainting model (9-channel UNet); loads it if needed."""
+        return is_inpainting(self.model(path))
+
+    def img2img(self, path: Path, params: Img2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
+        """Generate an img2img/inpainting job with the checkpoint at ``path`` (LoRAs applied for this job only)."""
         model = self.model(path)
         with self.loras.applied(model.pipe, params.loras):
-            return run_txt2img(model, params, control)
+            return run_img2img(model, params, control)
+
+    def upscale(self, spec: UpscalerSpec, image: Image.Image, scale: float, tiling: Tiling = Tiling()) -> Image.Image:
+        """``image`` enlarged by ``scale`` with an upscaler row (A1111's ``Upscaler.upscale``)."""
+        return upscale_by(spec, image, scale, self.upscaler_runner(tiling))
+
+    def upscaler_runner(self, tiling: Tiling = Tiling()):
+        """A ``sdapi.upscalers.ModelRunner``: one pass of a model upscaler row on this engine's device."""
+        return model_runner(self.runtime.device, tiling)

@@ -50,6 +50,9 @@ UNKNOWN = "unknown"
 #: Model types that ship a config in ``sdapi/configs/<type>/`` and load as ``StableDiffusionPipeline``.
 SUPPORTED_MODEL_TYPES = (SD15, SD2, SD2_V)
 
+#: Inpainting types: their base type's config with a 9-channel UNet input (latent, mask, masked-image latent).
+INPAINT_BASE_TYPES = {SD15_INPAINT: SD15, SD2_INPAINT: SD2}
+
 _UNET_PREFIX = "model.diffusion_model."
 _UNET_IN_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 _FAMILY_PREFIXES = (  # checked in this order: SDXL base also has embedders.0 (CLIP-L)

@@ -41,7 +41,24 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 
 
 def _randn(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=torch.float32)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+
+
+def noise_device(device: torch.device | str, randn_source: str = "GPU") -> torch.device:
+    """Where A1111 draws seeded noise: on a CUDA device's own generator unless ``randn_source`` is ``"CPU"``.
+
+    CUDA and CPU generators give different numbers for the same seed, so GPU-made A1111 images are reproduced
+    only with noise from the CUDA generator, and the CPU-made ones (and any ``randn_source: CPU`` ones) with the
+    CPU's. Other devices (MPS) always draw on the CPU, as A1111 does.
+    """
+    device = torch.device(device)
+    return device if device.type == "cuda" and randn_source != "CPU" else torch.device("cpu")
+
+
+def seed_noise_shape(shape: tuple[int, int, int], seed_resize_from: tuple[int, int] = (-1, -1)) -> tuple[int, ...]:
+    """The shape each seed's noise is drawn at: ``shape``, or the seed-resize source size in latent pixels."""
+    from_w, from_h = seed_resize_from
+    return (shape[0], from_h // 8, from_w // 8) if from_w > 0 and from_h > 0 else tuple(shape)
 
 
 def initial_noise(
@@ -50,6 +67,7 @@ def initial_noise(
     subseed_strength: float,
     shape: tuple[int, int, int],
     seed_resize_from: tuple[int, int] = (-1, -1),
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, list[torch.Generator]]:
     """Initial latent noise for a batch, plus each image's generator positioned for its step noise.
 
@@ -58,25 +76,25 @@ def initial_noise(
         subseed_strength: variation amount (0 = none).
         shape: latent shape of one image, ``(4, height // 8, width // 8)``.
         seed_resize_from: ``(width, height)`` to draw the noise at before pasting it centred (both > 0 to apply).
+        device: the generators' device (:func:`noise_device`).
 
     Returns:
-        ``(noise (B, 4, h, w) float32 on CPU, generators)``.
+        ``(noise (B, 4, h, w) float32 on that device, generators)``.
     """
     noises, generators = [], []
-    from_w, from_h = seed_resize_from
-    resize = from_w > 0 and from_h > 0
-    noise_shape = (shape[0], from_h // 8, from_w // 8) if resize else shape
+    noise_shape = seed_noise_shape(shape, seed_resize_from)
+    resize = noise_shape != tuple(shape)
     for seed, subseed in zip(seeds, subseeds):
         subnoise = None
         if subseed_strength:
-            subnoise = _randn(torch.Generator("cpu").manual_seed(subseed), noise_shape)
-        generator = torch.Generator("cpu").manual_seed(seed)
+            subnoise = _randn(torch.Generator(device).manual_seed(subseed), noise_shape)
+        generator = torch.Generator(device).manual_seed(seed)
         noise = _randn(generator, noise_shape)
         if subnoise is not None:
             noise = slerp(subseed_strength, noise, subnoise)
         if resize:
             # A1111 reseeds and draws the full-size noise last, so step noise continues from that draw.
-            generator = torch.Generator("cpu").manual_seed(seed)
+            generator = torch.Generator(device).manual_seed(seed)
             noise = _paste_centred(noise, _randn(generator, shape))
         noises.append(noise)
         generators.append(generator)

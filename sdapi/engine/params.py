@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from sdapi.engine.samplers import SamplerSpec
+from sdapi.upscalers import LatentMode, UpscalerSpec
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class Txt2ImgParams:
         fix_second_order_schedule: ``not dont_fix_second_order_samplers_schedule``: prompt schedules of
             second-order samplers span twice the steps (A1111 counts denoiser calls).
         loras: LoRA files applied for the whole job (A1111 takes them from the batch's first prompt).
+        hires: the hires fix second pass, or ``None``.
+        mask_weight: A1111's ``inpainting_mask_weight`` (inpainting checkpoints only).
+        eta_noise_seed_delta: A1111's ``eta_noise_seed_delta`` (ENSD): ancestral noise from ``seed + delta``.
+        batch_seeds: A1111's ``enable_batch_seeds``: batch images get the ancestral noise of single runs.
+        randn_source: A1111's ``randn_source``: ``"GPU"`` draws noise on the device's generator (CUDA), ``"CPU"``
+            on the CPU's.
     """
 
     prompts: list[str]
@@ -64,7 +73,61 @@ class Txt2ImgParams:
     fix_second_order_schedule: bool = True
     extra: dict = field(default_factory=dict)
     loras: list[LoraActivation] = field(default_factory=list)
+    hires: "HiresParams | None" = None
+    mask_weight: float = 1.0
+    eta_noise_seed_delta: int = 0
+    batch_seeds: bool = True
+    randn_source: str = "GPU"
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""
         return [slice(i * self.batch_size, (i + 1) * self.batch_size) for i in range(self.n_iter)]
+
+
+@dataclass
+class HiresParams:
+    """The hires fix second pass of a txt2img job, sizes already resolved as A1111's ``init`` does.
+
+    Args:
+        width, height: the size the first pass is upscaled to (``hr_upscale_to_x/y``), in pixels.
+        truncate_x, truncate_y: latent pixels cropped off (centred) afterwards, when both resize sides were given.
+        latent_mode: the latent interpolation, or ``None`` for a pixel/model upscaler.
+        upscaler: the pixel or model upscaler when ``latent_mode`` is ``None``.
+        steps: second-pass steps (``hr_second_pass_steps`` or the first pass's).
+        denoising_strength: the second pass's strength.
+        sampler: the second pass's sampler (A1111 switches PLMS and UniPC to DDIM).
+    """
+
+    width: int
+    height: int
+    truncate_x: int
+    truncate_y: int
+    latent_mode: LatentMode | None
+    upscaler: UpscalerSpec | None
+    steps: int
+    denoising_strength: float
+    sampler: SamplerSpec
+
+
+@dataclass
+class Img2ImgParams(Txt2ImgParams):
+    """An img2img job: a txt2img job plus its prepared init images and mask.
+
+    Args:
+        init_images: one image per batch row (or one for the whole batch), RGB, at the processing size, except
+            for a latent resize (``resize_mode`` 3), where they keep their own size.
+        mask: the processing-size L mask (white = repaint), or ``None``.
+        latent_resize: resize the encoded latents (bilinear) instead of the images.
+        denoising_strength: how much of the schedule is run.
+        inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing (the masked area's start).
+        noise_multiplier: A1111's ``initial_noise_multiplier``.
+        fix_steps: A1111's ``img2img_fix_steps`` option (run exactly ``steps`` steps).
+    """
+
+    init_images: list[Image.Image] = field(default_factory=list)
+    mask: Image.Image | None = None
+    latent_resize: bool = False
+    denoising_strength: float = 0.75
+    inpainting_fill: int = 0
+    noise_multiplier: float = 1.0
+    fix_steps: bool = False

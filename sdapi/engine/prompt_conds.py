@@ -33,9 +33,9 @@ def schedule_length(spec: SamplerSpec, steps: int, fix_second_order: bool = True
         fix_second_order: ``not opts.dont_fix_second_order_samplers_schedule``.
 
     Returns:
-        ``steps``, doubled for second-order samplers when the fix is on.
+        ``steps``, doubled for the second-order samplers A1111 lists when the fix is on.
     """
-    return steps * 2 if spec.second_order and fix_second_order else steps
+    return steps * 2 if spec.doubles_prompt_schedule and fix_second_order else steps
 
 
 def a1111_denoiser_calls(spec: SamplerSpec, steps: int) -> int:

@@ -5,7 +5,8 @@ on a ``linspace(999, 0)`` timestep grid, so those rows use ``timestep_spacing="l
 the initial latent into the scheduler's own space. DDIM and PLMS are CompVis samplers: ``leading`` spacing with
 ``steps_offset=1`` (ldm's uniform discretisation) and plain unit noise.
 
-Rows marked ``exact=False`` have no exact diffusers equivalent; the comment names the closest choice made.
+Rows with a ``kdiffusion_loop`` (DPM++ 2S a, DPM fast, DPM adaptive) have no diffusers equivalent: they run our
+own implementation of the k-diffusion function (:mod:`sdapi.engine.kdiffusion`) and have no scheduler.
 
 Rows marked ``a1111_sigmas=True`` do not sample on the diffusers scheduler's own schedule: after ``set_timesteps``
 the engine overwrites it (:func:`install_a1111_sigmas`) with the one A1111 computes (k-diffusion's discrete
@@ -36,7 +37,7 @@ class SamplerSpec:
         name: A1111 display name, matched exactly and case-sensitively.
         aliases: A1111's k-diffusion aliases (listed by ``/samplers``, not accepted as names, as in v1.2.1).
         options: ``/samplers`` options, values rendered as strings like A1111's pydantic model did.
-        scheduler: diffusers scheduler class name.
+        scheduler: diffusers scheduler class name (``None`` for rows with a ``kdiffusion_loop``).
         kwargs: scheduler config overrides.
         kdiffusion: A1111 runs it through k-diffusion (initial latent ``noise * sigma_max``).
         ancestral: draws fresh noise every step from the image's generator stream.
@@ -45,11 +46,13 @@ class SamplerSpec:
         exact: the diffusers scheduler implements the same algorithm as A1111's sampler.
         a1111_sigmas: replace the scheduler's schedule with A1111's exact sigmas and fractional timesteps
             (needs a ``SCHEDULE_LAYOUTS`` entry for ``scheduler``).
+        kdiffusion_loop: key of our own k-diffusion sampling function in
+            :data:`sdapi.engine.kdiffusion.KDIFFUSION_LOOPS`; such rows use no diffusers scheduler.
     """
 
     name: str
     aliases: tuple[str, ...]
-    scheduler: str
+    scheduler: str | None
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     kdiffusion: bool = True
@@ -58,6 +61,7 @@ class SamplerSpec:
     adjust_steps: bool = False
     exact: bool = True
     a1111_sigmas: bool = False
+    kdiffusion_loop: str | None = None
 
     @property
     def karras(self) -> bool:
@@ -67,13 +71,22 @@ class SamplerSpec:
     def discard_penultimate_sigma(self) -> bool:
         return self.options.get("discard_next_to_last_sigma") == "True"
 
+    @property
+    def doubles_prompt_schedule(self) -> bool:
+        """A1111 v1.2.1 builds prompt schedules for twice the steps for these (its list misses the Karras DPM2s)."""
+        return bool(self.aliases) and self.aliases[0] in _DOUBLED_SCHEDULE_ALIASES
+
+
+# v1.2.1's processing.py tests the first alias against this list, so DPM2 Karras and DPM2 a Karras (second order
+# too) keep single-length schedules.
+_DOUBLED_SCHEDULE_ALIASES = frozenset({"k_dpmpp_2s_a", "k_dpmpp_2s_a_ka", "k_dpmpp_sde", "k_dpmpp_sde_ka", "k_dpm_2",
+                                       "k_dpm_2_a", "k_heun"})
+
 
 _LIN = {"timestep_spacing": "linspace"}
 _KARRAS = {"use_karras_sigmas": True}
 _DISCARD = {"discard_next_to_last_sigma": "True"}
 _DPMPP_2M = {"algorithm_type": "dpmsolver++", "solver_order": 2, "final_sigmas_type": "zero", **_LIN}
-# k-diffusion's DPM++ 2S a is a single-step ancestral sampler; diffusers has none: singlestep order 2 is closest.
-_DPMPP_2S = {"algorithm_type": "dpmsolver++", "solver_order": 2, "final_sigmas_type": "zero"}
 _COMPVIS = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
@@ -87,25 +100,24 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
                 a1111_sigmas=True),
     SamplerSpec("DPM2 a", ("k_dpm_2_a",), "KDPM2AncestralDiscreteScheduler", _LIN, _DISCARD, ancestral=True,
                 second_order=True, a1111_sigmas=True),
-    SamplerSpec("DPM++ 2S a", ("k_dpmpp_2s_a",), "DPMSolverSinglestepScheduler", _DPMPP_2S, second_order=True,
-                exact=False),
+    # k-diffusion's DPM++ 2S a (single-step ancestral) has no diffusers scheduler: our own loop.
+    SamplerSpec("DPM++ 2S a", ("k_dpmpp_2s_a",), None, ancestral=True, second_order=True,
+                kdiffusion_loop="dpmpp_2s_ancestral"),
     SamplerSpec("DPM++ 2M", ("k_dpmpp_2m",), "DPMSolverMultistepScheduler", _DPMPP_2M, a1111_sigmas=True),
     SamplerSpec("DPM++ SDE", ("k_dpmpp_sde",), "DPMSolverSDEScheduler", _LIN, ancestral=True, second_order=True,
                 a1111_sigmas=True),
-    # DPM fast (DPM-Solver with a fixed step budget) has no diffusers scheduler: singlestep order 3 is closest.
-    SamplerSpec("DPM fast", ("k_dpm_fast",), "DPMSolverSinglestepScheduler",
-                {"algorithm_type": "dpmsolver++", "solver_order": 3, "final_sigmas_type": "zero"}, exact=False),
-    # DPM adaptive picks its own step count; closest fixed-step relative: multistep order 3.
-    SamplerSpec("DPM adaptive", ("k_dpm_ad",), "DPMSolverMultistepScheduler",
-                {"algorithm_type": "dpmsolver++", "solver_order": 3, "final_sigmas_type": "zero", **_LIN}, exact=False),
+    # DPM-Solver with a fixed budget of model calls and with adaptive step size (its own step count); both are
+    # ancestral at A1111's default eta of 1. Our own loops.
+    SamplerSpec("DPM fast", ("k_dpm_fast",), None, ancestral=True, kdiffusion_loop="dpm_fast"),
+    SamplerSpec("DPM adaptive", ("k_dpm_ad",), None, ancestral=True, kdiffusion_loop="dpm_adaptive"),
     SamplerSpec("LMS Karras", ("k_lms_ka",), "LMSDiscreteScheduler", {**_LIN, **_KARRAS}, {"scheduler": "karras"},
                 a1111_sigmas=True),
     SamplerSpec("DPM2 Karras", ("k_dpm_2_ka",), "KDPM2DiscreteScheduler", {**_LIN, **_KARRAS},
                 {"scheduler": "karras", **_DISCARD}, second_order=True, a1111_sigmas=True),
     SamplerSpec("DPM2 a Karras", ("k_dpm_2_a_ka",), "KDPM2AncestralDiscreteScheduler", {**_LIN, **_KARRAS},
                 {"scheduler": "karras", **_DISCARD}, ancestral=True, second_order=True, a1111_sigmas=True),
-    SamplerSpec("DPM++ 2S a Karras", ("k_dpmpp_2s_a_ka",), "DPMSolverSinglestepScheduler", {**_DPMPP_2S, **_KARRAS},
-                {"scheduler": "karras"}, second_order=True, exact=False),
+    SamplerSpec("DPM++ 2S a Karras", ("k_dpmpp_2s_a_ka",), None, options={"scheduler": "karras"}, ancestral=True,
+                second_order=True, kdiffusion_loop="dpmpp_2s_ancestral"),
     SamplerSpec("DPM++ 2M Karras", ("k_dpmpp_2m_ka",), "DPMSolverMultistepScheduler", {**_DPMPP_2M, **_KARRAS},
                 {"scheduler": "karras"}, a1111_sigmas=True),
     SamplerSpec("DPM++ SDE Karras", ("k_dpmpp_sde_ka",), "DPMSolverSDEScheduler", {**_LIN, **_KARRAS},
@@ -161,7 +173,12 @@ def build_scheduler(spec: SamplerSpec, base_config: dict[str, Any], seed: int | 
         base_config: the loaded pipeline's ``scheduler.config`` (betas, prediction type).
         seed: the batch's seeds (or the first one); they seed DPM++ SDE's Brownian noise, which otherwise draws
             from the global RNG. A list gives one Brownian tree per image, as A1111 does.
+
+    Raises:
+        ValueError: a row that samples with its own k-diffusion loop (no scheduler).
     """
+    if spec.scheduler is None:
+        raise ValueError(f"{spec.name} samples with sdapi's own k-diffusion loop, not a diffusers scheduler")
     config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
     # A config written for one scheduler class may carry another's keys (PNDM's skip_prk_steps...).
     config.update(spec.kwargs)

@@ -17,7 +17,10 @@ from PIL import Image
 
 from sdapi.engine.conditioning import PromptEncoder
 from sdapi.engine.control import JobControl
-from sdapi.engine.noise import initial_noise
+from sdapi.engine.image_cond import txt2img_image_cond
+from sdapi.engine.kdiffusion_runner import txt2img_kdiffusion
+from sdapi.engine.noise import initial_noise, noise_device, seed_noise_shape
+from sdapi.engine.sampler_noise import SamplerNoise, batch_step_noise
 from sdapi.engine.params import Txt2ImgParams
 from sdapi.engine.prompt_conds import (AND_WITH_COMPVIS_MESSAGE, BatchConds, ScheduleEncoder, denoiser_step,
                                        schedule_length)
@@ -74,7 +77,8 @@ def initial_latent(noise: torch.Tensor, scheduler, spec: SamplerSpec) -> torch.T
 
 
 def guided_eps(model: LoadedModel, x: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
-               cfg_scale: float, conds_list: list[list[tuple[int, float]]] | None = None) -> torch.Tensor:
+               cfg_scale: float, conds_list: list[list[tuple[int, float]]] | None = None,
+               image_cond: torch.Tensor | None = None) -> torch.Tensor:
     """Classifier-free guided noise prediction, cond rows first then uncond as A1111 batches them.
 
     With ``AND`` an image has several cond rows; the result is
@@ -87,8 +91,11 @@ def guided_eps(model: LoadedModel, x: torch.Tensor, t, cond: torch.Tensor, uncon
         x: ``(images, C, H, W)`` model input.
         cond: ``(rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``.
         conds_list: per image, ``(cond row, weight)`` of each part; ``None``: row ``i`` for image ``i``, weight 1.
+        image_cond: an inpainting UNet's extra input channels per image (cond and uncond rows alike), or ``None``.
     """
     unet, dtype = model.unet, model.dtype
+    if image_cond is not None:
+        x = torch.cat([x, image_cond.to(x)], dim=1)
     images = x.shape[0]
     if conds_list is None:
         conds_list = [[(i, 1.0)] for i in range(images)]
@@ -120,8 +127,14 @@ def _takes_generator(cls) -> bool:
 @torch.no_grad()
 def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch.Tensor,
                  generators: list[torch.Generator], cond: torch.Tensor | BatchConds, uncond: torch.Tensor | None,
-                 cfg_scale: float, seed: int, control: JobControl | None = None) -> torch.Tensor:
+                 cfg_scale: float, seed: int, control: JobControl | None = None,
+                 step_noise: SamplerNoise | None = None, image_cond: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise one batch from its initial noise; returns the final latents (float32).
+
+    Rows with a ``kdiffusion_loop`` run our own k-diffusion function with A1111's CFG denoiser
+    (:func:`~sdapi.engine.kdiffusion_runner.txt2img_kdiffusion`); their ancestral noise comes from ``step_noise``
+    (default: A1111's pre-drawn batch noise from ``generators``). Diffusers ancestral schedulers draw from
+    ``step_noise.generators`` themselves.
 
     Stops early (returning the current latents, as A1111 does) when ``control`` asks to interrupt or skip.
     Rows marked ``a1111_sigmas`` sample on A1111's exact schedule and fractional timesteps
@@ -136,6 +149,10 @@ def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch
     conds = cond if isinstance(cond, BatchConds) else BatchConds.fixed(cond, uncond)
     if not spec.kdiffusion and conds.composable:
         raise AssertionError(AND_WITH_COMPVIS_MESSAGE)
+    if step_noise is None:
+        step_noise = SamplerNoise(generators, steps, tuple(noise.shape[1:]), predraw=len(generators) > 1)
+    if spec.kdiffusion_loop is not None:
+        return txt2img_kdiffusion(model, spec, steps, noise, step_noise, conds, cfg_scale, control, image_cond)
     # A1111 seeds DPM++ SDE's Brownian trees with the batch's seeds: the ones the image generators were seeded with.
     seeds = [g.initial_seed() for g in generators] if generators else seed
     scheduler = build_scheduler(spec, model.pipe.scheduler.config, seeds)
@@ -143,7 +160,7 @@ def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch
     install_a1111_sigmas(spec, scheduler, steps, half=model.dtype == torch.float16)
     latents = initial_latent(noise, scheduler, spec).to(model.device)
     timesteps = scheduler.timesteps
-    step_kwargs = {"generator": generators} if _takes_generator(type(scheduler)) else {}
+    step_kwargs = {"generator": step_noise.generators} if _takes_generator(type(scheduler)) else {}
     for i, t in enumerate(timesteps):
         if control is not None and control.should_stop():
             break
@@ -151,7 +168,7 @@ def sample_batch(model: LoadedModel, spec: SamplerSpec, steps: int, noise: torch
         counter = denoiser_step(i, len(timesteps), spec, steps)
         # A1111's CompVis samplers use the single part's conditioning without its AND weight.
         cond_rows, conds_list = conds.cond_at(counter, weighted=spec.kdiffusion)
-        eps = guided_eps(model, x_in, t, cond_rows, conds.uncond_at(counter), cfg_scale, conds_list)
+        eps = guided_eps(model, x_in, t, cond_rows, conds.uncond_at(counter), cfg_scale, conds_list, image_cond)
         latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
         if control is not None:
             control.step(min(steps, int((i + 1) * steps / len(timesteps))), latents)
@@ -172,8 +189,13 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Imag
     return images
 
 
-def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
+def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None = None,
+                second_pass=None) -> list[Image.Image]:
     """Generate every image of a request, batch by batch.
+
+    Args:
+        second_pass: ``(latents, batch slice, conds) -> latents`` run on each batch's first-pass result before
+            decoding (the hires fix, :func:`sdapi.engine.hires.hires_pass`), or ``None``.
 
     Returns:
         ``batch_size * n_iter`` images, fewer if interrupted (later batches are not started).
@@ -191,11 +213,18 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None
             control.next_batch(steps)
         conds = schedules.batch(p.prompts[batch], p.negative_prompts[batch])
         noise, generators = initial_noise(p.seeds[batch], p.subseeds[batch], p.subseed_strength, shape,
-                                          p.seed_resize_from)
+                                          p.seed_resize_from, noise_device(model.device, p.randn_source))
+        step_noise = batch_step_noise(p.seeds[batch], generators, p.steps, seed_noise_shape(shape, p.seed_resize_from),
+                                      p.eta_noise_seed_delta, p.batch_seeds)
+        image_cond = txt2img_image_cond(model, len(p.seeds[batch]), p.width, p.height)
         latents = sample_batch(model, p.sampler, steps, noise, generators, conds, None, p.cfg_scale,
-                               p.seeds[batch][0], control)
+                               p.seeds[batch][0], control, step_noise=step_noise, image_cond=image_cond)
         if torch.isnan(latents).any():
             raise NansException(NAN_MESSAGE)
+        if second_pass is not None:
+            latents = second_pass(latents, batch, conds)
+            if torch.isnan(latents).any():
+                raise NansException(NAN_MESSAGE)
         images.extend(decode_latents(model, latents))
         if control is not None:
             control.batch_done()

@@ -1,10 +1,13 @@
-"""``/sdapi/v1/txt2img``: checked at once, then queued for the worker; a client that leaves cancels its job."""
+"""``/sdapi/v1/txt2img`` and ``/img2img``: checked at once, then queued for the worker; a client that leaves cancels
+its job."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from sdapi.protocol import StableDiffusionProcessingTxt2Img, TextToImageResponse
+from sdapi.img2img_service import img2img_job
+from sdapi.protocol import (ImageToImageResponse, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img,
+                            TextToImageResponse)
 from sdapi.jobs import JobCancelled
 from sdapi.routes.deps import State
 
@@ -27,3 +30,12 @@ async def client_gone(request: Request) -> None:
     """Returns when the client closes the connection (the body has been read, so nothing else can arrive)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+@router.post("/sdapi/v1/img2img", response_model=ImageToImageResponse)
+async def img2imgapi(img2imgreq: StableDiffusionProcessingImg2Img, state: State, request: Request):
+    job = img2img_job(state, img2imgreq)
+    try:
+        return await state.queue.run_async(job, "img2img", client_gone=lambda: client_gone(request))
+    except JobCancelled:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -8,9 +8,11 @@ from sdapi.images import decode_image
 from sdapi.pnginfo import png_info
 from sdapi.protocol import (EmbeddingsResponse, FaceRestorerItem, HypernetworkItem, MemoryResponse, PNGInfoRequest,
                             PNGInfoResponse, PromptStyleItem, RealesrganItem, ScriptsList, UpscalerItem)
+from sdapi.img2img_service import upscaler_rows
+from sdapi.protocol.extras import LatentUpscalerModeItem
 from sdapi.routes.deps import State
 from sdapi.system import ram_usage
-from sdapi.upscalers import UPSCALERS
+from sdapi.upscalers import LATENT_MODES
 
 router = APIRouter()
 
@@ -28,8 +30,15 @@ def get_memory(state: State):
 
 
 @router.get("/sdapi/v1/upscalers", response_model=list[UpscalerItem])
-def get_upscalers():
-    return [u.as_item() for u in UPSCALERS]
+def get_upscalers(state: State):
+    # Model files are listed while they are in models/ESRGAN, models/RealESRGAN or models/SwinIR.
+    return [u.as_item() for u in upscaler_rows(state)]
+
+
+@router.get("/sdapi/v1/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
+def get_latent_upscale_modes():
+    # Added in A1111 v1.4; v1.2.1 answers 404. Clients use it to list hires fix choices.
+    return [{"name": mode.name} for mode in LATENT_MODES]
 
 
 @router.get("/sdapi/v1/hypernetworks", response_model=list[HypernetworkItem])
@@ -45,8 +54,10 @@ def get_face_restorers():
 
 
 @router.get("/sdapi/v1/realesrgan-models", response_model=list[RealesrganItem])
-def get_realesrgan_models():
-    return []
+def get_realesrgan_models(state: State):
+    # The Real-ESRGAN files present in models/RealESRGAN (A1111 lists its own releases, downloaded or not).
+    return [{"name": u.name, "path": str(u.model_path), "scale": u.scale} for u in upscaler_rows(state)
+            if u.model_path is not None and u.model_path.parent.name == "RealESRGAN"]
 
 
 @router.get("/sdapi/v1/prompt-styles", response_model=list[PromptStyleItem])

@@ -70,7 +70,8 @@ def check_optimizer(name: str) -> str:
     """
     if "." in name:
         if not name.startswith(tuple(p + "." for p in DOTTED_PACKAGES)):
-            raise ConfigError("optimizer_type", f"{name}: dotted optimizer paths must be in {', '.join(DOTTED_PACKAGES)}")
+            allowed = ", ".join(DOTTED_PACKAGES)
+            raise ConfigError("optimizer_type", f"{name}: dotted optimizer paths must be in {allowed}")
         package = name.split(".")[0]
         if importlib.util.find_spec(package) is None:
             raise ConfigError("optimizer_type", f"{name} needs the {package} package, which is not installed")

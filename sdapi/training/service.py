@@ -112,10 +112,10 @@ class TrainingService:
         job_dir.mkdir(parents=True, exist_ok=True)
         self.store.create(job_id, job_dir, config, dataset)
         cancel = CancelFlag()
-        with self._lock:
+        with self._lock:  # the live entry exists before the worker can start the job
             self._active.add(job_id)
-            self._live[job_id] = LiveJob(queued=None, cancel=cancel)
-            self._live[job_id].queued = self.state.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
+            live = self._live[job_id] = LiveJob(queued=None, cancel=cancel)
+            live.queued = self.state.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
         log.info("LoRA training job %s queued: %s, %d steps", job_id, plan.output_name, plan.schedule.total_steps)
         return {"job_id": job_id, "status": "queued", "effective_config": config, "dataset": dataset}
 
@@ -242,8 +242,13 @@ class TrainingService:
                      f"{plan.schedule.total_steps} steps")
         return LoraTrainer(plan, env, reporter).run()
 
-    def close(self) -> None:
-        self.store.close()
+    def shutdown(self) -> None:
+        """Server shutdown: ask every job of this process to stop at its next step (queued ones never start and
+        are marked failed by the next start)."""
+        with self._lock:
+            live = [self._live[job_id] for job_id in self._active if job_id in self._live]
+        for job in live:
+            job.cancel.requested = True
 
 
 def config_error_detail(exc: ConfigError) -> list[dict]:

@@ -34,7 +34,8 @@ FITTED = dict(
 )
 LONG = dict(pretrained_model_name_or_path=MODEL, train_data_dir="datasets/two", resolution="64,64",
             min_bucket_reso=64, max_bucket_reso=128, max_train_epochs=200, save_every_n_epochs=0, network_dim=2,
-            network_alpha=1, optimizer_type="Lion", lr_warmup_steps=0.05, min_snr_gamma=5, noise_offset=0.1)
+            network_alpha=1, optimizer_type="Lion", lr_warmup_steps=0.05, min_snr_gamma=5, noise_offset=0.1,
+            flip_aug=True, keep_tokens=1, caption_tag_dropout_rate=0.3, caption_dropout_rate=0.1)
 
 
 def write_images(folder: Path, colours: list[tuple[int, int, int]], caption: str, size=(64, 64)) -> None:
@@ -49,6 +50,7 @@ def train_client(data_dir, fresh_data_dir, settings):
     root = fresh_data_dir(data_dir)
     write_images(root / "datasets" / "solid" / "13_solid", [(220, 20, 20)], "solid red")
     write_images(root / "datasets" / "two" / "1_pair", [(20, 220, 20), (20, 20, 220)], "pair, green, blue")
+    write_images(root / "datasets" / "reg" / "1_thing", [(128, 128, 128)], "thing")
     with TestClient(create_app(Settings(data_dir=root, cache_dir=settings.cache_dir, num_threads=2)),
                     raise_server_exceptions=False) as client:
         yield client
@@ -299,8 +301,9 @@ def test_dry_run_reports_buckets_and_steps_without_training(train_client):
     write_images(root / "datasets" / "mixed" / "3_mix", [(1, 1, 1)] * 2, "a", size=(128, 64))
     write_images(root / "datasets" / "mixed" / "2_tall", [(1, 1, 1)], "b", size=(64, 128))
     before = len(train_client.get("/lora/train").json()["jobs"])
-    r = train_client.post("/lora/train", json={**FITTED, "output_name": "dry", "train_data_dir": "datasets/mixed", "resolution": "128,128",
-                                               "train_batch_size": 4, "max_train_epochs": 5, "dry_run": True})
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "dry", "train_data_dir": "datasets/mixed",
+                                               "resolution": "128,128", "train_batch_size": 4, "max_train_epochs": 5,
+                                               "dry_run": True})
     assert r.status_code == 200, r.text
     dataset = r.json()["dataset"]
     assert dataset["buckets"] == [{"resolution": [64, 128], "count": 2}, {"resolution": [128, 64], "count": 6}]
@@ -350,15 +353,21 @@ def test_cancel_mid_run_while_generation_waits(train_client, fitted):
 
 def test_lora_scripts_shim(train_client, fitted):
     body = {**LONG, "output_name": "shim", "max_train_epochs": 1, "model_train_type": "sd-lora",
+            "reg_data_dir": "datasets/reg", "prior_loss_weight": 0.5, "cache_latents_to_disk": True,
             "enable_preview": False, "ui_custom_params": "", "gpu_ids": ["0"]}
     r = train_client.post("/api/run", json=body)
     assert r.status_code == 200 and r.json()["status"] == "success", r.text
     task_id = r.json()["message"].rsplit(" ", 1)[1]
     tasks = {t["id"]: t["status"] for t in train_client.get("/api/tasks").json()["data"]["tasks"]}
     assert tasks[task_id] in ("CREATED", "RUNNING", "FINISHED")
-    wait_for(train_client, task_id)
+    view = wait_for(train_client, task_id)
     tasks = {t["id"]: t["status"] for t in train_client.get("/api/tasks").json()["data"]["tasks"]}
-    assert tasks[task_id] == "FINISHED"
+    assert tasks[task_id] == "FINISHED" and view["status"] == "done"
+    _, metadata, _ = read_file(view["outputs"][-1]["path"])  # reg images balanced to the 2 training images
+    assert metadata["ss_num_reg_images"] == "2" and metadata["ss_prior_loss_weight"] == "0.5"
+    assert view["dataset"]["steps_per_epoch"] == 4 and view["progress"]["step"] == 4
+    job_dir = train_client.app.state.sdapi.training.job_dir(task_id)
+    assert len(list((job_dir / "latents").glob("*.pt"))) == 3 * 2  # 3 images, flipped and not
     refused = train_client.post("/api/run", json={**body, "train_data_dir": "datasets/missing"})
     assert refused.status_code == 200 and refused.json()["status"] == "fail"
     assert "train_data_dir" in refused.json()["message"]
@@ -368,3 +377,13 @@ def test_lora_scripts_shim(train_client, fitted):
     wait_for(train_client, long_id)
     tasks = {t["id"]: t["status"] for t in train_client.get("/api/tasks").json()["data"]["tasks"]}
     assert tasks[long_id] == "TERMINATED"
+
+
+def test_a_job_that_fails_reports_its_error_and_log_tail(train_client, fitted):
+    job_id = submit(train_client, **{**LONG, "output_name": "broken", "optimizer_type": "AdamW",
+                                     "optimizer_args": ["no_such_argument=1"]})
+    view = wait_for(train_client, job_id)
+    assert view["status"] == "failed" and view["error"]["type"] == "TypeError"
+    assert "no_such_argument" in view["error"]["message"] and "Traceback" in view["error"]["log_tail"]
+    assert view["outputs"] == [] and train_client.get("/sdapi/v1/progress").json()["state"]["job_count"] == 0
+    assert txt2img(train_client, "after a failed job")["images"]  # the worker goes on

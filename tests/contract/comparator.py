@@ -172,7 +172,7 @@ class _Comparison:
         pattern = _INDEX.sub("[*]", path)
         if pattern in self.not_implemented:
             return
-        if pattern == "images[*]" and isinstance(rec, dict) and "_decoded" in rec:
+        if pattern in ("images[*]", "image") and isinstance(rec, dict) and "_decoded" in rec:  # image: extras
             self.image(path, rec["_decoded"], ours)
             return
         key = path.rsplit(".", 1)[-1]

@@ -18,14 +18,17 @@ FROZEN = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 COMPONENTS = ["StableDiffusionProcessingTxt2Img", "TextToImageResponse", "SamplerItem", "SDModelItem", "Options",
               "Flags", "ProgressResponse", "PNGInfoRequest", "PNGInfoResponse", "MemoryResponse", "UpscalerItem",
               "HypernetworkItem", "FaceRestorerItem", "RealesrganItem", "PromptStyleItem", "EmbeddingItem",
-              "EmbeddingsResponse", "ScriptsList", "PreprocessResponse", "InterrogateRequest"]
+              "EmbeddingsResponse", "ScriptsList", "PreprocessResponse", "InterrogateRequest",
+              "StableDiffusionProcessingImg2Img", "ImageToImageResponse", "ExtrasSingleImageRequest",
+              "ExtrasSingleImageResponse", "ExtrasBatchImagesRequest", "ExtrasBatchImagesResponse", "FileData"]
 IMPLEMENTED_PATHS = ["/sdapi/v1/txt2img", "/sdapi/v1/samplers", "/sdapi/v1/sd-models", "/sdapi/v1/refresh-checkpoints",
                      "/sdapi/v1/options", "/sdapi/v1/cmd-flags", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
                      "/sdapi/v1/skip", "/sdapi/v1/png-info", "/sdapi/v1/memory", "/sdapi/v1/upscalers",
                      "/sdapi/v1/hypernetworks", "/sdapi/v1/face-restorers", "/sdapi/v1/realesrgan-models",
                      "/sdapi/v1/prompt-styles", "/sdapi/v1/embeddings", "/sdapi/v1/scripts",
                      "/sdapi/v1/unload-checkpoint", "/sdapi/v1/reload-checkpoint", "/sdapi/v1/preprocess",
-                     "/sdapi/v1/interrogate"]
+                     "/sdapi/v1/interrogate", "/sdapi/v1/img2img", "/sdapi/v1/extra-single-image",
+                     "/sdapi/v1/extra-batch-images"]
 _MISSING = object()
 
 

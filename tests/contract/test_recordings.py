@@ -45,15 +45,7 @@ SERVED_TXT2IMG = [
     "webui-mode/post-txt2img-no-lora-same-seed.json",  # the LoRA recording's request without the tag
 ]
 
-# HIRES FIX IS NOT IMPLEMENTED YET (README "Not yet": `enable_hr` is accepted and ignored). These are the parts
-# of a txt2img response that depend on it; the seed-payload recordings (enable_hr, ×2 Latent) are compared on
-# everything else. Remove this exception when hires fix lands.
-HIRES_NOT_IMPLEMENTED = frozenset({
-    "images[*].size",  # A1111: 128x128 (the hires pass); ours: the 64x64 first pass
-    "info.extra_generation_params",  # A1111: {"Hires upscale": 2.0, "Hires upscaler": "Latent"}; ours: {}
-    "infotext:Hires upscale",
-    "infotext:Hires upscaler",
-})
+# Hires fix (enable_hr, x2 "Latent", 4 images): compared on everything, image sizes included.
 SERVED_TXT2IMG_HIRES = [
     "post-txt2img-seed-payload-fixed-seed.json",
     "post-txt2img-seed-payload-seed-minus1.json",
@@ -156,11 +148,11 @@ def test_txt2img_matches_recording(client, name):
 
 
 @pytest.mark.parametrize("name", SERVED_TXT2IMG_HIRES)
-def test_txt2img_seed_payload_matches_recording_except_hires(client, name):
-    # The hires-dependent parts are excluded explicitly (HIRES_NOT_IMPLEMENTED: the hires fix issue);
-    # everything else — echo, info, infotexts (incl. "Clip skip: 2" from override_settings), seeds — must match.
+def test_txt2img_seed_payload_with_hires_matches_recording(client, name):
+    # Echo, info (first-pass width/height, Hires keys in extra_generation_params), infotexts (incl. "Clip skip: 2"
+    # from override_settings, "Hires upscale", "Hires upscaler"), seeds, and the 128x128 hires image size.
     state = client.app.state.sdapi
-    assert replay_txt2img(client, state, name, not_implemented=HIRES_NOT_IMPLEMENTED) == []
+    assert replay_txt2img(client, state, name) == []
 
 
 def test_every_top_level_txt2img_200_recording_is_classified():

@@ -316,7 +316,6 @@ def _small_keys(te_prefix: str, in_channels: int = 4) -> dict[str, tuple[int, ..
     ("keys", "message"),
     [
         ({**_small_keys(SDXL_TE1), **_small_keys(SDXL_TE2)}, "SDXL checkpoints are not supported yet"),
-        (_small_keys(SD1_TE, in_channels=9), "inpainting"),
         ({"first_stage_model.decoder.conv_out.weight": (3, 4, 3, 3)}, "not a Stable Diffusion"),
     ],
 )
@@ -432,3 +431,12 @@ def test_shipped_configs_param_counts(tmp_path, model_type, unet_m, te_m, diffus
     index = json.loads((config_dir / "model_index.json").read_text())
     assert all(index[k] == [None, None] for k in ("safety_checker", "feature_extractor", "image_encoder"))
     assert math.isclose(json.loads((config_dir / "vae" / "config.json").read_text())["scaling_factor"], 0.18215)
+
+
+@pytest.mark.parametrize(("model_type", "base"), [(mt.SD15_INPAINT, mt.SD15), (mt.SD2_INPAINT, mt.SD2)])
+def test_inpainting_types_get_their_base_config_with_a_9_channel_unet(model_type, base):
+    files, base_files = config_files_for_type(model_type), config_files_for_type(base)
+    assert json.loads(files["unet/config.json"])["in_channels"] == 9
+    assert json.loads(base_files["unet/config.json"])["in_channels"] == 4
+    assert {k: v for k, v in files.items() if k != "unet/config.json"} == {
+        k: v for k, v in base_files.items() if k != "unet/config.json"}

@@ -54,7 +54,9 @@ def test_train_command_writes_the_files(data_dir, fresh_data_dir, settings, caps
     assert (loras / "cli-000001.safetensors").is_file() and (loras / "cli.safetensors").is_file()
     metadata = read_safetensors_header(loras / "cli.safetensors")["__metadata__"]
     assert metadata["ss_optimizer"] == "prodigyopt.prodigy.Prodigy"
-    assert (metadata["ss_steps"], metadata["ss_gradient_accumulation_steps"], metadata["ss_clip_skip"]) == ("4", "2", "2")  # ceil(6 / 2 batches / 2) x 2 epochs
+    # 2 images x 3 repeats / batch 2 = 3 batches per epoch; 2 per update -> 2 updates x 2 epochs.
+    assert metadata["ss_steps"] == "4" and metadata["ss_gradient_accumulation_steps"] == "2"
+    assert metadata["ss_clip_skip"] == "2" and metadata["ss_max_token_length"] == "150"
     from safetensors.torch import load_file
 
     tensors = load_file(loras / "cli.safetensors")

@@ -1,7 +1,7 @@
 """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): sign of an interpolated momentum.
 
-``update = sign(β1·m + (1-β1)·g)``; ``p ← p - lr·(update + wd·p)``; ``m ← β2·m + (1-β2)·g``. Its learning rate
-is typically 3-10x smaller than AdamW's.
+``update = sign(β1·m + (1-β1)·g)``; ``p ← p - lr·(update + wd·p)``; ``m ← β2·m + (1-β2)·g``.
+Its learning rate is typically 3-10x smaller than AdamW's.
 """
 
 from __future__ import annotations

@@ -118,8 +118,8 @@ class TrainableLora(nn.Module):
     def __init__(self, unet: nn.Module, text_encoder: nn.Module, spec: NetworkSpec):
         super().__init__()
         self.spec = spec
-        self.unet_loras = nn.ModuleList(self._create(unet, UNET_PREFIX, UNET_BLOCKS + (UNET_CONV_BLOCKS if spec.conv_dim else ()))
-                                        if spec.train_unet else [])
+        unet_blocks = UNET_BLOCKS + (UNET_CONV_BLOCKS if spec.conv_dim else ())
+        self.unet_loras = nn.ModuleList(self._create(unet, UNET_PREFIX, unet_blocks) if spec.train_unet else [])
         self.text_loras = nn.ModuleList(self._create(text_encoder, TEXT_PREFIX, TEXT_BLOCKS, text=True)
                                         if spec.train_text_encoder else [])
         self._handles = []
@@ -180,7 +180,8 @@ class TrainableLora(nn.Module):
         """
         loaded = 0
         for lora in self.loras():
-            down, up = tensors.get(f"{lora.lora_name}.lora_down.weight"), tensors.get(f"{lora.lora_name}.lora_up.weight")
+            down = tensors.get(f"{lora.lora_name}.lora_down.weight")
+            up = tensors.get(f"{lora.lora_name}.lora_up.weight")
             if down is not None and up is not None and down.shape == lora.lora_down.weight.shape \
                     and up.shape == lora.lora_up.weight.shape:
                 lora.lora_down.weight.copy_(down)

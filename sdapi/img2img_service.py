@@ -1,0 +1,73 @@
+"""``/sdapi/v1/img2img``: checked and decoded at once, then run on the job queue like txt2img.
+
+A1111's order of failures: no ``init_images`` → 404 "Init image not found"; an undecodable mask or image → 500
+"Invalid encoded image"; an unknown sampler → 404.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+from sdapi.engine.samplers import SamplerSpec, find_sampler
+from sdapi.errors import InvalidRequest, NotFound
+from sdapi.images import decode_image
+from sdapi.img2img_images import composite, prepare_inputs
+from sdapi.serving import ServerState, check_scripts, log_ignored_fields
+from sdapi.translate import job_timestamp, validate_guidance, validate_size
+from sdapi.translate_img2img import img2img_response, resolve_img2img
+from sdapi.upscalers import Tiling, available_upscalers, enlarger, find_upscaler
+
+
+def models_root(state: ServerState) -> Path:
+    """A1111's ``models/`` folder (where ``ESRGAN/``, ``RealESRGAN/``, ``SwinIR/`` live)."""
+    return Path(state.settings.data_dir) / "models"
+
+
+def upscaler_rows(state: ServerState) -> list:
+    """Every upscaler the server can run now (pixel ones and the model files present)."""
+    return available_upscalers(models_root(state))
+
+
+def img2img_job(state: ServerState, req) -> Callable[[], dict[str, Any]]:
+    """Check and decode an img2img request now; return the job that serves it on the worker.
+
+    Raises:
+        NotFound, ApiError, Unprocessable, InvalidRequest: before anything is queued.
+    """
+    state.refuse_while_training()
+    if req.init_images is None:
+        raise NotFound("Init image not found")
+    mask = decode_image(req.mask) if req.mask else None
+    sampler = find_sampler(req.sampler_name or req.sampler_index)
+    check_scripts(req)
+    log_ignored_fields(req)
+    validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, state.settings.max_pixels)
+    validate_guidance(req.cfg_scale)
+    if req.denoising_strength is None:
+        raise InvalidRequest("denoising_strength must be a number, got None")
+    images = [decode_image(image) for image in req.init_images]
+    if not images:
+        raise InvalidRequest("init_images must hold at least one image")
+    return functools.partial(_run_img2img, state, req, sampler, images, mask)
+
+
+def _run_img2img(state: ServerState, req, sampler: SamplerSpec, images, mask) -> dict[str, Any]:
+    state.control.begin(req.n_iter, job_timestamp())
+    try:
+        with state.overrides(req.override_settings, req.override_settings_restore_afterwards):
+            options = state.options
+            checkpoint = state.load_selected()
+            img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), upscaler_rows(state))
+            enlarge = enlarger(img2img_upscaler, state.engine.upscaler_runner(Tiling.from_options(options)))
+            prepared = prepare_inputs(images, mask, req, options.get("img2img_background_color"), enlarge)
+            batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
+            resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+            resolved.inpainting_conditioning = state.engine.is_inpainting(checkpoint.filename)
+            outputs = state.engine.img2img(checkpoint.filename, resolved.params, state.control)
+            outputs = composite(outputs, prepared, resolved.params.batch_size)
+            return img2img_response(req, resolved, outputs, checkpoint, options, state.control.job_timestamp)
+    finally:
+        state.control.end()
+
