@@ -15,6 +15,7 @@ from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.routes import catalog, config, dataset, generation, loras as lora_routes, progress, utility
 from sdapi.routes import extras as extras_routes
 from sdapi.routes import lora_scripts, training as training_routes
+from sdapi.routes import scripts as script_routes
 from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving import ServerState
 from sdapi.settings import Settings
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_error_handlers(app)
     install_outer_habits(app, http_settings)
     install_docs(app)
-    for module in (generation, extras_routes, catalog, config, progress, utility, lora_routes, dataset,
-                   training_routes, lora_scripts):
+    for module in (generation, extras_routes, catalog, config, progress, utility, script_routes, lora_routes,
+                   dataset, training_routes, lora_scripts):
         app.include_router(module.router)
     return app

@@ -44,7 +44,7 @@ def find_named(name: str | None, upscalers: list[UpscalerSpec]) -> UpscalerSpec 
 
 
 def _upscale_one(image: Image.Image, info: dict, spec: UpscalerSpec, req, upscale: Upscale) -> Image.Image:
-    """One upscaler over the source, recording what it did in ``info`` (A1111's ``ScriptPostprocessingUpscale.upscale``)."""
+    """One upscaler over the source, recording what it did in ``info`` (A1111's postprocessing ``upscale``)."""
     if req.resize_mode == SCALE_TO:
         scale = max(req.upscaling_resize_w / image.width, req.upscaling_resize_h / image.height)
         info["Postprocess upscale to"] = f"{req.upscaling_resize_w}x{req.upscaling_resize_h}"

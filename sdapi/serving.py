@@ -28,6 +28,7 @@ from sdapi.loras import LoraCatalog
 from sdapi.images import encode_image
 from sdapi.options import coerce_option
 from sdapi.progress import progress_body
+from sdapi.scripts.registry import find_script, script_job
 from sdapi.translate import (job_timestamp, resolve_txt2img, txt2img_response, validate_guidance,
                              validate_size)
 
@@ -214,6 +215,8 @@ class ServerState:
         validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, self.settings.max_pixels)
         validate_guidance(req.cfg_scale)
         validate_hires_size(req, self.options, self.settings.max_pixels)
+        if req.script_name:
+            return script_job(self, req, "txt2img")
         return functools.partial(self._run_txt2img, req, sampler)
 
     def _run_txt2img(self, req, sampler) -> dict[str, Any]:
@@ -221,16 +224,24 @@ class ServerState:
         self.control.begin(req.n_iter * (2 if req.enable_hr else 1), job_timestamp())
         try:
             with self.overrides(req.override_settings, req.override_settings_restore_afterwards):
-                checkpoint = self.load_selected()
-                upscalers = available_upscalers(self.settings.data_dir / "models")
-                resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras,
-                                           upscalers=upscalers)
-                resolved.inpainting_conditioning = self.engine.is_inpainting(checkpoint.filename)
-                images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control,
-                                             Tiling.from_options(self.options))
+                resolved, images, checkpoint = self.generate_txt2img(req, sampler)
                 return txt2img_response(req, resolved, images, checkpoint, self.options, self.control.job_timestamp)
         finally:
             self.control.end()
+
+    def generate_txt2img(self, req, sampler) -> tuple[Any, list, CheckpointInfo]:
+        """Generate ``req``'s images with the options as they are now (on the worker, inside a begun job).
+
+        Returns:
+            ``(ResolvedRequest, images, checkpoint)``, what :func:`sdapi.translate.txt2img_response` takes.
+        """
+        checkpoint = self.load_selected()
+        upscalers = available_upscalers(self.settings.data_dir / "models")
+        resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras, upscalers=upscalers)
+        resolved.inpainting_conditioning = self.engine.is_inpainting(checkpoint.filename)
+        images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control,
+                                     Tiling.from_options(self.options))
+        return resolved, images, checkpoint
 
     def txt2img(self, req) -> dict[str, Any]:
         """Serve one request synchronously through the queue (CLI, benchmarks and tests)."""
@@ -270,6 +281,12 @@ def validate_hires_size(req, options: Options, max_pixels: int) -> None:
         InvalidRequest: naming the target size.
     """
     plan = plan_hires(req, bool(options.get("use_old_hires_fix_width_height")))
+    for name, value in (("firstphase_width", plan.width), ("firstphase_height", plan.height)):
+        # Legacy firstphase_* replace width/height (A1111 too, even without enable_hr): one of them left 0 would
+        # make a zero-size first pass.
+        if value <= 0 or value % 8:
+            raise InvalidRequest(f"{name} makes the first pass {plan.width}x{plan.height}; "
+                                 "both sides must be positive multiples of 8")
     pixels = plan.target_width * plan.target_height * (req.batch_size or 1)
     if plan.enabled and pixels > max_pixels:
         raise InvalidRequest(f"hires fix target {plan.target_width}x{plan.target_height} times batch_size = {pixels} "
@@ -283,9 +300,10 @@ def log_ignored_fields(req) -> None:
             log.warning("%s=true ignored: %s", name, why)
 
 
-def check_scripts(req) -> None:
-    """No selectable or always-on scripts exist yet: refuse names as A1111 does for unknown ones (422)."""
+def check_scripts(req, mode: str = "txt2img") -> None:
+    """Refuse script names A1111 would not find (422): unknown selectable scripts, and every always-on one
+    (none exist yet)."""
     if req.script_name:
-        raise Unprocessable(f"Script '{req.script_name}' not found")
+        find_script(req.script_name, mode)
     for name in (req.alwayson_scripts or {}):
         raise Unprocessable(f"always on script {name} not found")

@@ -43,7 +43,7 @@ class SamplerSpec:
         ancestral: draws fresh noise every step from the image's generator stream.
         second_order: calls the model twice per step (A1111 doubles its prompt schedule for these).
         adjust_steps: A1111's DDIM/PLMS/UniPC step fix-up when ``999 / (1000 // steps)`` is whole.
-        exact: the diffusers scheduler implements the same algorithm as A1111's sampler.
+        exact: the row (its diffusers scheduler or own loop) implements the same algorithm as A1111's sampler.
         a1111_sigmas: replace the scheduler's schedule with A1111's exact sigmas and fractional timesteps
             (needs a ``SCHEDULE_LAYOUTS`` entry for ``scheduler``).
         kdiffusion_loop: key of our own k-diffusion sampling function in

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import A1111Request
 from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
+from .scripts import ScriptArgs
 
 __all__ = ["StableDiffusionProcessingImg2Img", "ImageToImageResponse"]
 
@@ -61,7 +62,7 @@ class StableDiffusionProcessingImg2Img(A1111Request):
     s_noise: Optional[LaxFloat] = 1.0
     override_settings: Optional[LaxDict] = None
     override_settings_restore_afterwards: Optional[LaxBool] = True
-    script_args: Optional[LaxList] = []  # copied per instance by pydantic
+    script_args: Optional[ScriptArgs] = []  # copied per instance by pydantic; a dict: sdapi's named form
     # A1111's additional API fields
     sampler_index: Optional[LaxStr] = "Euler"
     include_init_images: Optional[LaxBool] = False

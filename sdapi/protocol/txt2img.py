@@ -13,7 +13,8 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import A1111Request
-from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
+from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxStr, LaxStrList
+from .scripts import ScriptArgs
 
 __all__ = ["StableDiffusionProcessingTxt2Img", "TextToImageResponse"]
 
@@ -59,7 +60,7 @@ class StableDiffusionProcessingTxt2Img(A1111Request):
     s_noise: Optional[LaxFloat] = 1.0
     override_settings: Optional[LaxDict] = None
     override_settings_restore_afterwards: Optional[LaxBool] = True
-    script_args: Optional[LaxList] = []  # copied per instance by pydantic
+    script_args: Optional[ScriptArgs] = []  # copied per instance by pydantic; a dict: sdapi's named form
     # A1111's additional API fields
     sampler_index: Optional[LaxStr] = "Euler"
     script_name: Optional[LaxStr] = None

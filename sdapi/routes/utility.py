@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from sdapi.images import decode_image
 from sdapi.pnginfo import png_info
 from sdapi.protocol import (EmbeddingsResponse, FaceRestorerItem, HypernetworkItem, MemoryResponse, PNGInfoRequest,
-                            PNGInfoResponse, PromptStyleItem, RealesrganItem, ScriptsList, UpscalerItem)
+                            PNGInfoResponse, PromptStyleItem, RealesrganItem, UpscalerItem)
 from sdapi.img2img_service import upscaler_rows
 from sdapi.protocol.extras import LatentUpscalerModeItem
 from sdapi.routes.deps import State
@@ -69,12 +69,6 @@ def get_prompt_styles(state: State):
 def get_embeddings():
     # Textual-inversion embeddings are not loaded by sdapi yet.
     return {"loaded": {}, "skipped": {}}
-
-
-@router.get("/sdapi/v1/scripts", response_model=ScriptsList)
-def get_scripts_list():
-    # Selectable scripts (x/y/z plot, ...) are listed here as they are implemented.
-    return {"txt2img": [], "img2img": []}
 
 
 @router.post("/sdapi/v1/unload-checkpoint")

@@ -110,3 +110,17 @@ def test_hires_target_over_the_pixel_budget_is_refused_early(client):
 def test_hires_counts_two_jobs_per_batch(client, state):
     hires(client, hr_scale=2, n_iter=2)
     assert state.control.job_no == 4
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "Heun", "DPM2", "DPM++ SDE Karras", "DPM++ 2S a", "DPM fast", "DDIM",
+                                     "UniPC"])
+def test_second_pass_runs_with_each_kind_of_sampler(client, sampler):
+    sizes, info = _sizes_and_info(hires(client, hr_scale=2, sampler_name=sampler, steps=3))
+    assert sizes == [(128, 128)] and info["sampler_name"] == sampler
+
+
+def test_one_legacy_firstphase_side_alone_is_refused_up_front(client):
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "width": 64, "height": 64, "steps": 2,
+                                               "firstphase_height": 64})
+    assert r.status_code == 422 and r.json()["error"] == "InvalidRequest"
+    assert r.json()["errors"].startswith("firstphase_width makes the first pass 0x64")

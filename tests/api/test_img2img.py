@@ -144,7 +144,8 @@ def test_data_url_and_jpeg_init_images_are_accepted(client):
     assert decode_png(body["images"][0]).size == (W, H)
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras", "Heun", "DDIM", "PLMS"])
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras", "Heun", "DPM2 a", "DPM++ SDE", "DDIM", "PLMS",
+                                     "DPM++ 2S a", "DPM fast", "DPM adaptive"])
 def test_samplers_run_img2img_with_a_mask(client, sampler):
     body = img2img(client, mask=b64(right_half_mask()), sampler_name=sampler, denoising_strength=0.6)
     assert decode_png(body["images"][0]).size == (W, H)

@@ -43,15 +43,16 @@ def esrgan_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
-def realesrgan_x2_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:
-    """A tiny Real-ESRGAN x2plus (BasicSR layout, pixel-unshuffled input: 12 channels)."""
+def realesrgan_x2_state_dict(seed: int = 1, in_channels: int = 12) -> dict[str, torch.Tensor]:
+    """A tiny Real-ESRGAN in BasicSR layout: x2plus (pixel-unshuffled input, 12 channels) or, with
+    ``in_channels=3``, x4plus."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
 
     def put(name: str, out_ch: int, in_ch: int) -> None:
         sd[f"{name}.weight"], sd[f"{name}.bias"] = _conv(out_ch, in_ch, gen)
 
-    put("conv_first", FEAT, 12)
+    put("conv_first", FEAT, in_channels)
     for rdb in (1, 2, 3):
         for j in range(1, 6):
             put(f"body.0.rdb{rdb}.conv{j}", GROW if j < 5 else FEAT, FEAT + (j - 1) * GROW)

@@ -28,12 +28,8 @@ TOLERANCE = 1
 KNOWN_LIMITS = {
     "txt2img-sampler-dpm-adaptive": (35.0, "adaptive step control + ancestral noise is chaotic in float rounding"),
 }
-# Cases that need issue 5 (hires fix, img2img, inpaint) to land.
-PENDING_ISSUE_5 = frozenset({
-    "euler-a-hires-lanczos", "dpmpp-2m-karras-hires-lanczos", "repeat-euler-a-hires-lanczos",
-    "euler-a-img2img", "dpmpp-2m-karras-img2img", "repeat-euler-a-img2img",
-    "euler-a-inpaint", "dpmpp-2m-karras-inpaint", "repeat-dpmpp-2m-karras-inpaint",
-})
+# Cases that wait for issue 5 (hires fix with a pixel upscaler) to land.
+PENDING_ISSUE_5 = frozenset({"euler-a-hires-lanczos", "dpmpp-2m-karras-hires-lanczos", "repeat-euler-a-hires-lanczos"})
 
 CASES = case_names() if available() else []
 
@@ -50,7 +46,7 @@ def parity_client(tmp_path_factory):
 @pytest.mark.parametrize("name", CASES)
 def test_case_matches_a1111(parity_client, name):
     if name in PENDING_ISSUE_5:
-        pytest.skip("pending issue 5 (hires fix / img2img / inpaint)")
+        pytest.skip("pending issue 5 (hires fix with a pixel upscaler)")
     result = replay(parity_client, name)
     assert result.status == result.expected_status, result.detail
     assert not result.detail, result.detail

@@ -1,0 +1,69 @@
+"""Running one X/Y/Z cell: its option overrides, generation as a plain request would run, and what the grid keeps.
+
+Each cell is what A1111's ``process_images`` makes of the cell's copy of ``p``: its images (the plot keeps the
+first), the ``info`` a single request would answer, and, for the first cell of a sub-grid, the grid infotexts
+(that cell's infotext with the script's fields appended).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PIL import Image
+
+from sdapi.translate import image_grid, image_infotext, txt2img_response
+
+# request → (ResolvedRequest, images, checkpoint): ``ServerState.generate_txt2img`` or ``generate_img2img``.
+Generate = Callable[[Any], tuple[Any, list, Any]]
+
+
+@dataclass
+class CellResult:
+    """What a cell produced.
+
+    Args:
+        images: its images, each carrying its infotext (``parameters``); empty if interrupted before any.
+        info: the ``info`` object a single request with the cell's values would answer.
+        grid_infotexts: one infotext per requested set of grid fields.
+    """
+
+    images: list[Image.Image]
+    info: dict[str, Any]
+    grid_infotexts: list[str]
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The image the grid shows: the first one (the cell's own grid when a plain request would return one)."""
+        return self.images[0] if self.images else None
+
+
+def run_cell(state, cell, generate: Generate, grid_fields: list[dict[str, Any]]) -> CellResult:
+    """Generate one cell with its overrides applied (and restored afterwards).
+
+    Args:
+        state: the ``ServerState``; a job has begun.
+        cell: a :class:`sdapi.scripts.xyz.plan.Cell`.
+        generate: how its request is generated.
+        grid_fields: infotext fields of the grids this cell's infotext heads (empty for most cells).
+    """
+    with state.overrides(cell.overrides, True):
+        resolved, images, checkpoint = generate(cell.request)
+        options = state.options
+        body = txt2img_response(cell.request.model_copy(update={"send_images": False}), resolved, images,
+                                checkpoint, options, state.control.job_timestamp)
+        info = json.loads(body["info"])
+        grid_texts = [grid_infotext(cell.request, resolved, checkpoint, options, fields) for fields in grid_fields]
+    if info["index_of_first_image"] == 1:
+        # A saved batch is returned behind its own grid, and A1111's plot keeps "the first image": that grid.
+        rows = int(options.get("n_rows"))
+        images = [image_grid(images, resolved.params.batch_size if rows == 0 else rows)] + images
+    return CellResult(images, info, grid_texts)
+
+
+def grid_infotext(req, resolved, checkpoint, options, fields: dict[str, Any]) -> str:
+    """The cell's first infotext with ``fields`` appended after its own extra parameters (A1111's grid text)."""
+    params = dataclasses.replace(resolved.params, extra={**resolved.params.extra, **fields})
+    return image_infotext(req, dataclasses.replace(resolved, params=params), 0, checkpoint, options)
