@@ -11,6 +11,7 @@
 #     SDAPI_MODEL  sd_model_checkpoint title (default demo-sd15.safetensors, the built-in demo;
 #                  a bare filename such as "darkSushi25D25D_v20.safetensors" is accepted as in A1111)
 #     SDAPI_OUT    output folder             (default test)
+#     SDAPI_SIZE   first-pass width/height   (default 512, the notes' value; hires fix doubles it)
 import base64
 import os
 
@@ -19,10 +20,10 @@ import requests
 url = os.environ.get("SDAPI_URL", "http://127.0.0.1:7860").rstrip("/")
 model = os.environ.get("SDAPI_MODEL", "demo-sd15.safetensors")
 out = os.environ.get("SDAPI_OUT", "test")
+size = int(os.environ.get("SDAPI_SIZE", "512"))
 
 if __name__ == "__main__":
     os.makedirs(out, exist_ok=True)
-    size = 512
     payload = {
         'prompt': "xxx",
         "negative_prompt": "xxxx",

@@ -49,6 +49,8 @@ def decode_image(encoded: str) -> Image.Image:
     Raises:
         ApiError: 500 ``Invalid encoded image`` (A1111's status and wording) when it is not a readable image.
     """
+    if not isinstance(encoded, str):  # e.g. an object in ``init_images``: A1111 fails on it too, less clearly
+        raise ApiError("Invalid encoded image", status_code=500)
     if encoded.startswith(DATA_URL_PREFIX):
         encoded = encoded.split(",", 1)[-1]
     try:

@@ -17,7 +17,7 @@ from sdapi.engine.img2img import Img2ImgStart, fixed_steps, img2img_steps, sampl
 from sdapi.engine.noise import initial_noise
 from sdapi.engine.params import Img2ImgParams
 from sdapi.engine.prompt_conds import ScheduleEncoder, schedule_length
-from sdapi.engine.txt2img import NAN_MESSAGE, NansException, decode_latents
+from sdapi.engine.txt2img import check_nans, decode_latents
 from sdapi.engine.vae_io import encode_pixels, images_to_pixels
 
 FILL_LATENT_NOISE, FILL_LATENT_NOTHING = 2, 3
@@ -85,8 +85,7 @@ def run_img2img(model, p: Img2ImgParams, control: JobControl | None = None) -> l
             noise = noise * p.noise_multiplier
         latents = start.keep_original(sample_img2img(model, p.sampler, start, noise, generators, conds,
                                                      p.cfg_scale, control))
-        if torch.isnan(latents).any():
-            raise NansException(NAN_MESSAGE)
+        check_nans(latents)
         images.extend(decode_latents(model, latents))
         if control is not None:
             control.batch_done()

@@ -35,6 +35,13 @@ class NansException(RuntimeError):
     """A1111's name for a generation whose latents became NaN (reported as a 500)."""
 
 
+def check_nans(latents: torch.Tensor) -> torch.Tensor:
+    """``latents`` unchanged, or A1111's ``NansException`` when sampling produced NaNs."""
+    if torch.isnan(latents).any():
+        raise NansException(NAN_MESSAGE)
+    return latents
+
+
 @dataclass
 class LoadedModel:
     """A pipeline ready to generate, with its prompt encoder.
@@ -219,12 +226,9 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, control: JobControl | None
         image_cond = txt2img_image_cond(model, len(p.seeds[batch]), p.width, p.height)
         latents = sample_batch(model, p.sampler, steps, noise, generators, conds, None, p.cfg_scale,
                                p.seeds[batch][0], control, step_noise=step_noise, image_cond=image_cond)
-        if torch.isnan(latents).any():
-            raise NansException(NAN_MESSAGE)
+        check_nans(latents)
         if second_pass is not None:
-            latents = second_pass(latents, batch, conds)
-            if torch.isnan(latents).any():
-                raise NansException(NAN_MESSAGE)
+            latents = check_nans(second_pass(latents, batch, conds))
         images.extend(decode_latents(model, latents))
         if control is not None:
             control.batch_done()

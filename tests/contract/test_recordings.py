@@ -55,9 +55,10 @@ SERVED_TXT2IMG_HIRES = [
 # Top-level txt2img recordings replayed by another test file.
 REPLAYED_ELSEWHERE = {"post-txt2img-lora.json": "tests/contract/test_lora_recordings.py"}
 
-NOT_SERVED_YET = {
-    "post-txt2img-xyz-prompt-sr.json": "scripts (x/y/z plot) are not implemented yet",
-}
+# Selectable scripts (X/Y/Z plot): the grid only, one infotext for it and one per cell, every cell on one seed.
+SERVED_TXT2IMG_SCRIPTS = ["post-txt2img-xyz-prompt-sr.json"]
+
+NOT_SERVED_YET: dict[str, str] = {}
 
 
 @contextmanager
@@ -155,9 +156,29 @@ def test_txt2img_seed_payload_with_hires_matches_recording(client, name):
     assert replay_txt2img(client, state, name) == []
 
 
+@pytest.mark.parametrize("name", SERVED_TXT2IMG_SCRIPTS)
+def test_txt2img_script_matches_recording(client, name):
+    # One image (the legend grid, no parameters chunk, A1111's size), the echo with script_args, and info: cell
+    # prompts and seeds, the grid's infotext (cell 0's plus the Script/X/Y fields) then every cell's, byte for byte.
+    state = client.app.state.sdapi
+    recorded = load_recording(name)
+    recorded_hash = json.loads(recorded["response"]["info"])["sd_model_hash"]
+    subs = substitutions_for(state)
+    with selected(state, RECORDED_MODELS[recorded_hash][2]):
+        r = client.post("/sdapi/v1/txt2img", json=our_request(recorded["request"], state))
+    body = r.json()
+    assert compare_to_recording(recorded, r.status_code, body, substitutions=subs,
+                                noisy=noisy_for(recorded["request"])) == []
+    info = json.loads(body["info"])
+    w, h = info["width"], info["height"]
+    grid = decode_png(body["images"][0])
+    # 2x2 cells, a label column of 3/4 cell width, a label row as high as the 5 px font's tallest label + 2 * 2 px
+    assert grid.size == (2 * w + w * 3 // 4, 2 * h + 5 + 2 * 2) and not grid.text
+
+
 def test_every_top_level_txt2img_200_recording_is_classified():
     """A new recording must be replayed above or listed in NOT_SERVED_YET with a reason."""
-    replayed = set(SERVED_TXT2IMG) | set(SERVED_TXT2IMG_HIRES) | set(REPLAYED_ELSEWHERE)
+    replayed = set(SERVED_TXT2IMG) | set(SERVED_TXT2IMG_HIRES) | set(SERVED_TXT2IMG_SCRIPTS) | set(REPLAYED_ELSEWHERE)
     unclassified = []
     for path in sorted(RECORDINGS.glob("*.json")):
         recorded = json.loads(path.read_text(encoding="utf-8"))

@@ -2,8 +2,8 @@
 
 * The text is CSV (``"a, b", c`` is two values); empty items are dropped, the rest stripped (A1111 tests the
   item before stripping it, so the blank middle item of ``a, ,b`` stays, as an empty value).
-* Integer axes: ``1-5`` → 1..5, ``1-10 (+3)`` → 1, 4, 7, 10 (the sign of the step is required), ``1-10 [4]`` → four
-  evenly spaced values truncated to int; anything else is one value.
+* Integer axes: ``1-5`` → 1..5, ``1-10 (+3)`` → 1, 4, 7, 10 (the sign of the step is required), ``1-10 [4]`` →
+  four evenly spaced values truncated to int; anything else is one value.
 * Float axes: ``0-1 (+0.25)`` → 0, 0.25, ..., 1 (``numpy.arange(a, b + step, step)``, step 1 by default),
   ``0-1 [5]`` → ``numpy.linspace(0, 1, 5)``.
 * Prompt order: every permutation of the listed tokens.
