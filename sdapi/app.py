@@ -9,13 +9,22 @@ from fastapi import FastAPI
 
 from sdapi.checkpoints import CheckpointCatalog, HashCache
 from sdapi.errors import install_error_handlers
+from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
-from sdapi.http import install_inner_habits, install_outer_habits
-from sdapi.routes import catalog, config, dataset, generation, loras as lora_routes, progress, utility
+from sdapi.routes import (
+    catalog,
+    config,
+    dataset,
+    generation,
+    lora_scripts,
+    progress,
+    utility,
+)
 from sdapi.routes import extras as extras_routes
-from sdapi.routes import lora_scripts, training as training_routes
+from sdapi.routes import loras as lora_routes
 from sdapi.routes import scripts as script_routes
+from sdapi.routes import training as training_routes
 from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving import ServerState
 from sdapi.settings import Settings

@@ -19,18 +19,22 @@ from sdapi.engine.control import JobControl
 from sdapi.engine.samplers import find_sampler
 from sdapi.errors import ApiError, InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
-from sdapi.upscalers import Tiling, available_upscalers
-from sdapi.jobs import JobQueue
-from sdapi.options import Options
-from sdapi.settings import Settings
-from sdapi.styles import StyleDatabase
-from sdapi.loras import LoraCatalog
 from sdapi.images import encode_image
-from sdapi.options import coerce_option
+from sdapi.jobs import JobQueue
+from sdapi.loras import LoraCatalog
+from sdapi.options import Options, coerce_option
 from sdapi.progress import progress_body
 from sdapi.scripts.registry import find_script, script_job
-from sdapi.translate import (job_timestamp, resolve_txt2img, txt2img_response, validate_guidance,
-                             validate_size)
+from sdapi.settings import Settings
+from sdapi.styles import StyleDatabase
+from sdapi.translate import (
+    job_timestamp,
+    resolve_txt2img,
+    txt2img_response,
+    validate_guidance,
+    validate_size,
+)
+from sdapi.upscalers import Tiling, available_upscalers
 
 log = logging.getLogger("sdapi")
 

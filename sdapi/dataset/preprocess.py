@@ -26,7 +26,13 @@ from sdapi.dataset.files import save_png_atomically, write_text_atomically
 from sdapi.dataset.focal import FocalWeights, PointFinder
 from sdapi.dataset.paths import PathGuard
 from sdapi.dataset.progress import Progress
-from sdapi.dataset.resize import MulticropBounds, crop_and_resize, multicrop, split_image, split_ratio
+from sdapi.dataset.resize import (
+    MulticropBounds,
+    crop_and_resize,
+    multicrop,
+    split_image,
+    split_ratio,
+)
 
 log = logging.getLogger("sdapi")
 

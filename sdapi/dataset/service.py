@@ -21,11 +21,26 @@ from sdapi.dataset.progress import JobProgress
 from sdapi.dataset.resize import MulticropBounds
 from sdapi.dataset.tag_format import TagFormat, a1111_deepbooru_format
 from sdapi.dataset.tagging import tag_dataset
-from sdapi.dataset.tags import AddTags, DedupeTags, RemoveTags, ReplaceTag, SortTags, TagOperation
+from sdapi.dataset.tags import (
+    AddTags,
+    DedupeTags,
+    RemoveTags,
+    ReplaceTag,
+    SortTags,
+    TagOperation,
+)
 from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
-from sdapi.protocol.dataset import (AddTagsOperation, DedupeTagsOperation, PreprocessArgs, RemoveTagsOperation,
-                                    ReplaceTagOperation, SortTagsOperation, TagDatasetRequest, TagEditRequest)
+from sdapi.protocol.dataset import (
+    AddTagsOperation,
+    DedupeTagsOperation,
+    PreprocessArgs,
+    RemoveTagsOperation,
+    ReplaceTagOperation,
+    SortTagsOperation,
+    TagDatasetRequest,
+    TagEditRequest,
+)
 
 PREPROCESS_COMPLETE = "preprocess complete"
 

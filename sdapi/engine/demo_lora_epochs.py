@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdapi.engine.demo_lora import LORA_SUBDIR, kohya_layers, kohya_metadata, random_lora_tensors, write_kohya_lora
+from sdapi.engine.demo_lora import (
+    LORA_SUBDIR,
+    kohya_layers,
+    kohya_metadata,
+    random_lora_tensors,
+    write_kohya_lora,
+)
 
 DEMO_EPOCHS_NAME = "demo-epochs"
 

@@ -17,18 +17,17 @@ from PIL import Image  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.control import JobControl  # noqa: E402
+from sdapi.engine.hires import hires_pass  # noqa: E402
+from sdapi.engine.image_cond import is_inpainting  # noqa: E402
+from sdapi.engine.img2img_job import run_img2img  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
 from sdapi.engine.lora_cache import LoraCache  # noqa: E402
 from sdapi.engine.lora_file import load_lora_network  # noqa: E402
-from sdapi.engine.params import Txt2ImgParams  # noqa: E402
+from sdapi.engine.params import Img2ImgParams, Txt2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import approx_cheap  # noqa: E402
 from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
 from sdapi.engine.txt2img import LoadedModel, run_txt2img  # noqa: E402
-from sdapi.engine.hires import hires_pass  # noqa: E402
-from sdapi.engine.image_cond import is_inpainting  # noqa: E402
-from sdapi.engine.img2img_job import run_img2img  # noqa: E402
-from sdapi.engine.params import Img2ImgParams  # noqa: E402
 from sdapi.engine.upscale_model import model_runner  # noqa: E402
 from sdapi.upscalers import Tiling, UpscalerSpec, upscale_by  # noqa: E402
 

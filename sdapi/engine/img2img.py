@@ -23,10 +23,23 @@ from dataclasses import dataclass
 import torch
 
 from sdapi.engine.control import JobControl
-from sdapi.engine.kdiffusion_runner import denoiser_schedule, run_kdiffusion, txt2img_sigmas
-from sdapi.engine.prompt_conds import AND_WITH_COMPVIS_MESSAGE, BatchConds, denoiser_step
+from sdapi.engine.kdiffusion_runner import (
+    denoiser_schedule,
+    run_kdiffusion,
+    txt2img_sigmas,
+)
+from sdapi.engine.prompt_conds import (
+    AND_WITH_COMPVIS_MESSAGE,
+    BatchConds,
+    denoiser_step,
+)
 from sdapi.engine.sampler_noise import SamplerNoise
-from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps, install_a1111_sigmas
+from sdapi.engine.samplers import (
+    SamplerSpec,
+    build_scheduler,
+    effective_steps,
+    install_a1111_sigmas,
+)
 from sdapi.engine.sigmas import model_schedule
 from sdapi.engine.txt2img import _takes_generator, guided_eps
 

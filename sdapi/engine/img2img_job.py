@@ -13,7 +13,12 @@ from PIL import Image
 
 from sdapi.engine.control import JobControl
 from sdapi.engine.image_cond import img2img_image_cond
-from sdapi.engine.img2img import Img2ImgStart, fixed_steps, img2img_steps, sample_img2img
+from sdapi.engine.img2img import (
+    Img2ImgStart,
+    fixed_steps,
+    img2img_steps,
+    sample_img2img,
+)
 from sdapi.engine.noise import initial_noise
 from sdapi.engine.params import Img2ImgParams
 from sdapi.engine.prompt_conds import ScheduleEncoder, schedule_length

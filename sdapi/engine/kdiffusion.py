@@ -16,8 +16,17 @@ from typing import Callable
 
 import torch
 
-from sdapi.engine.dpm_solver import (Denoiser, DpmSolver, NoiseFn, StepCallback, ancestral_step, sigma_of,
-                                     solve_adaptive, solve_fast, t_of)
+from sdapi.engine.dpm_solver import (
+    Denoiser,
+    DpmSolver,
+    NoiseFn,
+    StepCallback,
+    ancestral_step,
+    sigma_of,
+    solve_adaptive,
+    solve_fast,
+    t_of,
+)
 
 
 @torch.no_grad()

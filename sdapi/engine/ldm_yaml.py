@@ -87,8 +87,10 @@ def architecture_updates(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     Raises:
         LdmYamlError: a section diffusers' converters cannot read.
     """
-    from diffusers.loaders.single_file_utils import (create_unet_diffusers_config_from_ldm,
-                                                      create_vae_diffusers_config_from_ldm)
+    from diffusers.loaders.single_file_utils import (
+        create_unet_diffusers_config_from_ldm,
+        create_vae_diffusers_config_from_ldm,
+    )
 
     params = config["model"].get("params") or {}
     updates: dict[str, dict[str, Any]] = {}

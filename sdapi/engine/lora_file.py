@@ -11,7 +11,14 @@ from pathlib import Path
 
 import torch
 
-from sdapi.engine.lora_format import ALPHA, DOWN, UP, UnsupportedLora, check_supported, split_key
+from sdapi.engine.lora_format import (
+    ALPHA,
+    DOWN,
+    UP,
+    UnsupportedLora,
+    check_supported,
+    split_key,
+)
 
 
 @dataclass

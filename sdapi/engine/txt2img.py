@@ -20,12 +20,21 @@ from sdapi.engine.control import JobControl
 from sdapi.engine.image_cond import txt2img_image_cond
 from sdapi.engine.kdiffusion_runner import txt2img_kdiffusion
 from sdapi.engine.noise import initial_noise, noise_device, seed_noise_shape
-from sdapi.engine.sampler_noise import SamplerNoise, batch_step_noise
 from sdapi.engine.params import Txt2ImgParams
-from sdapi.engine.prompt_conds import (AND_WITH_COMPVIS_MESSAGE, BatchConds, ScheduleEncoder, denoiser_step,
-                                       schedule_length)
-from sdapi.engine.samplers import SamplerSpec, build_scheduler, effective_steps, install_a1111_sigmas
-
+from sdapi.engine.prompt_conds import (
+    AND_WITH_COMPVIS_MESSAGE,
+    BatchConds,
+    ScheduleEncoder,
+    denoiser_step,
+    schedule_length,
+)
+from sdapi.engine.sampler_noise import SamplerNoise, batch_step_noise
+from sdapi.engine.samplers import (
+    SamplerSpec,
+    build_scheduler,
+    effective_steps,
+    install_a1111_sigmas,
+)
 
 NAN_MESSAGE = ("A tensor with all NaNs was produced in Unet. "
                "Use --disable-nan-check commandline argument to disable this check.")

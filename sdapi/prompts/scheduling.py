@@ -16,7 +16,15 @@ Quirks of A1111 kept on purpose:
 
 from __future__ import annotations
 
-from sdapi.prompts.syntax import Alternation, Emphasis, Node, Scheduled, Sequence, Text, parse_prompt_syntax
+from sdapi.prompts.syntax import (
+    Alternation,
+    Emphasis,
+    Node,
+    Scheduled,
+    Sequence,
+    Text,
+    parse_prompt_syntax,
+)
 
 
 class VisitError(RuntimeError):

@@ -6,9 +6,20 @@ from .img2img import ImageToImageResponse, StableDiffusionProcessingImg2Img
 from .models import SamplerItem, SDModelItem
 from .settings import Flags, Options
 from .txt2img import StableDiffusionProcessingTxt2Img, TextToImageResponse
-from .utility import (EmbeddingItem, EmbeddingsResponse, FaceRestorerItem, HypernetworkItem, MemoryResponse,
-                      PNGInfoRequest, PNGInfoResponse, ProgressResponse, PromptStyleItem, RealesrganItem,
-                      ScriptsList, UpscalerItem)
+from .utility import (
+                      EmbeddingItem,
+                      EmbeddingsResponse,
+                      FaceRestorerItem,
+                      HypernetworkItem,
+                      MemoryResponse,
+                      PNGInfoRequest,
+                      PNGInfoResponse,
+                      ProgressResponse,
+                      PromptStyleItem,
+                      RealesrganItem,
+                      ScriptsList,
+                      UpscalerItem,
+)
 from .validation import v1_validation_errors
 
 __all__ = [

@@ -12,9 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from sdapi.dataset.service import DatasetService
-from sdapi.protocol.dataset import (CaptionModelsResponse, InterrogateRequest, PreprocessBody, PreprocessResponse,
-                                    TagDatasetRequest, TagDatasetResponse, TagEditRequest, TagEditResponse,
-                                    TagFrequencyResponse)
+from sdapi.protocol.dataset import (
+    CaptionModelsResponse,
+    InterrogateRequest,
+    PreprocessBody,
+    PreprocessResponse,
+    TagDatasetRequest,
+    TagDatasetResponse,
+    TagEditRequest,
+    TagEditResponse,
+    TagFrequencyResponse,
+)
 
 router = APIRouter()
 _service_lock = threading.Lock()

@@ -9,8 +9,12 @@ from fastapi import APIRouter
 from sdapi.extras import run_extras
 from sdapi.images import decode_image, encode_image
 from sdapi.img2img_service import upscaler_rows
-from sdapi.protocol.extras import (ExtrasBatchImagesRequest, ExtrasBatchImagesResponse, ExtrasSingleImageRequest,
-                                   ExtrasSingleImageResponse)
+from sdapi.protocol.extras import (
+    ExtrasBatchImagesRequest,
+    ExtrasBatchImagesResponse,
+    ExtrasSingleImageRequest,
+    ExtrasSingleImageResponse,
+)
 from sdapi.routes.deps import State
 from sdapi.translate import job_timestamp
 from sdapi.upscalers import Tiling

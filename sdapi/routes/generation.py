@@ -6,9 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from sdapi.img2img_service import img2img_job
-from sdapi.protocol import (ImageToImageResponse, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img,
-                            TextToImageResponse)
 from sdapi.jobs import JobCancelled
+from sdapi.protocol import (
+    ImageToImageResponse,
+    StableDiffusionProcessingImg2Img,
+    StableDiffusionProcessingTxt2Img,
+    TextToImageResponse,
+)
 from sdapi.routes.deps import State
 
 CLIENT_CLOSED_REQUEST = 499

@@ -5,10 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sdapi.images import decode_image
-from sdapi.pnginfo import png_info
-from sdapi.protocol import (EmbeddingsResponse, FaceRestorerItem, HypernetworkItem, MemoryResponse, PNGInfoRequest,
-                            PNGInfoResponse, PromptStyleItem, RealesrganItem, UpscalerItem)
 from sdapi.img2img_service import upscaler_rows
+from sdapi.pnginfo import png_info
+from sdapi.protocol import (
+    EmbeddingsResponse,
+    FaceRestorerItem,
+    HypernetworkItem,
+    MemoryResponse,
+    PNGInfoRequest,
+    PNGInfoResponse,
+    PromptStyleItem,
+    RealesrganItem,
+    UpscalerItem,
+)
 from sdapi.protocol.extras import LatentUpscalerModeItem
 from sdapi.routes.deps import State
 from sdapi.system import ram_usage

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from sdapi.protocol.training import TrainRequest
 

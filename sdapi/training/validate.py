@@ -19,7 +19,12 @@ from sdapi.training.buckets import BucketSpec
 from sdapi.training.captions import CaptionRules
 from sdapi.training.dataset import scan_dataset
 from sdapi.training.errors import ConfigError
-from sdapi.training.options import check_optimizer, check_scheduler, parse_kv_args, warmup_steps
+from sdapi.training.options import (
+    check_optimizer,
+    check_scheduler,
+    parse_kv_args,
+    warmup_steps,
+)
 from sdapi.training.plan import build_entries, schedule
 from sdapi.training.plan_types import NetworkSpec, TrainPlan
 from sdapi.training.sample_prompts import SamplePrompt, parse_prompts, sampler_name

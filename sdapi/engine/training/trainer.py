@@ -25,7 +25,11 @@ from sdapi.engine.training.optimizers import build_optimizer
 from sdapi.engine.training.reporting import Reporter, StepReport
 from sdapi.engine.training.sampling import draw_sample
 from sdapi.engine.training.saving import SAVE_DTYPES, RunFacts, lora_metadata, save_lora
-from sdapi.engine.training.setup import choose_precision, enable_memory_savers, load_base
+from sdapi.engine.training.setup import (
+    choose_precision,
+    enable_memory_savers,
+    load_base,
+)
 from sdapi.engine.training.text import CaptionEncoder
 from sdapi.training.captions import process_caption
 from sdapi.training.plan import Entry, epoch_batches

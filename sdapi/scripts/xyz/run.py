@@ -44,7 +44,9 @@ def txt2img_plot_job(state, req) -> Callable[[], dict[str, Any]]:
 
 def img2img_plot_job(state, req, images, mask) -> Callable[[], dict[str, Any]]:
     """Check an img2img plot now (its images already decoded); return the job that generates it."""
-    from sdapi.img2img_service import generate_img2img  # the img2img service imports the serving layer
+    from sdapi.img2img_service import (
+        generate_img2img,  # the img2img service imports the serving layer
+    )
 
     plan = plan_plot(req, plot_args(req.script_args), plot_context(state, IMG2IMG))
     inpainting_axis = plan.axis_needing_inpainting()
