@@ -274,7 +274,6 @@ def checked_option_values(options: Options, values: dict[str, Any]) -> dict[str,
 # Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.
 NOT_YET_APPLIED = {
     "restore_faces": "face restoration is not available; images are not restored",
-    "tiling": "tiling is not implemented yet",
 }
 
 

@@ -124,6 +124,7 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         loras=selection.activations,
         hires=hires_params(plan, req, req.steps, sampler, upscalers),
         mask_weight=float(options.get("inpainting_mask_weight")),
+        circular=bool(req.tiling),
         **noise_settings(options),
     )
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
+from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.control import JobControl  # noqa: E402
 from sdapi.engine.hires import hires_pass  # noqa: E402
@@ -91,8 +92,12 @@ class Engine:
         if params.hires is not None:
             def second_pass(latents, batch, conds):
                 return hires_pass(model, params, batch, latents, conds, control, tiling)
-        with self.loras.applied(model.pipe, params.loras):
+        with self.loras.applied(model.pipe, params.loras), self._circular(model, params):
             return run_txt2img(model, params, control, second_pass)
+
+    @staticmethod
+    def _circular(model: LoadedModel, params: Txt2ImgParams):
+        return circular_padding([model.unet, model.vae], params.circular)
 
     def is_inpainting(self, path: Path) -> bool:
         """Whether the checkpoint at ``path`` is an inpainting model (9-channel UNet); loads it if needed."""
@@ -101,7 +106,7 @@ class Engine:
     def img2img(self, path: Path, params: Img2ImgParams, control: JobControl | None = None) -> list[Image.Image]:
         """Generate an img2img/inpainting job with the checkpoint at ``path`` (LoRAs applied for this job only)."""
         model = self.model(path)
-        with self.loras.applied(model.pipe, params.loras):
+        with self.loras.applied(model.pipe, params.loras), self._circular(model, params):
             return run_img2img(model, params, control)
 
     def upscale(self, spec: UpscalerSpec, image: Image.Image, scale: float, tiling: Tiling = Tiling()) -> Image.Image:

@@ -52,6 +52,7 @@ class Txt2ImgParams:
         batch_seeds: A1111's ``enable_batch_seeds``: batch images get the ancestral noise of single runs.
         randn_source: A1111's ``randn_source``: ``"GPU"`` draws noise on the device's generator (CUDA), ``"CPU"``
             on the CPU's.
+        circular: the request's ``tiling``: UNet and VAE convolutions pad circularly (seamless tiles).
     """
 
     prompts: list[str]
@@ -78,6 +79,7 @@ class Txt2ImgParams:
     eta_noise_seed_delta: int = 0
     batch_seeds: bool = True
     randn_source: str = "GPU"
+    circular: bool = False
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""
