@@ -296,11 +296,20 @@ def validate_hires_size(req, options: Options, max_pixels: int) -> None:
                              f"pixels exceeds this server's limit of {max_pixels}; lower hr_scale or hr_resize_x/y")
 
 
+# Sampler parameters accepted but not applied yet, with the values that mean "not used" (A1111's defaults).
+UNAPPLIED_SAMPLER_FIELDS = {"eta": (None,), "s_churn": (None, 0), "s_tmin": (None, 0), "s_tmax": (None, 0),
+                            "s_noise": (None, 1)}
+
+
 def log_ignored_fields(req) -> None:
-    """Log once per request each truthy field that sdapi accepts but does not apply yet."""
+    """Log once per request each field that sdapi accepts but does not apply yet, when it asks for something."""
     for name, why in NOT_YET_APPLIED.items():
         if getattr(req, name, None):
             log.warning("%s=true ignored: %s", name, why)
+    for name, unused in UNAPPLIED_SAMPLER_FIELDS.items():
+        value = getattr(req, name, None)
+        if value not in unused and value != float("inf"):
+            log.warning("%s=%s ignored: sdapi's samplers run with A1111's default for it", name, value)
 
 
 def check_scripts(req, mode: str = "txt2img") -> None:

@@ -208,3 +208,11 @@ def test_null_cfg_scale_is_refused_up_front(client):
     assert r.status_code == 422
     assert r.json() == {"error": "InvalidRequest", "detail": "", "body": "",
                         "errors": "cfg_scale must be a number, got None"}
+
+
+def test_sampler_parameters_not_applied_are_logged(client, caplog):
+    with caplog.at_level("WARNING", logger="sdapi"):
+        client.post("/sdapi/v1/txt2img", json={"prompt": "a", "width": 64, "height": 64, "steps": 2, "eta": 0.5,
+                                               "s_churn": 0.0, "s_noise": 1.0})
+    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert ignored == ["eta=0.5 ignored: sdapi's samplers run with A1111's default for it"]
