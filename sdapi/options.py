@@ -7,6 +7,7 @@ The defaults file holds A1111 v1.2.1's defaults in their native types: ints stay
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -102,13 +103,22 @@ def coerce_option(key: str, value: Any, default: Any) -> Any:
     from pydantic import ValidationError
 
     from sdapi.errors import InvalidRequest
-    from sdapi.protocol.settings import Options as OptionsModel
 
     try:
-        coerced = getattr(OptionsModel.model_validate({key: value}), key)
+        coerced = _option_adapter(key).validate_python(value)
     except ValidationError as exc:
         raise InvalidRequest(f"option {key}: {exc.errors()[0]['msg']} (got {value!r})") from None
     if isinstance(default, int) and not isinstance(default, bool) and isinstance(coerced, float):
         if coerced.is_integer():
             return int(coerced)
     return coerced
+
+
+@functools.lru_cache(maxsize=None)
+def _option_adapter(key: str):
+    """The validator of one field of A1111's ``Options`` model (validating the whole model per key cost ~1 ms)."""
+    from pydantic import TypeAdapter
+
+    from sdapi.protocol.settings import Options as OptionsModel
+
+    return TypeAdapter(OptionsModel.model_fields[key].annotation)
