@@ -12,6 +12,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("sdapi")
 
@@ -20,10 +21,44 @@ VAE_SUFFIXES = (".vae.safetensors", ".vae.ckpt")
 _BLOCK = 1024 * 1024
 
 
-def sha256_of_file(path: Path) -> str:
-    """Full sha256 of a file, read in 1 MiB blocks like A1111."""
+# A header claiming more than this is a corrupt file, not a model: refuse it rather than read it into memory.
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+class NotSafetensors(ValueError):
+    """A file whose header is not a safetensors header."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path} is not a safetensors file ({reason})")
+        self.reason = reason
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor entries plus ``__metadata__``), without reading tensors.
+
+    Raises:
+        NotSafetensors: a bad header length, undecodable JSON, or a header that is not an object.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+        if not 2 <= n <= min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise NotSafetensors(path, "bad header length")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise NotSafetensors(path, str(exc)) from exc
+    if not isinstance(header, dict):
+        raise NotSafetensors(path, "header is not an object")
+    return header
+
+
+def sha256_of_file(path: Path, offset: int = 0) -> str:
+    """sha256 of a file from ``offset`` to its end, read in 1 MiB blocks like A1111."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
+        f.seek(offset)
         for block in iter(lambda: f.read(_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -7,7 +7,6 @@ A1111's order of failures: no ``init_images`` → 404 "Init image not found"; an
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Callable
 
 from sdapi.engine.samplers import SamplerSpec, find_sampler
@@ -18,17 +17,7 @@ from sdapi.scripts.registry import script_job
 from sdapi.serving import ServerState, check_scripts, log_ignored_fields
 from sdapi.translate import job_timestamp, validate_guidance, validate_size
 from sdapi.translate_img2img import img2img_response, resolve_img2img
-from sdapi.upscalers import Tiling, available_upscalers, enlarger, find_upscaler
-
-
-def models_root(state: ServerState) -> Path:
-    """A1111's ``models/`` folder (where ``ESRGAN/``, ``RealESRGAN/``, ``SwinIR/`` live)."""
-    return Path(state.settings.data_dir) / "models"
-
-
-def upscaler_rows(state: ServerState) -> list:
-    """Every upscaler the server can run now (pixel ones and the model files present)."""
-    return available_upscalers(models_root(state))
+from sdapi.upscalers import Tiling, enlarger, find_upscaler
 
 
 def img2img_job(state: ServerState, req) -> Callable[[], dict[str, Any]]:
@@ -74,7 +63,7 @@ def generate_img2img(state: ServerState, req, sampler: SamplerSpec, images, mask
     """
     options = state.options
     checkpoint = state.load_selected()
-    img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), upscaler_rows(state))
+    img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), state.upscalers())
     enlarge = enlarger(img2img_upscaler, state.engine.upscaler_runner(Tiling.from_options(options)))
     prepared = prepare_inputs(images, mask, req, options.get("img2img_background_color"), enlarge)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})

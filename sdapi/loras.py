@@ -1,6 +1,6 @@
 """The LoRA catalog: files in ``models/Lora`` (or ``--lora-dir``) as A1111 names and lists them.
 
-Pure Python: metadata and tensor names come from the safetensors header JSON, hashes from ``hashlib``.
+Pure Python: metadata and tensor names come from the safetensors header JSON.
 A1111 v1.2.1 behaviour (``extensions-builtin/Lora/lora.py``): every ``.pt``, ``.ckpt`` and ``.safetensors``
 below the folder (extension matched case-sensitively), sorted by lower-cased path; ``name`` is the file stem,
 ``alias`` the ``ss_output_name`` metadata (or the name). A prompt may use either; when two files share one, the
@@ -10,7 +10,6 @@ later file in that order wins. Hashes (A1111 v1.3+, for the ``Lora hashes`` info
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdapi.checkpoints import sha256_of_file
+from sdapi.checkpoints import read_safetensors_header, sha256_of_file
 from sdapi.engine.lora_format import unsupported_reason
 
 log = logging.getLogger("sdapi")
@@ -30,27 +29,6 @@ METADATA_ORDER = {"ss_sd_model_name": 1, "ss_resolution": 2, "ss_clip_skip": 3, 
                   "ss_tag_frequency": 20}
 HIDDEN_METADATA = ("ssmd_cover_images",)  # base64 cover images: too big for a listing
 SHORTHASH_LENGTH = 12
-_BLOCK = 1024 * 1024
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor entries plus ``__metadata__``).
-
-    Args:
-        path: the file.
-
-    Returns:
-        The parsed header.
-
-    Raises:
-        ValueError: when the file is not a safetensors file.
-    """
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        start = f.read(2)
-        if length <= 2 or start not in (b'{"', b"{'"):
-            raise ValueError(f"{path} is not a safetensors file")
-        return json.loads(start + f.read(length - 2))
 
 
 def display_metadata(raw: dict[str, str]) -> dict[str, Any]:
@@ -85,12 +63,9 @@ def addnet_hash(path: Path) -> str:
     Returns:
         The hex digest.
     """
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        f.seek(8 + int.from_bytes(f.read(8), "little"))
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        header_length = int.from_bytes(f.read(8), "little")
+    return sha256_of_file(path, offset=8 + header_length)
 
 
 @dataclass

@@ -108,6 +108,10 @@ class ServerState:
         """Load whatever the options select (start-up and every generation)."""
         return self.activate(self.selected_checkpoint())
 
+    def upscalers(self) -> list:
+        """Every upscaler the server can run now: the pixel ones and the model files present (rescanned)."""
+        return available_upscalers(self.settings.models_root)
+
     def switch_checkpoint(self, name: str) -> None:
         """``POST /options`` with ``sd_model_checkpoint``: load it on the worker, after the jobs queued before.
 
@@ -240,7 +244,7 @@ class ServerState:
             ``(ResolvedRequest, images, checkpoint)``, what :func:`sdapi.translate.txt2img_response` takes.
         """
         checkpoint = self.load_selected()
-        upscalers = available_upscalers(self.settings.data_dir / "models")
+        upscalers = self.upscalers()
         resolved = resolve_txt2img(req, sampler, self.options, self.styles, loras=self.loras, upscalers=upscalers)
         resolved.inpainting_conditioning = self.engine.is_inpainting(checkpoint.filename)
         images = self.engine.txt2img(checkpoint.filename, resolved.params, self.control,

@@ -94,6 +94,11 @@ class Settings:
         return self.cache_dir / "demo"
 
     @property
+    def models_root(self) -> Path:
+        """A1111's ``models/`` folder (``ESRGAN/``, ``RealESRGAN/``, ``SwinIR/``, ``tagger/``, ...)."""
+        return self.data_dir / "models"
+
+    @property
     def styles_path(self) -> Path:
         """A1111's ``styles.csv``."""
         return Path(self.styles_file).expanduser() if self.styles_file else self.data_dir / "styles.csv"

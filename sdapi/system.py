@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-from importlib import resources
 from typing import Any
 
 import psutil
 
+from sdapi.protocol.settings import Flags
 from sdapi.settings import Settings
 
 HIDDEN = "********"
@@ -26,8 +25,7 @@ def ram_usage() -> dict[str, Any]:
 
 
 def _flag_defaults() -> dict[str, Any]:
-    text = resources.files("sdapi.data").joinpath("settings_schemas_v1.2.1.json").read_text(encoding="utf-8")
-    return {k: p.get("default") for k, p in json.loads(text)["Flags"]["properties"].items()}
+    return Flags().model_dump()
 
 
 def hide_credentials(value: str | None) -> str | None:

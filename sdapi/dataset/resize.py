@@ -8,6 +8,8 @@ from typing import Iterator
 
 from PIL import Image
 
+from sdapi.resize import CROP_AND_RESIZE, resize_image
+
 
 def crop_and_resize(image: Image.Image, width: int, height: int) -> Image.Image:
     """A1111's ``resize_image`` mode 1: scale to cover ``width``x``height`` (LANCZOS) and centre-crop the excess.
@@ -16,14 +18,7 @@ def crop_and_resize(image: Image.Image, width: int, height: int) -> Image.Image:
         image: an RGB image.
         width, height: the output size.
     """
-    ratio = width / height
-    src_ratio = image.width / image.height
-    src_w = width if ratio > src_ratio else image.width * height // image.height
-    src_h = height if ratio <= src_ratio else image.height * width // image.width
-    resized = image.resize((src_w, src_h), resample=Image.Resampling.LANCZOS)
-    result = Image.new("RGB", (width, height))
-    result.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
-    return result
+    return resize_image(CROP_AND_RESIZE, image, width, height)
 
 
 def split_ratio(image: Image.Image, width: int, height: int) -> tuple[float, bool]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from sdapi.checkpoints import NotSafetensors, read_safetensors_header
 from sdapi.engine import ldm_yaml
 from sdapi.engine import model_type as mt
 
@@ -65,8 +66,6 @@ _COMPONENT_FILES = {
 # Components from_single_file must not try to load (they would need files we do not ship).
 _NULL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 _SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-
 _UNSUPPORTED_TYPE_MESSAGES = {
     mt.SDXL: "SDXL checkpoints are not supported yet",
     mt.SDXL_INPAINT: "SDXL checkpoints are not supported yet",
@@ -111,18 +110,10 @@ def _read_safetensors_header(path: Path) -> CheckpointHeader:
     Raises:
         UnsupportedCheckpoint: if the header is not valid safetensors.
     """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
-        if not 2 <= n <= min(_MAX_HEADER_BYTES, size - 8):
-            raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file (bad header length)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file ({exc})") from exc
-    if not isinstance(header, dict):
-        raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file (header is not an object)")
+    try:
+        header = read_safetensors_header(path)
+    except NotSafetensors as exc:
+        raise UnsupportedCheckpoint(f"{path.name}: not a valid safetensors file ({exc.reason})") from exc
     metadata = header.pop("__metadata__", None) or {}
     try:
         shapes = {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()}
@@ -207,18 +198,6 @@ def read_checkpoint_header(path: Path) -> CheckpointHeader:
 # --------------------------------------------------------------------------- config directories
 
 
-def _json_bytes(obj: Any) -> bytes:
-    """Serialise JSON deterministically.
-
-    Args:
-        obj: a JSON-compatible object.
-
-    Returns:
-        UTF-8 bytes, keys sorted, 2-space indent, trailing newline.
-    """
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
 def _tokenizer_files(tokenizer_config: dict[str, Any]) -> dict[str, bytes]:
     """Build the ``tokenizer/`` files from a tokenizer config and the shipped vocab.
 
@@ -233,8 +212,8 @@ def _tokenizer_files(tokenizer_config: dict[str, Any]) -> dict[str, bytes]:
     config = {k: v for k, v in tokenizer_config.items() if k not in ("vocab", "merges")}
     special = {k: config[k] for k in _SPECIAL_TOKENS if k in config}
     files = {
-        "tokenizer/tokenizer_config.json": _json_bytes(config),
-        "tokenizer/special_tokens_map.json": _json_bytes(special),
+        "tokenizer/tokenizer_config.json": ldm_yaml.json_bytes(config),
+        "tokenizer/special_tokens_map.json": ldm_yaml.json_bytes(special),
     }
     for name in TOKENIZER_FILES:
         files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
@@ -281,8 +260,8 @@ def config_files_from_metadata(config_json: str) -> dict[str, bytes]:
     missing = [k for k in (*_COMPONENT_FILES, "tokenizer") if not isinstance(config.get(k), dict)]
     if missing:
         raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} lacks {', '.join(missing)}")
-    files = {rel: _json_bytes(config[name]) for name, rel in _COMPONENT_FILES.items()}
-    files["model_index.json"] = _json_bytes(_offline_model_index(config["model_index"]))
+    files = {rel: ldm_yaml.json_bytes(config[name]) for name, rel in _COMPONENT_FILES.items()}
+    files["model_index.json"] = ldm_yaml.json_bytes(_offline_model_index(config["model_index"]))
     files.update(_tokenizer_files(config["tokenizer"]))
     return files
 
@@ -320,7 +299,7 @@ def config_files_for_type(model_type: str) -> dict[str, bytes]:
     if base_type != model_type:
         unet = json.loads(files["unet/config.json"])
         unet["in_channels"] = 9
-        files["unet/config.json"] = _json_bytes(unet)
+        files["unet/config.json"] = ldm_yaml.json_bytes(unet)
     for name in TOKENIZER_FILES:
         files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
     return files

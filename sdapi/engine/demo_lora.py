@@ -8,12 +8,12 @@ are not zero (training starts from zero), so ``<lora:demo-lora:1>`` visibly chan
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
 import torch
 
+from sdapi.checkpoints import legacy_hash
 from sdapi.engine.ldm_layout import write_safetensors
 from sdapi.engine.lora_targets import kohya_name
 from sdapi.loras import addnet_hash
@@ -88,7 +88,7 @@ def write_kohya_lora(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         draft = write_safetensors(tensors, Path(tmp) / "draft.safetensors",
                                   {k: v for k, v in metadata.items() if k.startswith("ss_")})
         model_hash = addnet_hash(draft)
-        legacy = hashlib.sha256(draft.read_bytes()[0x100000:0x110000]).hexdigest()[:8]
+        legacy = legacy_hash(draft)
     return write_safetensors(tensors, path, {**metadata, "sshs_model_hash": model_hash, "sshs_legacy_hash": legacy})
 
 

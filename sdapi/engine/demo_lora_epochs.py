@@ -17,13 +17,9 @@ from sdapi.engine.demo_lora import (
     random_lora_tensors,
     write_kohya_lora,
 )
+from sdapi.training.file_names import epoch_file_name
 
 DEMO_EPOCHS_NAME = "demo-epochs"
-
-
-def epoch_file_name(name: str, epoch: int) -> str:
-    """kohya's file name for an epoch save (``name-000003.safetensors``)."""
-    return f"{name}-{epoch:06d}.safetensors"
 
 
 def write_demo_lora_epochs(data_dir: Path, epochs: int = 2, name: str = DEMO_EPOCHS_NAME,

@@ -14,7 +14,7 @@ import torch
 from sdapi.engine.control import JobControl
 from sdapi.engine.image_cond import img2img_image_cond, txt2img_image_cond
 from sdapi.engine.img2img import Img2ImgStart, fixed_steps, sample_img2img
-from sdapi.engine.noise import initial_noise
+from sdapi.engine.noise import initial_noise, noise_device
 from sdapi.engine.params import HiresParams, Txt2ImgParams
 from sdapi.engine.prompt_conds import BatchConds
 from sdapi.engine.txt2img import decode_latents
@@ -66,7 +66,7 @@ def hires_pass(model, p: Txt2ImgParams, batch: slice, latents: torch.Tensor, con
     upscaled = truncate(upscaled, hires.truncate_x, hires.truncate_y)
     image_cond = truncate(image_cond, hires.truncate_x, hires.truncate_y)
     noise, generators = initial_noise(p.seeds[batch], p.subseeds[batch], p.subseed_strength,
-                                      tuple(upscaled.shape[1:]))
+                                      tuple(upscaled.shape[1:]), device=noise_device(model.device, p.randn_source))
     steps, t_enc = fixed_steps(hires.steps, hires.denoising_strength)
     if control is not None:
         control.next_pass(t_enc + 1)

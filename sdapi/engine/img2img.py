@@ -28,6 +28,7 @@ from sdapi.engine.kdiffusion_runner import (
     run_kdiffusion,
     txt2img_sigmas,
 )
+from sdapi.engine.noise import randn_on
 from sdapi.engine.prompt_conds import (
     AND_WITH_COMPVIS_MESSAGE,
     BatchConds,
@@ -217,6 +218,5 @@ def _sample_scheduler(model, spec: SamplerSpec, start: Img2ImgStart, noise: torc
 def _renoised_original(scheduler, start: Img2ImgStart, t, generators: list[torch.Generator]) -> torch.Tensor:
     """ldm's ``q_sample(init_latent, t)`` (A1111 draws its noise unseeded; here each image's stream is used)."""
     alpha = scheduler.alphas_cumprod[int(t)].to(start.latent)
-    noise = torch.stack([torch.randn(tuple(start.latent.shape[1:]), generator=g, dtype=torch.float32)
-                         for g in generators]).to(start.latent)
+    noise = torch.stack([randn_on(g, tuple(start.latent.shape[1:])) for g in generators]).to(start.latent)
     return alpha.sqrt() * start.latent + (1 - alpha).sqrt() * noise

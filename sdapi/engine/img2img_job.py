@@ -19,7 +19,7 @@ from sdapi.engine.img2img import (
     img2img_steps,
     sample_img2img,
 )
-from sdapi.engine.noise import initial_noise
+from sdapi.engine.noise import initial_noise, noise_device
 from sdapi.engine.params import Img2ImgParams
 from sdapi.engine.prompt_conds import ScheduleEncoder, schedule_length
 from sdapi.engine.txt2img import check_nans, decode_latents
@@ -57,7 +57,8 @@ def fill_masked_latent(latent: torch.Tensor, keep: torch.Tensor | None, p: Img2I
     if p.inpainting_fill == FILL_LATENT_NOTHING:
         return latent * keep
     seeds = p.seeds[:latent.shape[0]]
-    noise, _ = initial_noise(seeds, seeds, 0.0, tuple(latent.shape[1:]))
+    noise, _ = initial_noise(seeds, seeds, 0.0, tuple(latent.shape[1:]),
+                             device=noise_device(latent.device, p.randn_source))
     return latent * keep + noise.to(latent) * (1.0 - keep)
 
 
@@ -85,7 +86,7 @@ def run_img2img(model, p: Img2ImgParams, control: JobControl | None = None) -> l
             control.next_batch(t_enc + 1)
         conds = schedules.batch(p.prompts[batch], p.negative_prompts[batch])
         noise, generators = initial_noise(p.seeds[batch], p.subseeds[batch], p.subseed_strength, shape,
-                                          p.seed_resize_from)
+                                          p.seed_resize_from, noise_device(model.device, p.randn_source))
         if p.noise_multiplier != 1.0:
             noise = noise * p.noise_multiplier
         latents = start.keep_original(sample_img2img(model, p.sampler, start, noise, generators, conds,

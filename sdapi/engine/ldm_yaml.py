@@ -140,7 +140,7 @@ def apply_ldm_yaml(files: dict[str, bytes], yaml_path: Path, checkpoint: Path) -
     for component, values in updates.items():
         rel = "scheduler/scheduler_config.json" if component == "scheduler" else f"{component}/config.json"
         if values and rel in result:
-            result[rel] = _json({**json.loads(result[rel]), **values})
+            result[rel] = json_bytes({**json.loads(result[rel]), **values})
     folder = clip_folder(config, checkpoint)
     if folder is not None:
         result["text_encoder/config.json"] = (folder / "config.json").read_bytes()
@@ -150,5 +150,6 @@ def apply_ldm_yaml(files: dict[str, bytes], yaml_path: Path, checkpoint: Path) -
     return result
 
 
-def _json(obj: Any) -> bytes:
+def json_bytes(obj: Any) -> bytes:
+    """Serialise JSON deterministically: UTF-8, keys sorted, 2-space indent, trailing newline."""
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")

@@ -40,7 +40,8 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
 
 
-def _randn(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+def randn_on(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+    """float32 normal noise from ``generator``, drawn on the generator's own device (CPU or CUDA)."""
     return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
 
 
@@ -87,15 +88,15 @@ def initial_noise(
     for seed, subseed in zip(seeds, subseeds):
         subnoise = None
         if subseed_strength:
-            subnoise = _randn(torch.Generator(device).manual_seed(subseed), noise_shape)
+            subnoise = randn_on(torch.Generator(device).manual_seed(subseed), noise_shape)
         generator = torch.Generator(device).manual_seed(seed)
-        noise = _randn(generator, noise_shape)
+        noise = randn_on(generator, noise_shape)
         if subnoise is not None:
             noise = slerp(subseed_strength, noise, subnoise)
         if resize:
             # A1111 reseeds and draws the full-size noise last, so step noise continues from that draw.
             generator = torch.Generator(device).manual_seed(seed)
-            noise = _paste_centred(noise, _randn(generator, shape))
+            noise = _paste_centred(noise, randn_on(generator, shape))
         noises.append(noise)
         generators.append(generator)
     return torch.stack(noises), generators

@@ -18,6 +18,8 @@ from collections import deque
 
 import torch
 
+from sdapi.engine.noise import randn_on
+
 
 def step_noise_generators(seeds: list[int], generators: list[torch.Generator], delta: int) -> list[torch.Generator]:
     """The streams each image's step noise is drawn from.
@@ -55,7 +57,7 @@ class SamplerNoise:
     def _predraw(self) -> deque:
         # The streams are this object's alone, so drawing at the first request gives A1111's numbers; a loop that
         # never asks (a diffusers scheduler drawing from ``generators`` itself) leaves them untouched.
-        per_image = [[_randn(g, self.shape) for _ in range(self.count)] for g in self.generators]
+        per_image = [[randn_on(g, self.shape) for _ in range(self.count)] for g in self.generators]
         return deque(torch.stack([noises[j] for noises in per_image]) for j in range(self.count))
 
     def __call__(self, like: torch.Tensor) -> torch.Tensor:
@@ -66,7 +68,7 @@ class SamplerNoise:
             noise = self.pending.popleft()
             if noise.shape == like.shape:
                 return noise.to(like.device, like.dtype)
-        return _randn(self.generators[-1], tuple(like.shape)).to(like.device, like.dtype)
+        return randn_on(self.generators[-1], tuple(like.shape)).to(like.device, like.dtype)
 
 
 def batch_step_noise(seeds: list[int], generators: list[torch.Generator], steps: int, shape: tuple[int, ...],
@@ -86,7 +88,3 @@ def batch_step_noise(seeds: list[int], generators: list[torch.Generator], steps:
     """
     predraw = (len(seeds) > 1 and batch_seeds) or delta > 0
     return SamplerNoise(step_noise_generators(seeds, generators, delta), steps, shape, predraw)
-
-
-def _randn(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)

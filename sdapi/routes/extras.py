@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from sdapi.extras import run_extras
 from sdapi.images import decode_image, encode_image
-from sdapi.img2img_service import upscaler_rows
 from sdapi.protocol.extras import (
     ExtrasBatchImagesRequest,
     ExtrasBatchImagesResponse,
@@ -30,7 +29,7 @@ def _extras_job(state, images, req):
     try:
         tiling = Tiling.from_options(options)
         upscale = functools.partial(_upscale, state.engine, tiling=tiling)
-        outputs, html_info = run_extras(images, req, upscaler_rows(state), upscale, options.get("enable_pnginfo"))
+        outputs, html_info = run_extras(images, req, state.upscalers(), upscale, options.get("enable_pnginfo"))
         fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
         return [encode_image(img, fmt, quality, options.get("enable_pnginfo")) for img in outputs], html_info
     finally:

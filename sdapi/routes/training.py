@@ -6,6 +6,7 @@ A refused request answers 422 with FastAPI's ``detail`` shape naming the field; 
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -17,13 +18,16 @@ from sdapi.training.errors import ConfigError
 from sdapi.training.service import TrainingService
 
 router = APIRouter(tags=["training"])
+# Creating the service recovers interrupted jobs: two first requests at once must not both do it.
+_service_lock = threading.Lock()
 
 
 def get_training(state: State) -> TrainingService:
     """The server's training service (created on first use when the state was built without one)."""
-    if getattr(state, "training", None) is None:
-        state.training = TrainingService(state)
-    return state.training
+    with _service_lock:
+        if getattr(state, "training", None) is None:
+            state.training = TrainingService(state)
+        return state.training
 
 
 Training = Annotated[TrainingService, Depends(get_training)]

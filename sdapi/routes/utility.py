@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sdapi.images import decode_image
-from sdapi.img2img_service import upscaler_rows
 from sdapi.pnginfo import png_info
 from sdapi.protocol import (
     EmbeddingsResponse,
@@ -41,7 +40,7 @@ def get_memory(state: State):
 @router.get("/sdapi/v1/upscalers", response_model=list[UpscalerItem])
 def get_upscalers(state: State):
     # Model files are listed while they are in models/ESRGAN, models/RealESRGAN or models/SwinIR.
-    return [u.as_item() for u in upscaler_rows(state)]
+    return [u.as_item() for u in state.upscalers()]
 
 
 @router.get("/sdapi/v1/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
@@ -65,7 +64,7 @@ def get_face_restorers():
 @router.get("/sdapi/v1/realesrgan-models", response_model=list[RealesrganItem])
 def get_realesrgan_models(state: State):
     # The Real-ESRGAN files present in models/RealESRGAN (A1111 lists its own releases, downloaded or not).
-    return [{"name": u.name, "path": str(u.model_path), "scale": u.scale} for u in upscaler_rows(state)
+    return [{"name": u.name, "path": str(u.model_path), "scale": u.scale} for u in state.upscalers()
             if u.model_path is not None and u.model_path.parent.name == "RealESRGAN"]
 
 

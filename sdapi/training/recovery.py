@@ -14,19 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from sdapi.loras import SHORTHASH_LENGTH, read_safetensors_header
+from sdapi.training.file_names import output_file_pattern
 from sdapi.training.reporter import log_tail
 from sdapi.training.store import JobStore
 
 log = logging.getLogger("sdapi")
 
 
-def _file_pattern(name: str) -> str:
-    return rf"{re.escape(name)}(-\d{{6}}|-cancelled)?\.safetensors"
-
-
 def remove_partial_files(folder: Path, name: str) -> list[Path]:
     """Delete the hidden ``.{file}.{pid}.tmp`` files an interrupted save of ``name`` left in ``folder``."""
-    pattern = re.compile(rf"^\.{_file_pattern(name)}\.\d+\.tmp$")
+    pattern = re.compile(rf"^\.{output_file_pattern(name)}\.\d+\.tmp$")
     removed = [p for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
     for path in removed:
         path.unlink(missing_ok=True)
@@ -50,7 +47,7 @@ def adopt_unrecorded(store: JobStore, job: dict[str, Any], folder: Path, name: s
     """Record finished files of this job that the crash left unrecorded (same session id as a recorded one,
     or any when none was recorded yet and the job started)."""
     recorded = {o["path"] for o in job["outputs"]}
-    pattern = re.compile(rf"^{_file_pattern(name)}$")
+    pattern = re.compile(rf"^{output_file_pattern(name)}$")
     started = job.get("started_at") or time.time()
     adopted = 0
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:

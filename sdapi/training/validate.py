@@ -19,6 +19,7 @@ from sdapi.training.buckets import BucketSpec
 from sdapi.training.captions import CaptionRules
 from sdapi.training.dataset import scan_dataset
 from sdapi.training.errors import ConfigError
+from sdapi.training.file_names import output_file_pattern
 from sdapi.training.options import (
     check_optimizer,
     check_scheduler,
@@ -154,7 +155,7 @@ def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
         if folder.exists() and not folder.is_dir():
             raise ConfigError("output_dir", f"{req.output_dir} is not a folder")
     if not req.overwrite and folder.is_dir():
-        pattern = re.compile(rf"^{re.escape(req.output_name)}(-\d{{6}}|-cancelled)?\.safetensors$")
+        pattern = re.compile(rf"^{output_file_pattern(req.output_name)}$")
         taken = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))
         if taken:
             raise ConfigError("output_name", f"{taken[0]} already exists in {folder}; pick another name or "

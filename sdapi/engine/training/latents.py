@@ -7,6 +7,7 @@ rerun of the same dataset skips the VAE. Nothing is ever written next to the use
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdapi.dataset.files import write_atomically
 from sdapi.training.buckets import Size, cover_and_crop_box
 from sdapi.training.plan import Entry
 
@@ -76,9 +78,7 @@ class LatentSource:
             latent = self._encode(entry, flip)
             if disk is not None:
                 disk.parent.mkdir(parents=True, exist_ok=True)
-                tmp = disk.with_suffix(".tmp")
-                torch.save(latent.cpu(), tmp)
-                tmp.replace(disk)
+                write_atomically(disk, functools.partial(torch.save, latent.cpu()))
         if self.keep:
             self._memory[key] = latent
         return latent

@@ -32,6 +32,7 @@ from sdapi.engine.training.setup import (
 )
 from sdapi.engine.training.text import CaptionEncoder
 from sdapi.training.captions import process_caption
+from sdapi.training.file_names import epoch_file_name
 from sdapi.training.plan import Entry, epoch_batches
 from sdapi.training.plan_types import TrainPlan
 
@@ -60,11 +61,6 @@ class TrainResult:
     status: str
     step: int
     outputs: list[dict[str, Any]] = field(default_factory=list)
-
-
-def epoch_file_name(name: str, epoch: int) -> str:
-    """kohya's per-epoch file name ``{name}-{epoch:06d}.safetensors``."""
-    return f"{name}-{epoch:06d}.safetensors"
 
 
 class LoraTrainer:

@@ -8,7 +8,6 @@ the current cell's batch only.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Callable
 
 from sdapi.engine.samplers import find_sampler
@@ -19,12 +18,11 @@ from sdapi.scripts.xyz.cells import CellResult, Generate, run_cell
 from sdapi.scripts.xyz.plan import Axis, PlotContext, PlotPlan, plan_plot
 from sdapi.scripts.xyz.response import plot_response
 from sdapi.translate import job_timestamp
-from sdapi.upscalers import available_upscalers
 
 
 def plot_context(state, mode: str) -> PlotContext:
     """What planning a plot needs from the server state."""
-    upscalers = available_upscalers(Path(state.settings.data_dir) / "models")
+    upscalers = state.upscalers()
     return PlotContext(mode, state.catalog, upscalers, state.options, state.settings.max_pixels)
 
 
