@@ -74,9 +74,9 @@ def tiny_case(engine, workdir: Path, switches: int) -> dict:
 
     from sdapi.engine.demo_lora import write_demo_lora
     from sdapi.engine.demo_models import write_demo_models
-    from sdapi.engine.noise import image_seeds
+    from sdapi.seeds import image_seeds
     from sdapi.engine.params import LoraActivation, Txt2ImgParams
-    from sdapi.engine.samplers import find_sampler
+    from sdapi.engine.sampling.registry import find_sampler
 
     paths = write_demo_models(workdir)
     lora_b = write_demo_lora(workdir, seed=1, name="demo-lora-b")
@@ -146,10 +146,10 @@ def main() -> None:
     parser.add_argument("--skip-real-size", action="store_true")
     args = parser.parse_args()
 
-    from sdapi.engine.engine import Engine
+    from sdapi.engine.local import LocalEngine
     from sdapi.engine.runtime import choose_runtime
 
-    engine = Engine(choose_runtime("cpu", num_threads=args.threads), Path(tempfile.mkdtemp(prefix="sdapi-bench-")))
+    engine = LocalEngine(choose_runtime("cpu", num_threads=args.threads), Path(tempfile.mkdtemp(prefix="sdapi-bench-")))
     with tempfile.TemporaryDirectory(prefix="sdapi-lora-bench-") as tmp:
         report = {
             "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.node(),

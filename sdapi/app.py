@@ -26,7 +26,7 @@ from sdapi.routes import loras as lora_routes
 from sdapi.routes import scripts as script_routes
 from sdapi.routes import training as training_routes
 from sdapi.routes.docs import docs_metadata, install_docs
-from sdapi.serving import ServerState
+from sdapi.serving.base import ServerState
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
@@ -50,7 +50,7 @@ def ensure_demo_checkpoint(settings: Settings) -> None:
 
 def build_state(settings: Settings) -> ServerState:
     """Create the options, the catalog and the engine for ``settings``."""
-    from sdapi.engine.engine import Engine
+    from sdapi.engine.local import LocalEngine
     from sdapi.engine.runtime import choose_runtime
 
     options = Options(settings.config_file)
@@ -67,7 +67,7 @@ def build_state(settings: Settings) -> ServerState:
             options.set("sd_model_checkpoint", first.title)
     runtime = choose_runtime(settings.device, settings.no_half, settings.precision, settings.xformers,
                              settings.num_threads)
-    engine = Engine(runtime, settings.cache_dir, extra_cached=max(settings.sd_checkpoint_cache,
+    engine = LocalEngine(runtime, settings.cache_dir, extra_cached=max(settings.sd_checkpoint_cache,
                                                                    int(options.get("sd_checkpoint_cache"))))
     loras = LoraCatalog(settings.loras_dir)
     loras.refresh()

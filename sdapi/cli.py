@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder dataset requests may use besides DATA_DIR (repeatable)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
     serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
+    serve.add_argument("--queue-size", type=int, default=None,
+                       help="jobs that may wait behind the running one; more get 503 (default 100)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -103,6 +105,8 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         launch_flags=launch_flags(args), lora_dir=args.lora_dir,
         dataset_roots=args.dataset_roots or [], tagger_dir=args.tagger_dir, blip_dir=args.blip_dir,
     )
+    if args.queue_size is not None:
+        kwargs["queue_size"] = args.queue_size
     if args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir
     if args.cache_dir is not None:

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sdapi.engine.errors import UnknownSampler, UnsupportedRequest
+
 log = logging.getLogger("sdapi")
 
 
@@ -70,12 +72,15 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     Returns:
         ``(status_code, body)``.
     """
+    if isinstance(exc, UnknownSampler):
+        exc = NotFound(str(exc))
     if isinstance(exc, ApiError):
         return exc.status_code, {"error": exc.error_name, "detail": exc.detail, "body": "", "errors": ""}
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, {"error": "HTTPException", "detail": exc.detail, "body": "", "errors": ""}
-    status = getattr(exc, "status_code", 500)
-    return status, {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
+    status = 422 if isinstance(exc, UnsupportedRequest) else getattr(exc, "status_code", 500)
+    name = getattr(exc, "a1111_name", None) or type(exc).__name__
+    return status, {"error": name, "detail": "", "body": "", "errors": str(exc)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -87,7 +92,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # A1111 prints the traceback of unexpected errors; its own HTTP errors need none.
             trace = None if isinstance(exc, (ApiError, StarletteHTTPException)) else exc
             log.error("API error: %s %s: %s", request.method, request.url.path, exc, exc_info=trace)
-        return JSONResponse(status_code=status, content=body)
+        return JSONResponse(status_code=status, content=body, headers=getattr(exc, "headers", None))
 
     async def on_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Routing errors keep starlette's own body, as in A1111: {"detail": "Not Found"}.

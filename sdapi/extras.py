@@ -15,7 +15,7 @@ from typing import Callable
 from PIL import Image
 
 from sdapi.infotext import format_params
-from sdapi.upscalers import UpscalerSpec, find_upscaler
+from sdapi.engine.upscalers import UpscalerSpec, find_upscaler
 
 log = logging.getLogger("sdapi")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdapi.engine.params import HiresParams
-from sdapi.engine.samplers import SamplerSpec, find_sampler
-from sdapi.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
+from sdapi.engine.sampling.registry import SamplerSpec, find_sampler
+from sdapi.engine.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
 
 LATENT_FACTOR = 8
 

@@ -2,7 +2,10 @@
 
 A1111 serialises generation with a lock; a lock is not fair, so under load requests can finish out of order.
 A FIFO queue with one worker keeps arrival order, and lets a job whose client went away be dropped before it
-starts (or interrupted while it runs) instead of running for nobody.
+starts (or stopped while it runs) instead of running for nobody. Cancelling marks that one job: the running job
+sees its own flag (``on_start`` hands it over), so a cancel can never reach the job after it. The queue holds
+at most ``max_pending`` waiting jobs; past that it refuses new ones (A1111 has no limit and no answer but a
+timeout).
 """
 
 from __future__ import annotations
@@ -21,6 +24,23 @@ log = logging.getLogger("sdapi")
 
 class JobCancelled(Exception):
     """The job's client went away before it finished; nobody is waiting for a response."""
+
+
+class QueueFull(Exception):
+    """The queue already holds ``max_pending`` waiting jobs (503 with ``Retry-After``)."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+    def __init__(self, max_pending: int):
+        super().__init__(f"the server's job queue is full ({max_pending} jobs waiting); retry later")
+        self.max_pending = max_pending
+
+
+class ShuttingDown(Exception):
+    """The server is stopping: queued jobs are failed with this, new ones refused (503)."""
+
+    status_code = 503
 
 
 @dataclass
@@ -44,25 +64,35 @@ class JobQueue:
     """FIFO of jobs served by one lazily started daemon worker thread.
 
     Args:
-        on_cancel_running: called when the job being run is cancelled (the server interrupts it).
+        on_start: called on the worker with each job's "was I cancelled" test, just before it runs.
+        max_pending: how many jobs may wait behind the running one (``None``: no limit).
     """
 
-    def __init__(self, on_cancel_running: Callable[[], None] | None = None):
+    def __init__(self, on_start: Callable[[Callable[[], bool]], None] | None = None,
+                 max_pending: int | None = None):
         self._pending: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._numbers = itertools.count(1)
         self._worker: threading.Thread | None = None
         self._running: Job | None = None
         self._stopped = False
-        self._on_cancel_running = on_cancel_running
+        self._on_start = on_start
+        self.max_pending = max_pending
 
     # -- submitting --------------------------------------------------------------------------------------
 
     def submit(self, run: Callable[[], Any], name: str) -> Job:
-        """Queue ``run``; the returned job's future resolves when it has run."""
+        """Queue ``run``; the returned job's future resolves when it has run.
+
+        Raises:
+            QueueFull: ``max_pending`` jobs are already waiting.
+            ShuttingDown: the queue was stopped.
+        """
         with self._cond:
             if self._stopped:
-                raise RuntimeError("the server is shutting down")
+                raise ShuttingDown("the server is shutting down")
+            if self.max_pending is not None and len(self._pending) >= self.max_pending:
+                raise QueueFull(self.max_pending)
             job = Job(run=run, name=name, number=next(self._numbers))
             self._pending.append(job)
             self._ensure_worker()
@@ -94,16 +124,12 @@ class JobQueue:
         return result.result()
 
     def cancel(self, job: Job) -> None:
-        """Drop a queued job, or ask the running one to stop."""
+        """Drop a queued job, or mark the running one so that it stops at its next step."""
         with self._cond:
             job.cancelled = True
             if job in self._pending:
                 self._pending.remove(job)
                 job.future.cancel()
-                return
-            running = self._running is job
-        if running and self._on_cancel_running is not None:
-            self._on_cancel_running()
 
     # -- state -------------------------------------------------------------------------------------------
 
@@ -119,11 +145,20 @@ class JobQueue:
             return self._running is not None or bool(self._pending)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Refuse new jobs, cancel queued ones and let the worker finish the running job."""
+        """Refuse new jobs, fail queued ones, stop the running job at its next step and wait for it.
+
+        Queued jobs fail with :class:`ShuttingDown`, so their clients get an answer rather than a dropped
+        connection.
+        """
         with self._cond:
             self._stopped = True
             while self._pending:
-                self._pending.popleft().future.cancel()
+                job = self._pending.popleft()
+                job.cancelled = True
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(ShuttingDown("the server is shutting down; the job did not run"))
+            if self._running is not None:
+                self._running.cancelled = True
             self._cond.notify_all()
             worker = self._worker
         if worker is not None:
@@ -143,7 +178,10 @@ class JobQueue:
             if not self._pending:
                 return None
             self._running = self._pending.popleft()
-            return self._running
+            job = self._running
+        if self._on_start is not None:
+            self._on_start(lambda: job.cancelled)
+        return job
 
     def _work(self) -> None:
         while (job := self._next()) is not None:

@@ -80,6 +80,26 @@ class Options:
         with self._lock:
             return copy.deepcopy(self._data)
 
+    def view(self, overrides: dict[str, Any] | None = None) -> "OptionsView":
+        """What one job reads: the values now, with ``overrides`` on top; later changes do not reach it."""
+        with self._lock:
+            values = copy.deepcopy(self._data)
+        return OptionsView(values, self._defaults).with_overrides(overrides or {})
+
+    def set_unless_changed(self, values: dict[str, Any], since: "OptionsView") -> list[str]:
+        """Set ``values`` except those whose option changed after ``since`` was taken; returns the keys set.
+
+        A job's ``override_settings_restore_afterwards: false`` keeps its overrides, but never over a value a
+        ``POST /options`` set while the job ran (that request came later).
+        """
+        applied = []
+        with self._lock:
+            for key, value in values.items():
+                if self._data[key] == since.base(key):
+                    self._data[key] = copy.deepcopy(value)
+                    applied.append(key)
+        return applied
+
     def save(self) -> None:
         """Persist to ``config.json`` atomically."""
         if self.config_file is None:
@@ -90,6 +110,58 @@ class Options:
         tmp = self.config_file.with_suffix(".json.tmp")
         tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, self.config_file)
+
+
+class OptionsView:
+    """Read-only option values for one job (``Options.view``).
+
+    Args:
+        values: every option's value as the job sees it.
+        defaults: A1111's defaults.
+        base: the shared values of overridden keys when the view was taken.
+    """
+
+    def __init__(self, values: dict[str, Any], defaults: dict[str, Any], base: dict[str, Any] | None = None):
+        self._values = values
+        self._defaults = defaults
+        self._base = base or {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get(self, key: str) -> Any:
+        """Value of a known option; ``KeyError`` for an unknown one."""
+        return self._values[key]
+
+    def default(self, key: str) -> Any:
+        return copy.deepcopy(self._defaults[key])
+
+    def base(self, key: str) -> Any:
+        """The shared value of ``key`` when the view was taken, before any override."""
+        return self._base.get(key, self._values[key])
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "OptionsView":
+        """This view with ``overrides`` on top (an x/y/z cell's values over its job's)."""
+        base = {**self._base, **{key: self.base(key) for key in overrides if key in self._values}}
+        return OptionsView({**self._values, **copy.deepcopy(overrides)}, self._defaults, base)
+
+    def snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy(self._values)
+
+
+def checked_option_values(options: Options | OptionsView, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` coerced to each option's type, in order, before any is applied.
+
+    Raises:
+        KeyError: the first unknown key, as A1111's ``opts.set`` does.
+        InvalidRequest: a value of the wrong type, naming the option.
+    """
+    checked = {}
+    for key, value in values.items():
+        if key not in options:
+            raise KeyError(key)
+        checked[key] = coerce_option(key, value, options.default(key))
+    return checked
 
 
 def coerce_option(key: str, value: Any, default: Any) -> Any:

@@ -41,6 +41,7 @@ class Settings:
         dataset_roots: folders besides ``data_dir`` that dataset requests (preprocess, tags) may read and write.
         tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
         blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
+        queue_size: jobs that may wait behind the running one (``--queue-size``); more are refused with 503.
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -69,6 +70,7 @@ class Settings:
     dataset_roots: list[Path] = field(default_factory=list)
     tagger_dir: Path | None = None
     blip_dir: Path | None = None
+    queue_size: int = 100
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

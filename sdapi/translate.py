@@ -14,9 +14,9 @@ from typing import Any
 from PIL import Image
 
 from sdapi.checkpoints import CheckpointInfo
-from sdapi.engine.noise import image_seeds, resolve_seed
-from sdapi.engine.params import Txt2ImgParams
-from sdapi.engine.samplers import SamplerSpec
+from sdapi.seeds import image_seeds, resolve_seed
+from sdapi.engine.params import SamplerSettings, Txt2ImgParams
+from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.errors import InvalidRequest
 from sdapi.hires_plan import hires_params, plan_hires
 from sdapi.images import encode_image
@@ -25,7 +25,7 @@ from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.prompts.extra_networks import parse_prompts
 from sdapi.prompts.loras import select_loras
-from sdapi.upscalers import UPSCALERS
+from sdapi.engine.upscalers import UPSCALERS
 
 
 @dataclass
@@ -125,9 +125,11 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         hires=hires_params(plan, req, req.steps, sampler, upscalers),
         mask_weight=float(options.get("inpainting_mask_weight")),
         circular=bool(req.tiling),
+        sampler_settings=sampler_settings(req, sampler, options),
         **noise_settings(options),
     )
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs
+    params.extra.update(eta_infotext(sampler, params.sampler_settings))
     if selection.hashes_text():
         params.extra["Lora hashes"] = LaterQuoted(selection.hashes_text())
     return ResolvedRequest(params=params, seed=seed, subseed=subseed,
@@ -137,6 +139,27 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
 
 def _int_or(value, default):
     return default if value is None else value
+
+
+def sampler_settings(req, sampler: SamplerSpec, options: Options) -> SamplerSettings:
+    """The request's sampler parameters with A1111's defaults (its ``StableDiffusionProcessing.__init__`` and the
+    samplers' ``initialize``): ``eta`` from ``eta_ancestral`` or ``eta_ddim``, churn from the options."""
+    default_eta = options.get("eta_ancestral") if sampler.kdiffusion else options.get("eta_ddim")
+    return SamplerSettings(
+        eta=float(req.eta if req.eta is not None else default_eta),
+        s_churn=float(req.s_churn or options.get("s_churn")),
+        s_tmin=float(req.s_tmin or options.get("s_tmin")),
+        s_tmax=float(req.s_tmax or float("inf")),
+        s_noise=float(req.s_noise or options.get("s_noise")),
+        s_min_uncond=float(req.s_min_uncond or options.get("s_min_uncond")),
+    )
+
+
+def eta_infotext(sampler: SamplerSpec, settings: SamplerSettings) -> dict[str, float]:
+    """A1111's ``Eta`` (k-diffusion samplers taking eta, when not 1) or ``Eta DDIM`` (CompVis, when not 0)."""
+    if sampler.kdiffusion:
+        return {"Eta": settings.eta} if sampler.ancestral and settings.eta != 1.0 else {}
+    return {"Eta DDIM": settings.eta} if settings.eta != 0.0 else {}
 
 
 def noise_settings(options: Options) -> dict[str, Any]:
@@ -191,8 +214,13 @@ def image_grid(images: list[Image.Image], rows: int) -> Image.Image:
 
 
 def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
-                     options: Options, job_timestamp: str) -> dict[str, Any]:
-    """``TextToImageResponse`` for a finished job: images with infotexts, the echo, and ``info``."""
+                     options: Options, job_timestamp: str, warnings: list[str] | None = None) -> dict[str, Any]:
+    """``TextToImageResponse`` for a finished job: images with infotexts, the echo, and ``info``.
+
+    Args:
+        warnings: what the job did not apply as asked; listed in ``info["warnings"]`` (an sdapi extension, left
+            out when there are none, so ``info`` stays A1111's).
+    """
     p = resolved.params
     infotexts = [image_infotext(req, resolved, i, checkpoint, options) for i in range(len(images))]
     for img, text in zip(images, infotexts):
@@ -236,6 +264,8 @@ def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], 
         "clip_skip": _option_clip_skip(options),
         "is_using_inpainting_conditioning": resolved.inpainting_conditioning,
     }
+    if warnings:
+        info["warnings"] = list(warnings)
     fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
     encoded = [encode_image(img, fmt, quality, options.get("enable_pnginfo")) for img in images] if req.send_images else []
     return {"images": encoded, "parameters": req.model_dump(), "info": json.dumps(info)}

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sdapi.checkpoints import CheckpointInfo
 from sdapi.engine.params import Img2ImgParams, Txt2ImgParams
-from sdapi.engine.samplers import SamplerSpec
+from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.hires_plan import img2img_sampler
 from sdapi.img2img_images import PreparedInputs
 from sdapi.options import Options
@@ -59,10 +59,10 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
 
 
 def img2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
-                     options: Options, job_timestamp: str) -> dict[str, Any]:
+                     options: Options, job_timestamp: str, warnings: list[str] | None = None) -> dict[str, Any]:
     """``ImageToImageResponse``: as txt2img's, with ``init_images``/``mask`` echoed only if
     ``include_init_images``."""
-    body = txt2img_response(req, resolved, images, checkpoint, options, job_timestamp)
+    body = txt2img_response(req, resolved, images, checkpoint, options, job_timestamp, warnings)
     if not req.include_init_images:
         body["parameters"]["init_images"] = None
         body["parameters"]["mask"] = None

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
-
-from sdapi.engine.control import JobControl
+from typing import Any, Protocol
 
 
 class Progress(Protocol):
@@ -31,11 +29,11 @@ class JobProgress:
     """Progress through the server's ``JobControl``, so ``/sdapi/v1/progress`` reports it as A1111 does.
 
     Args:
-        control: the server's job control.
+        control: the server's job control (:class:`sdapi.serving.control.JobControl`).
         job: the job name ``/progress`` shows (A1111: ``preprocess``).
     """
 
-    def __init__(self, control: JobControl, job: str):
+    def __init__(self, control: Any, job: str):
         self.control, self.job = control, job
 
     def start(self, total: int) -> None:

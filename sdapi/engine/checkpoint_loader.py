@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from sdapi.checkpoints import NotSafetensors, read_safetensors_header
+from sdapi.engine.errors import UnsupportedCheckpoint
 from sdapi.engine import ldm_yaml
 from sdapi.engine import model_type as mt
 
@@ -76,10 +77,6 @@ _UNSUPPORTED_TYPE_MESSAGES = {
         "is it a VAE, LoRA or embedding file?)"
     ),
 }
-
-
-class UnsupportedCheckpoint(Exception):
-    """A checkpoint file that cannot be read or is of an unsupported kind."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +183,7 @@ def read_checkpoint_header(path: Path) -> CheckpointHeader:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnsupportedCheckpoint(f"{path}: no such checkpoint file")
+        raise UnsupportedCheckpoint(f"{path.name}: no such checkpoint file")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         return _read_safetensors_header(path)

@@ -13,17 +13,10 @@ from PIL import Image
 
 from sdapi.engine.vae_io import encode_pixels
 
-INPAINT_UNET_CHANNELS = 9
-
-
-def is_inpainting(model) -> bool:
-    """Whether the model's UNet takes the inpainting conditioning (A1111's ``hybrid``/``concat`` key)."""
-    return int(model.unet.config.in_channels) == INPAINT_UNET_CHANNELS
-
 
 def txt2img_image_cond(model, batch: int, width: int, height: int) -> torch.Tensor | None:
     """txt2img's conditioning: a mask of ones and the latent of a black image; ``None`` for plain models."""
-    if not is_inpainting(model):
+    if not model.inpainting:
         return None
     latent = encode_pixels(model, torch.zeros(batch, 3, height, width))
     return torch.nn.functional.pad(latent, (0, 0, 0, 0, 1, 0), value=1.0)
@@ -48,7 +41,7 @@ def img2img_image_cond(model, pixels: torch.Tensor, latent: torch.Tensor, mask: 
         mask: the processing-size mask (white = repaint), or ``None`` (everything is repainted).
         mask_weight: A1111's ``inpainting_mask_weight``.
     """
-    if not is_inpainting(model):
+    if not model.inpainting:
         return None
     mask_t = _mask_tensor(mask, pixels)
     masked = torch.lerp(pixels, pixels * (1.0 - mask_t), mask_weight)

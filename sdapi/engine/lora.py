@@ -146,29 +146,49 @@ class LoraApplier:
             table = self._tables[pipe.unet] = target_table(pipe)
         return table
 
-    def load(self, activation: LoraActivation) -> LoraNetwork | None:
-        """The cached network for an activation; a file that cannot be applied is logged and skipped."""
+    def load(self, activation: LoraActivation, warn: Callable[[str], None] | None = None) -> LoraNetwork | None:
+        """The cached network for an activation; a file that cannot be applied is skipped with a warning.
+
+        Raises:
+            MemoryError, torch.OutOfMemoryError: the file does not fit; the job fails rather than running without it.
+        """
         try:
             return self.cache.get(activation.path)
         except UnsupportedLora as exc:
-            log.error("Lora %s: %s", activation.name, exc)
-        except Exception as exc:  # noqa: BLE001 - a broken file must never fail the job (A1111 goes on too)
-            log.error("Lora %s: could not load %s: %s", activation.name, activation.path, exc)
+            message = f"Lora {activation.name}: {exc}"
+        except (MemoryError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken file skips that LoRA (A1111 goes on too)
+            message = f"Lora {activation.name}: could not load the file ({type(exc).__name__}: {exc})"
+        log.error("%s", message)
+        if warn is not None:
+            warn(message + "; it was not applied")
         return None
 
-    def bound_layers(self, pipe, activations: list[LoraActivation]) -> list[BoundLayer]:
+    def bound_layers(self, pipe, activations: list[LoraActivation],
+                     warn: Callable[[str], None] | None = None) -> list[BoundLayer]:
         """Every layer of every activation, bound to ``pipe`` (files loaded or taken from the cache)."""
         targets = self.targets(pipe) if activations else {}
         bound = []
         for activation in activations:
-            network = self.load(activation)
+            network = self.load(activation, warn)
             if network is not None:
                 bound += bind(network, activation, targets)
         return bound
 
     @contextlib.contextmanager
-    def applied(self, pipe, activations: list[LoraActivation]) -> Iterator[list[BoundLayer]]:
-        """Apply ``activations`` to ``pipe`` inside the block; the pipeline is unchanged afterwards."""
-        bound = self.bound_layers(pipe, activations)
+    def applied(self, pipe, activations: list[LoraActivation],
+                warn: Callable[[str], None] | None = None) -> Iterator[list[BoundLayer]]:
+        """Apply ``activations`` to ``pipe`` inside the block; the pipeline is unchanged afterwards.
+
+        Args:
+            warn: told about each LoRA that could not be applied.
+        """
+        bound = self.bound_layers(pipe, activations, warn)
         with hooked(bound):
             yield bound
+
+    def clear(self) -> None:
+        """Forget every loaded file and name table (``unload_all``)."""
+        self.cache.clear()
+        self._tables = weakref.WeakKeyDictionary()

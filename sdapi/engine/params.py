@@ -1,4 +1,4 @@
-"""Engine-neutral generation parameters, produced by ``sdapi.translate`` from an A1111 request."""
+"""The engine's generation parameters, produced by ``sdapi.translate`` from an A1111 request (no torch here)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,27 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from sdapi.engine.samplers import SamplerSpec
-from sdapi.upscalers import LatentMode, UpscalerSpec
+from sdapi.engine.sampling.registry import SamplerSpec
+from sdapi.engine.upscalers import LatentMode, UpscalerSpec
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """A1111's per-request sampler parameters, already resolved against the options.
+
+    Args:
+        eta: ancestral amount (k-diffusion rows taking it: ``eta`` or ``eta_ancestral``) or DDIM's eta (CompVis
+            rows: ``eta`` or ``eta_ddim``).
+        s_churn, s_tmin, s_tmax, s_noise: Karras' churn for Euler, Heun and DPM2.
+        s_min_uncond: below this sigma every second k-diffusion call skips the negative prompt.
+    """
+
+    eta: float = 1.0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = float("inf")
+    s_noise: float = 1.0
+    s_min_uncond: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,7 @@ class Txt2ImgParams:
         randn_source: A1111's ``randn_source``: ``"GPU"`` draws noise on the device's generator (CUDA), ``"CPU"``
             on the CPU's.
         circular: the request's ``tiling``: UNet and VAE convolutions pad circularly (seamless tiles).
+        sampler_settings: eta, churn and ``s_min_uncond``.
     """
 
     prompts: list[str]
@@ -80,6 +100,7 @@ class Txt2ImgParams:
     batch_seeds: bool = True
     randn_source: str = "GPU"
     circular: bool = False
+    sampler_settings: SamplerSettings = field(default_factory=SamplerSettings)
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""

@@ -27,3 +27,17 @@ def approx_cheap(latents: torch.Tensor) -> Image.Image | None:
     rgb = torch.einsum("chw,cr->hwr", sample, LATENT_RGB)
     array = ((rgb.clamp(-1, 1) + 1.0) * 127.5).numpy().astype(np.uint8)
     return Image.fromarray(array)
+
+
+class LatentPreview:
+    """A preview of the running batch that renders its latents only when asked (most steps nobody asks).
+
+    Args:
+        latents: the batch's current latents (kept by reference, never copied per step).
+    """
+
+    def __init__(self, latents: torch.Tensor):
+        self.latents = latents
+
+    def image(self) -> Image.Image | None:
+        return approx_cheap(self.latents)

@@ -18,11 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sdapi.engine.errors import UnsupportedUpscaler
+
 StateDict = dict[str, torch.Tensor]
-
-
-class UnsupportedUpscaler(ValueError):
-    """A weights file that is not an architecture sdapi can build."""
 
 
 def _conv(weight: torch.Tensor) -> nn.Conv2d:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdapi.engine.sr_arch import UnsupportedUpscaler, build_network
-from sdapi.upscalers import Tiling
+from sdapi.engine.errors import UnsupportedUpscaler
+from sdapi.engine.sr_arch import build_network
+from sdapi.engine.upscalers import Tiling
 
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 
@@ -122,6 +123,11 @@ def upscale_tiled(net: torch.nn.Module, image: Image.Image, tiling: Tiling, devi
     return result
 
 
+def clear_network_cache() -> None:
+    """Forget every loaded upscaler network (``unload_all``)."""
+    load_network.cache_clear()
+
+
 def run_model_file(path: Path, image: Image.Image, tiling: Tiling, device: torch.device) -> Image.Image:
     """One pass of the model in ``path`` over ``image`` (its native scale)."""
     path = Path(path)
@@ -130,7 +136,7 @@ def run_model_file(path: Path, image: Image.Image, tiling: Tiling, device: torch
 
 
 def model_runner(device: torch.device, tiling: Tiling = Tiling()):
-    """A ``sdapi.upscalers.ModelRunner``: one pass of an upscaler row's model file on ``device``."""
+    """A ``sdapi.engine.upscalers.ModelRunner``: one pass of an upscaler row's model file on ``device``."""
 
     def run(spec, image: Image.Image) -> Image.Image:
         return run_model_file(spec.model_path, image, tiling, device)

@@ -1,7 +1,8 @@
-"""Images into the VAE's latent space, as A1111's ``get_first_stage_encoding(encode_first_stage(x))``.
+"""Images into and out of the VAE's latent space, as A1111's ``encode_first_stage``/``decode_first_stage``.
 
 A1111 v1.2.1 *samples* the VAE posterior from the unseeded global generator, so its img2img results vary by a
-few low bits from run to run; we take the posterior mean, the deterministic centre of what it draws.
+few low bits from run to run; we take the posterior mean, the deterministic centre of what it draws. Decoded
+images become 8-bit by truncation, as A1111's do (not rounding).
 """
 
 from __future__ import annotations
@@ -23,3 +24,17 @@ def encode_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
     vae = model.vae
     dist = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist
     return (dist.mean * vae.config.scaling_factor).float()
+
+
+@torch.no_grad()
+def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
+    """VAE-decode each image on its own and convert to 8-bit by truncation, as A1111 does."""
+    vae = model.vae
+    images = []
+    for i in range(latents.shape[0]):
+        z = latents[i:i + 1].to(model.device, vae.dtype) / vae.config.scaling_factor
+        x = vae.decode(z).sample.float()
+        x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]
+        array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
+        images.append(Image.fromarray(array))
+    return images

@@ -7,19 +7,20 @@ from fastapi import APIRouter
 from sdapi.protocol import Flags, Options
 from sdapi.protocol.settings import OptionsUpdate
 from sdapi.routes.deps import AppSettings, State
-from sdapi.system import cmd_flags
+from sdapi.serving.options import get_options, set_options
+from sdapi.serving.system import cmd_flags
 
 router = APIRouter()
 
 
 @router.get("/sdapi/v1/options", response_model=Options)
 def get_config(state: State):
-    return state.options.snapshot()
+    return get_options(state)
 
 
 @router.post("/sdapi/v1/options")
 def set_config(req: OptionsUpdate, state: State):
-    state.set_options(req)
+    set_options(state, req)
     return None
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from sdapi.serving import ServerState
-from sdapi.settings import Settings
+from sdapi.serving.base import AppSettings as Settings
+from sdapi.serving.base import ServerState
 
 
 def get_state(request: Request) -> ServerState:
@@ -19,7 +19,8 @@ State = Annotated[ServerState, Depends(get_state)]
 
 
 def get_settings(request: Request) -> Settings:
-    """The settings this app was started with (launch flags, auth, CORS)."""
+    """The settings this app was started with (launch flags, auth, CORS); a state shared between apps in tests
+    may hold another app's."""
     return request.app.state.settings
 
 

@@ -11,18 +11,17 @@ from fastapi import APIRouter
 
 from sdapi.protocol.loras import LoraItem
 from sdapi.routes.deps import State
+from sdapi.serving import catalog
 
 router = APIRouter()
 
 
 @router.get("/sdapi/v1/loras")
 def get_loras(state: State):
-    entries = state.loras.items() if state.loras is not None else []
-    return [LoraItem(**entry.as_item()).model_dump() for entry in entries]
+    return [LoraItem(**item).model_dump() for item in catalog.loras(state)]
 
 
 @router.post("/sdapi/v1/refresh-loras")
 def refresh_loras(state: State):
-    if state.loras is not None:
-        state.loras.refresh()
+    catalog.refresh_loras(state)
     return None

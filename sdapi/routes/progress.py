@@ -6,22 +6,23 @@ from fastapi import APIRouter
 
 from sdapi.protocol import ProgressResponse
 from sdapi.routes.deps import State
+from sdapi.serving import progress as serving
 
 router = APIRouter()
 
 
 @router.get("/sdapi/v1/progress", response_model=ProgressResponse)
 def progressapi(state: State, skip_current_image: bool = False):
-    return state.progress(skip_current_image)
+    return serving.progress(state, skip_current_image)
 
 
 @router.post("/sdapi/v1/interrupt")
 def interruptapi(state: State):
-    state.interrupt()
+    serving.interrupt(state)
     return {}
 
 
 @router.post("/sdapi/v1/skip")
 def skip(state: State):
-    state.skip()
+    serving.skip(state)
     return None

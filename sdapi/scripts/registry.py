@@ -1,4 +1,6 @@
-"""Selectable scripts (A1111's ``script_name``) as a data table: their titles, modes, jobs and arguments.
+"""Selectable scripts (A1111's ``script_name``) as a data table: their titles, modes and arguments.
+
+What each runs is the serving layer's (:mod:`sdapi.serving.scripts`), keyed by the script's ``key``.
 
 A1111 matches ``script_name`` against the lower-cased titles of the scripts for the mode; an unknown name is a
 422 ``Script '<name>' not found``. v1.2.1 has no "X/Y plot" any more (the X/Y/Z plot replaced it), so that name
@@ -30,35 +32,25 @@ def xyz_script_args(mode: str) -> list[dict[str, Any]]:
     return args
 
 
-def xyz_txt2img_job(state, req, **inputs) -> Callable[[], dict[str, Any]]:
-    from sdapi.scripts.xyz.run import txt2img_plot_job
-
-    return txt2img_plot_job(state, req)
-
-
-def xyz_img2img_job(state, req, **inputs) -> Callable[[], dict[str, Any]]:
-    from sdapi.scripts.xyz.run import img2img_plot_job
-
-    return img2img_plot_job(state, req, inputs["images"], inputs["mask"])
-
-
 @dataclass(frozen=True)
 class SelectableScript:
     """One selectable script.
 
     Args:
+        key: the serving layer's name for it.
         title: A1111's title (``script_name`` matches it case-insensitively).
-        jobs: per mode, ``(state, request, **decoded inputs) -> job``; checks the request before returning.
+        modes: ``txt2img`` and/or ``img2img``.
         args: per mode, its arguments for ``/script-info``.
     """
 
+    key: str
     title: str
-    jobs: dict[str, Callable[..., Callable[[], dict[str, Any]]]]
+    modes: tuple[str, ...]
     args: Callable[[str], list[dict[str, Any]]]
 
 
 SELECTABLE_SCRIPTS: tuple[SelectableScript, ...] = (
-    SelectableScript("X/Y/Z plot", {TXT2IMG: xyz_txt2img_job, IMG2IMG: xyz_img2img_job}, xyz_script_args),
+    SelectableScript("xyz", "X/Y/Z plot", (TXT2IMG, IMG2IMG), xyz_script_args),
 )
 
 
@@ -69,23 +61,18 @@ def find_script(name: str, mode: str) -> SelectableScript:
         Unprocessable: A1111's 422 ``Script '<name>' not found``.
     """
     for script in SELECTABLE_SCRIPTS:
-        if mode in script.jobs and script.title.lower() == name.lower():
+        if mode in script.modes and script.title.lower() == name.lower():
             return script
     raise Unprocessable(f"Script '{name}' not found")
 
 
-def script_job(state, req, mode: str, **inputs) -> Callable[[], dict[str, Any]]:
-    """The job serving a request with a ``script_name`` (checked now, run later on the worker)."""
-    return find_script(req.script_name, mode).jobs[mode](state, req, **inputs)
-
-
 def script_titles(mode: str) -> list[str]:
     """``GET /sdapi/v1/scripts``: the lower-cased titles for ``mode``."""
-    return [script.title.lower() for script in SELECTABLE_SCRIPTS if mode in script.jobs]
+    return [script.title.lower() for script in SELECTABLE_SCRIPTS if mode in script.modes]
 
 
 def script_infos() -> list[dict[str, Any]]:
     """``GET /sdapi/v1/script-info``: every script of txt2img, then of img2img."""
     return [{"name": script.title.lower(), "is_alwayson": False, "is_img2img": mode == IMG2IMG,
              "args": script.args(mode)}
-            for mode in (TXT2IMG, IMG2IMG) for script in SELECTABLE_SCRIPTS if mode in script.jobs]
+            for mode in (TXT2IMG, IMG2IMG) for script in SELECTABLE_SCRIPTS if mode in script.modes]

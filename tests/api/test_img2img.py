@@ -50,7 +50,7 @@ def pixels(body: dict, index: int = 0) -> np.ndarray:
 @pytest.fixture()
 def vae_round_trip(state):
     """The current model's VAE encode -> decode of an image (the closest any img2img result can get)."""
-    from sdapi.engine.txt2img import decode_latents
+    from sdapi.engine.vae_io import decode_latents
     from sdapi.engine.vae_io import encode_pixels, images_to_pixels
 
     def round_trip(image: Image.Image) -> np.ndarray:

@@ -257,7 +257,7 @@ def test_inpainting_conditioning_channels(files_client):
 
 
 def test_denoising_zero_gives_back_the_init_image(files_client):
-    from sdapi.engine.txt2img import decode_latents
+    from sdapi.engine.vae_io import decode_latents
     from sdapi.engine.vae_io import encode_pixels, images_to_pixels
 
     title = checkpoint_title(files_client, "demo-unit-latents")

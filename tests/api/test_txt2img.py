@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sdapi.engine.samplers import SAMPLERS
+from sdapi.engine.sampling.registry import SAMPLERS
 from tests.conftest import decode_png, txt2img
 
 
@@ -210,9 +210,23 @@ def test_null_cfg_scale_is_refused_up_front(client):
                         "errors": "cfg_scale must be a number, got None"}
 
 
-def test_sampler_parameters_not_applied_are_logged(client, caplog):
-    with caplog.at_level("WARNING", logger="sdapi"):
-        client.post("/sdapi/v1/txt2img", json={"prompt": "a", "width": 64, "height": 64, "steps": 2, "eta": 0.5,
-                                               "s_churn": 0.0, "s_noise": 1.0})
-    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
-    assert ignored == ["eta=0.5 ignored: sdapi's samplers run with A1111's default for it"]
+@pytest.mark.parametrize("sampler, field, value, infotext", [
+    ("Euler a", "eta", 0.5, "Eta: 0.5"),
+    ("DDIM", "eta", 0.5, "Eta DDIM: 0.5"),
+    ("Euler", "s_churn", 1.0, None),
+])
+def test_sampler_parameters_change_the_image_as_a1111(client, sampler, field, value, infotext):
+    base = {"sampler_name": sampler, "seed": 3, "steps": 4}
+    plain = txt2img(client, **base)
+    changed = txt2img(client, **base, **{field: value})
+    assert changed["images"] != plain["images"]
+    text = json.loads(changed["info"])["infotexts"][0]
+    if infotext is not None:
+        assert infotext in text
+    assert "Eta" not in json.loads(plain["info"])["infotexts"][0]
+
+
+def test_default_sampler_parameters_change_nothing(client):
+    base = {"sampler_name": "Euler a", "seed": 3, "steps": 4}
+    defaults = {"eta": 1.0, "s_churn": 0.0, "s_noise": 1.0, "s_tmin": 0.0, "s_min_uncond": 0.0}
+    assert txt2img(client, **base, **defaults)["images"] == txt2img(client, **base)["images"]

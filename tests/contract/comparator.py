@@ -151,6 +151,9 @@ def _shape(value: str) -> str:
     return "text"
 
 
+# Keys sdapi adds on purpose (documented extensions A1111's clients ignore); everything else must match.
+SDAPI_EXTENSIONS = frozenset({"info.warnings"})
+
 class _Comparison:
     def __init__(self, substitutions: dict[str, str], noisy: frozenset[str], not_implemented: frozenset[str]):
         self.substitutions = substitutions
@@ -203,7 +206,8 @@ class _Comparison:
             self.diff(path, f"ours {ours!r}, A1111 {rec!r}")
 
     def obj(self, path: str, rec: dict, ours: dict) -> None:
-        missing, extra = sorted(set(rec) - set(ours)), sorted(set(ours) - set(rec))
+        missing = sorted(set(rec) - set(ours))
+        extra = sorted(k for k in set(ours) - set(rec) if _child(path, k) not in SDAPI_EXTENSIONS)
         if missing:
             self.diff(path, f"keys missing from ours: {missing}")
         if extra:

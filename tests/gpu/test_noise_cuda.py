@@ -14,8 +14,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from sdapi.app import create_app
-from sdapi.engine.noise import initial_noise, noise_device
-from sdapi.engine.sampler_noise import batch_step_noise
+from sdapi.engine.sampling.noise import initial_noise, noise_device
+from sdapi.engine.sampling.noise import batch_step_noise
 from sdapi.settings import Settings
 from tests.conftest import decode_png
 

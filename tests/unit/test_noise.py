@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from sdapi.engine.noise import image_seeds, initial_noise, resolve_seed
+from sdapi.engine.sampling.noise import initial_noise
+from sdapi.seeds import image_seeds, resolve_seed
 
 
 def test_resolve_seed():

@@ -9,7 +9,7 @@ import torch
 
 from sdapi.engine.conditioning import PromptEncoder, pad_after_end
 from sdapi.engine.demo_models import build_tiny_sd15_pipeline
-from sdapi.engine.prompt_conds import ScheduleEncoder, stack_padded
+from sdapi.engine.sampling.conds import ScheduleEncoder, stack_padded
 
 
 @pytest.fixture(scope="module")

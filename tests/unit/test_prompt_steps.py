@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from sdapi.engine.demo_models import build_tiny_sd15_pipeline
-from sdapi.engine.prompt_conds import BatchConds, ScheduleEncoder, denoiser_step, schedule_length
-from sdapi.engine.samplers import find_sampler
-from sdapi.engine.txt2img import guided_eps, sample_batch
+from sdapi.engine.sampling.conds import BatchConds, ScheduleEncoder, schedule_length
+from sdapi.engine.sampling.core import SamplingStart, sample
+from sdapi.engine.sampling.noise import SamplerNoise
+from sdapi.engine.sampling.registry import find_sampler
 
 LABELS = {"cat": 1.0, "dog": 2.0, "": -1.0, "x": 3.0, "y": 4.0}
 
@@ -49,13 +50,17 @@ def labels_per_call(pipe, sampler: str, prompt: str, negative: str = "", steps: 
     """The ``(cond labels, uncond label)`` of each UNet call when sampling one image."""
     spec = find_sampler(sampler)
     unet = RecordingUnet(pipe.unet)
-    model = SimpleNamespace(pipe=pipe, unet=unet, device=torch.device("cpu"), dtype=torch.float32)
+    model = SimpleNamespace(pipe=pipe, unet=unet, device=torch.device("cpu"), dtype=torch.float32,
+                            v_prediction=False)
     schedules = ScheduleEncoder(LabelEncoder(), schedule_length(spec, steps, fix))
     conds = schedules.batch([prompt], [negative])
-    generators = [torch.Generator().manual_seed(1)]
-    sample_batch(model, spec, steps, torch.randn(1, 4, 8, 8, generator=generators[0]), generators, conds, None,
-                 7.0, 1)
-    return [(call[:-1], call[-1]) for call in unet.calls]
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(1, 4, 8, 8, generator=generator)
+    sample(model, spec, SamplingStart(steps), noise, conds, 7.0, SamplerNoise([generator], steps, (4, 8, 8), False),
+           [1])
+    if spec.kdiffusion:
+        return [(call[:-1], call[-1]) for call in unet.calls]
+    return [(call[1:], call[0]) for call in unet.calls]  # ldm puts the uncond row first
 
 
 def names(calls):
@@ -101,31 +106,20 @@ def test_and_with_a_compvis_sampler_is_refused_like_a1111(pipe):
         labels_per_call(pipe, "DDIM", "cat AND dog")
 
 
-def test_counter_maps_proportionally_where_the_call_pattern_differs():
-    heun, euler, dpmpp_2s_a = find_sampler("Heun"), find_sampler("Euler"), find_sampler("DPM++ 2S a")
-    assert [denoiser_step(i, 7, heun, 4) for i in range(7)] == list(range(7))
-    assert [denoiser_step(i, 4, euler, 4) for i in range(4)] == list(range(4))
-    # diffusers' single-step DPM-Solver calls the model 4 times where A1111's DPM++ 2S a calls it 7 times.
-    assert [denoiser_step(i, 4, dpmpp_2s_a, 4) for i in range(4)] == [0, 1, 3, 5]
+def test_plms_counts_its_updates_and_its_first_step_calls_twice(pipe):
+    # A1111's hook counts p_sample calls: PLMS's first step evaluates the model twice with the same conditioning.
+    assert names(labels_per_call(pipe, "PLMS", "[cat:dog:0.5]")) == ["cat", "cat", "cat", "cat", "dog"]
 
 
-def test_and_combines_weighted_differences():
-    def unet(x, t, encoder_hidden_states):
-        # The "prediction" of each row is its conditioning label, spread over the latent.
-        label = encoder_hidden_states[:, 0, 0].view(-1, 1, 1, 1)
-        return SimpleNamespace(sample=torch.zeros_like(x) + label)
+def test_ddim_counts_its_steps(pipe):
+    assert names(labels_per_call(pipe, "DDIM", "[cat:dog:0.5]")) == ["cat", "cat", "cat", "dog"]
 
-    model = SimpleNamespace(unet=unet, dtype=torch.float32)
-    x = torch.zeros(2, 4, 2, 2)
-    cond = torch.tensor([1.0, 3.0, 5.0]).view(3, 1, 1).expand(3, 77, 8)
-    uncond = torch.tensor([0.5, -1.0]).view(2, 1, 1).expand(2, 77, 8)
-    conds_list = [[(0, 1.0), (1, 0.5)], [(2, 1.0)]]
-    eps = guided_eps(model, x, 0, cond, uncond, 7.0, conds_list)
-    expected = [0.5 + (1.0 - 0.5) * 7.0 + (3.0 - 0.5) * (0.5 * 7.0), -1.0 + (5.0 - -1.0) * 7.0]
-    assert eps[:, 0, 0, 0].tolist() == expected
-    # A long cond against a short uncond goes through separate calls with the same result.
-    long_cond = torch.cat([cond, cond], dim=1)
-    assert torch.equal(guided_eps(model, x, 0, long_cond, uncond, 7.0, conds_list), eps)
+
+def test_unipc_counts_updates_not_model_calls(pipe):
+    # 4 steps, order 3: one call at the start (counter 0), then a corrector call before each update but the last
+    # (counters 0, 1, 2). [cat:dog:0.25] is cat while the counter is <= 1.
+    calls = labels_per_call(pipe, "UniPC", "[cat:dog:0.25]")
+    assert names(calls) == ["cat", "cat", "cat", "dog"]
 
 
 def test_fixed_tensors_still_work():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdapi.engine.noise import initial_noise, noise_device, seed_noise_shape
-from sdapi.engine.sampler_noise import SamplerNoise, batch_step_noise
+from sdapi.engine.sampling.noise import initial_noise, noise_device, seed_noise_shape
+from sdapi.engine.sampling.noise import SamplerNoise, batch_step_noise
 
 SHAPE = (4, 8, 8)
 

@@ -10,12 +10,13 @@ import pytest
 
 from sdapi.errors import InvalidRequest
 from sdapi.http import NotAuthenticated, check_basic_auth, parse_credentials
-from sdapi.jobs import JobQueue
+from sdapi.jobs import JobQueue, QueueFull, ShuttingDown
 from sdapi.options import coerce_option
-from sdapi.progress import STATE_KEYS, fraction_done, progress_body
+from sdapi.serving.control import JobControl
+from sdapi.serving.progress import STATE_KEYS, fraction_done, progress_body
 from sdapi.settings import Settings
 from sdapi.system import cmd_flags, hide_credentials
-from sdapi.upscalers import UPSCALERS, find_upscaler
+from sdapi.engine.upscalers import UPSCALERS, find_upscaler
 
 
 def test_queue_runs_jobs_one_at_a_time_in_order():
@@ -44,27 +45,84 @@ def test_queue_reraises_job_errors_and_keeps_serving():
     assert queue.run_sync(lambda: "ok", "good") == "ok"
 
 
-def test_cancel_drops_a_queued_job_and_interrupts_a_running_one():
-    interrupted = threading.Event()
+def test_cancel_drops_a_queued_job_and_stops_only_the_running_one():
+    control = JobControl()
     release = threading.Event()
-    queue = JobQueue(on_cancel_running=interrupted.set)
-    running = queue.submit(lambda: release.wait(5), "long")
+    seen = []
+
+    def long_job():
+        release.wait(5)
+        seen.append(("long", control.should_stop()))
+
+    queue = JobQueue(on_start=control.bind_job)
+    running = queue.submit(long_job, "long")
     queued = queue.submit(lambda: pytest.fail("a cancelled job ran"), "never")
     while not queue.busy or queue.pending != 1:
         time.sleep(0.001)
     queue.cancel(queued)
     assert queued.future.cancelled() and queue.pending == 0
     queue.cancel(running)
-    assert interrupted.is_set()
     release.set()
-    assert running.future.result(5) is True
+    running.future.result(5)
+    after = queue.submit(lambda: seen.append(("next", control.should_stop())), "next")
+    after.future.result(5)
+    assert seen == [("long", True), ("next", False)]
 
 
-def test_stop_refuses_new_jobs():
-    queue = JobQueue()
-    queue.run_sync(lambda: None, "warm")
-    queue.stop()
-    with pytest.raises(RuntimeError):
+def test_a_late_cancel_never_reaches_the_next_job():
+    # The old queue released its lock before interrupting, so cancelling a job that had just finished could
+    # interrupt the job the worker started next. A cancel now marks its own job only.
+    control = JobControl()
+    queue = JobQueue(on_start=control.bind_job)
+    first_done, second_started, finish = threading.Event(), threading.Event(), threading.Event()
+    first = queue.submit(lambda: first_done.set(), "first")
+    seen = []
+
+    def second():
+        second_started.set()
+        finish.wait(5)
+        seen.append(control.should_stop() or control.interrupted)
+
+    nxt = queue.submit(second, "second")
+    second_started.wait(5)
+    queue.cancel(first)
+    finish.set()
+    nxt.future.result(5)
+    assert first_done.is_set() and seen == [False]
+
+
+def test_the_queue_is_bounded_and_says_when_to_retry():
+    release = threading.Event()
+    queue = JobQueue(max_pending=2)
+    running = queue.submit(lambda: release.wait(5), "running")
+    while not queue.busy or queue.pending:
+        time.sleep(0.001)
+    waiting = [queue.submit(lambda: None, "w") for _ in range(2)]
+    with pytest.raises(QueueFull) as err:
+        queue.submit(lambda: None, "one too many")
+    assert err.value.status_code == 503 and err.value.headers == {"Retry-After": "5"}
+    release.set()
+    running.future.result(5)
+    for job in waiting:
+        job.future.result(5)
+
+
+def test_stop_fails_queued_jobs_and_refuses_new_ones():
+    release = threading.Event()
+    control = JobControl()
+    queue = JobQueue(on_start=control.bind_job)
+    running = queue.submit(lambda: (release.wait(5), control.should_stop())[1], "running")
+    queued = queue.submit(lambda: None, "queued")
+    while not queue.busy or queue.pending != 1:
+        time.sleep(0.001)
+    stopper = threading.Thread(target=queue.stop)
+    stopper.start()
+    with pytest.raises(ShuttingDown):
+        queued.future.result(5)
+    release.set()
+    stopper.join(5)
+    assert running.future.result(5) is True  # the running job was told to stop
+    with pytest.raises(ShuttingDown):
         queue.submit(lambda: None, "late")
 
 

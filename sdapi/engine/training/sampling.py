@@ -1,4 +1,4 @@
-"""Sample images during training, drawn with sdapi's own txt2img loop on the model being trained.
+"""Sample images during training, drawn through the same generation path as txt2img, on the model being trained.
 
 The LoRA hooks are attached, so the samples show the LoRA at weight 1 exactly as ``<lora:name:1>`` would.
 """
@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.generation import run_txt2img
+from sdapi.engine.model import LoadedModel
 from sdapi.engine.params import Txt2ImgParams
-from sdapi.engine.samplers import find_sampler
-from sdapi.engine.txt2img import LoadedModel, run_txt2img
+from sdapi.engine.sampling.registry import find_sampler
 from sdapi.training.sample_prompts import SamplePrompt
 
 

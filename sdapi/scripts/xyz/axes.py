@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
-from sdapi.engine.samplers import SAMPLERS
+from sdapi.engine.sampling.registry import SAMPLERS
 from sdapi.scripts.xyz.cell_draft import CellDraft
 from sdapi.scripts.xyz.values import ValueKind
 

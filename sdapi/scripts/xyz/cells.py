@@ -16,8 +16,8 @@ from PIL import Image
 
 from sdapi.translate import image_grid, image_infotext, txt2img_response
 
-# request → (ResolvedRequest, images, checkpoint): ``ServerState.generate_txt2img`` or ``generate_img2img``.
-Generate = Callable[[Any], tuple[Any, list, Any]]
+# (request, options) → (ResolvedRequest, images, checkpoint): the serving layer's txt2img or img2img generation.
+Generate = Callable[[Any, Any], tuple[Any, list, Any]]
 
 
 @dataclass
@@ -40,27 +40,51 @@ class CellResult:
         return self.images[0] if self.images else None
 
 
-def run_cell(state, cell, generate: Generate, grid_fields: list[dict[str, Any]]) -> CellResult:
-    """Generate one cell with its overrides applied (and restored afterwards).
+def run_cell(cell, generate: Generate, grid_fields: list[dict[str, Any]], options, job_timestamp: str) -> CellResult:
+    """Generate one cell with its overrides on top of the job's options.
 
     Args:
-        state: the ``ServerState``; a job has begun.
         cell: a :class:`sdapi.scripts.xyz.plan.Cell`.
         generate: how its request is generated.
         grid_fields: infotext fields of the grids this cell's infotext heads (empty for most cells).
+        options: the job's options (an ``OptionsView``); the cell's overrides go on a copy.
+        job_timestamp: the running job's timestamp (``info``).
     """
-    with state.overrides(cell.overrides, True):
-        resolved, images, checkpoint = generate(cell.request)
-        options = state.options
-        body = txt2img_response(cell.request.model_copy(update={"send_images": False}), resolved, images,
-                                checkpoint, options, state.control.job_timestamp)
-        info = json.loads(body["info"])
-        grid_texts = [grid_infotext(cell.request, resolved, checkpoint, options, fields) for fields in grid_fields]
+    options = options.with_overrides(cell.overrides)
+    resolved, images, checkpoint = generate(cell.request, options)
+    body = txt2img_response(cell.request.model_copy(update={"send_images": False}), resolved, images,
+                            checkpoint, options, job_timestamp)
+    info = json.loads(body["info"])
+    grid_texts = [grid_infotext(cell.request, resolved, checkpoint, options, fields) for fields in grid_fields]
     if info["index_of_first_image"] == 1:
         # A saved batch is returned behind its own grid, and A1111's plot keeps "the first image": that grid.
         rows = int(options.get("n_rows"))
         images = [image_grid(images, resolved.params.batch_size if rows == 0 else rows)] + images
     return CellResult(images, info, grid_texts)
+
+
+def run_cells(plan, generate: Generate, options, job_timestamp: str,
+              interrupted: Callable[[], bool]) -> list[CellResult | None]:
+    """Every cell's result in grid order, generated in ``plan.run_order``; ``None`` for cells an interrupt
+    left unstarted (the first cell always starts: it is the answer's template)."""
+    results: list[CellResult | None] = [None] * len(plan.cells)
+    for count, index in enumerate(plan.run_order):
+        if count and interrupted():
+            break
+        cell = plan.cells[index]
+        results[index] = run_cell(cell, generate, grid_fields(plan, cell), options, job_timestamp)
+    return results
+
+
+def grid_fields(plan, cell) -> list[dict[str, Any]]:
+    """The grid infotexts a cell heads: its sub-grid's when it is the sub-grid's first cell, and the main
+    grid's too for the very first cell."""
+    if cell.ix or cell.iy:
+        return []
+    fields = [plan.sub_grid_fields()]
+    if cell.iz == 0:
+        fields.append(plan.main_grid_fields())
+    return fields
 
 
 def grid_infotext(req, resolved, checkpoint, options, fields: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdapi.checkpoints import CheckpointCatalog
-from sdapi.engine.noise import resolve_seed
+from sdapi.seeds import resolve_seed
 from sdapi.errors import InvalidRequest
 from sdapi.options import Options
 from sdapi.scripts.xyz.args import AxisArgs, PlotArgs
@@ -21,7 +21,7 @@ from sdapi.scripts.xyz.axes import TXT2IMG, AxisType, axis_types, format_label
 from sdapi.scripts.xyz.cell_draft import CellDraft
 from sdapi.scripts.xyz.values import axis_values, join_values, split_values
 from sdapi.translate import validate_guidance, validate_size
-from sdapi.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
+from sdapi.engine.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
 
 SCRIPT_TITLE = "X/Y/Z plot"
 RANDOM_SEED_AXES = ("Seed", "Var. seed")

@@ -35,11 +35,15 @@ class DiscreteSchedule:
         alphas_cumprod: the model's buffer as A1111 holds it (float32, or float16 for a half-precision model).
         sigmas: ascending model sigmas (index = training timestep), in the same dtype.
         log_sigmas: their natural logs, same dtype.
+        sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod: ldm's buffers of the same names (computed in float64,
+            stored like ``alphas_cumprod``), for ldm's ``q_sample`` and its v-prediction conversions.
     """
 
     alphas_cumprod: torch.Tensor
     sigmas: torch.Tensor
     log_sigmas: torch.Tensor
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
 
     @property
     def sigma_min(self) -> float:
@@ -114,19 +118,71 @@ def a1111_sigmas(schedule: DiscreteSchedule, steps: int, karras: bool = False,
     return discard_next_to_last(sigmas) if discard_penultimate else sigmas
 
 
-def unipc_sigmas(schedule: DiscreteSchedule, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A1111 v1.2.1's UniPC schedule (``skip_type="time_uniform"``), as sigmas and model timesteps.
+@dataclass(frozen=True)
+class DdimSchedule:
+    """ldm's DDIM schedule for ``steps`` (``make_schedule`` with ``ddim_discretize="uniform"``), as float32 arrays.
+
+    Args:
+        timesteps: the model timesteps, ascending (``range(0, 1000, 1000 // steps) + 1``; there can be more of them
+            than ``steps`` when 1000 is not a multiple, as in ldm).
+        alphas, alphas_prev: ``alphas_cumprod`` at each timestep and at the previous one (``alphas_cumprod[0]`` for
+            the first).
+        sqrt_alphas, sqrt_one_minus_alphas: ``sqrt(alphas)`` and ``sqrt(1 - alphas)``, computed in the model
+            buffer's dtype as ldm does.
+        sigmas: DDIM's noise per step for ``eta`` (zeros at A1111's default ``eta_ddim`` of 0).
+    """
+
+    timesteps: tuple[int, ...]
+    alphas: torch.Tensor
+    alphas_prev: torch.Tensor
+    sqrt_alphas: torch.Tensor
+    sqrt_one_minus_alphas: torch.Tensor
+    sigmas: torch.Tensor
+
+
+def ddim_schedule(schedule: DiscreteSchedule, steps: int, eta: float = 0.0) -> DdimSchedule:
+    """ldm's ``DDIMSampler.make_schedule(steps, "uniform", eta)`` over the model's ``alphas_cumprod``."""
+    total = len(schedule.alphas_cumprod)
+    timesteps = np.asarray(list(range(0, total, total // steps))) + 1
+    ac = schedule.alphas_cumprod
+    alphas = ac[torch.from_numpy(timesteps)]
+    alphas_prev = torch.cat([ac[:1], ac[torch.from_numpy(timesteps[:-1])]]).float()
+    a64, prev64 = alphas.double(), alphas_prev.double()
+    sigmas = eta * torch.sqrt((1 - prev64) / (1 - a64) * (1 - a64 / prev64))
+    return DdimSchedule(tuple(int(t) for t in timesteps), alphas.float(), alphas_prev, torch.sqrt(alphas).float(),
+                        torch.sqrt(1. - alphas).float(), sigmas.float())
+
+
+@dataclass(frozen=True)
+class UniPcTimes:
+    """A1111 v1.2.1's UniPC time grid (``skip_type="time_uniform"``) with the noise-schedule values at each time.
 
     A1111's UniPC (after DPM-Solver's ``NoiseScheduleVP("discrete")``) walks continuous time
     ``t = linspace(1, 1/1000, steps + 1)``; ``log(alpha_t)`` is interpolated linearly from
-    ``0.5 * log(alphas_cumprod)`` over the keypoints ``(i + 1) / 1000``, and the UNet is called with
-    ``(t - 1/1000) * 1000``: fractional timesteps from 999 down to 0, the last of which it never evaluates.
+    ``0.5 * log(alphas_cumprod)`` (float32) over the keypoints ``(i + 1) / 1000``, and the UNet is called with
+    ``(t - 1/1000) * 1000``: fractional timesteps from 999 down to 0.
 
-    Returns:
-        ``(sigmas, timesteps)``, both ``steps + 1`` long (float32): the k-diffusion-space sigma
-        ``sigma_t / alpha_t`` of each time (the last is the model's sigma_min, not 0) and its model timestep.
+    Args:
+        log_alpha, alpha, sigma, lam: ``log(alpha_t)``, ``alpha_t``, ``sigma_t`` and ``lambda_t`` per grid time,
+            each a float32 tensor of ``steps + 1`` values, computed as ``marginal_*`` computes them.
+        model_t: the UNet timestep of each grid time.
     """
-    log_alphas = 0.5 * torch.log(schedule.alphas_cumprod)
+
+    log_alpha: torch.Tensor
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    lam: torch.Tensor
+    model_t: torch.Tensor
+
+    @property
+    def kdiffusion_sigmas(self) -> torch.Tensor:
+        """The same grid as k-diffusion sigmas (``sigma_t / alpha_t``)."""
+        return self.sigma / self.alpha
+
+
+def unipc_times(schedule: DiscreteSchedule, steps: int) -> UniPcTimes:
+    """A1111's UniPC grid for ``steps`` steps over the model's ``alphas_cumprod`` (held in float32, as A1111 does)."""
+    log_alphas = 0.5 * torch.log(schedule.alphas_cumprod.float())
     n = len(log_alphas)
     t_array = torch.linspace(0.0, 1.0, n + 1)[1:]
     t = torch.linspace(1.0, 1.0 / n, steps + 1)
@@ -135,9 +191,9 @@ def unipc_sigmas(schedule: DiscreteSchedule, steps: int) -> tuple[torch.Tensor, 
     j = torch.searchsorted(t_array, t).clamp(1, n - 1)
     start_x, end_x, start_y, end_y = t_array[j - 1], t_array[j], log_alphas[j - 1], log_alphas[j]
     log_alpha = start_y + (t - start_x) * (end_y - start_y) / (end_x - start_x)
-    alpha = torch.exp(log_alpha)
-    sigma = torch.sqrt(1.0 - torch.exp(2.0 * log_alpha))
-    return sigma / alpha, (t - 1.0 / n) * 1000.0
+    sigma = torch.sqrt(1. - torch.exp(2. * log_alpha))
+    lam = log_alpha - 0.5 * torch.log(1. - torch.exp(2. * log_alpha))
+    return UniPcTimes(log_alpha, torch.exp(log_alpha), sigma, lam, (t - 1.0 / n) * 1000.0)
 
 
 def ldm_alphas_cumprod(beta_start: float, beta_end: float, num_train_timesteps: int = 1000,
@@ -165,11 +221,17 @@ def ldm_alphas_cumprod(beta_start: float, beta_end: float, num_train_timesteps: 
 def _cached_schedule(beta_start: float, beta_end: float, num_train_timesteps: int, beta_schedule: str,
                      trained_betas: tuple | None, half: bool) -> DiscreteSchedule:
     ac64 = ldm_alphas_cumprod(beta_start, beta_end, num_train_timesteps, beta_schedule, trained_betas)
-    ac = torch.tensor(ac64, dtype=torch.float32)
-    if half:
-        ac = ac.half()
+    dtype = torch.float16 if half else torch.float32
+
+    def buffer(values: np.ndarray) -> torch.Tensor:
+        # ldm registers float32 buffers; model.half() turns them into float16.
+        return torch.tensor(values, dtype=torch.float32).to(dtype)
+
+    ac = buffer(ac64)
     sigmas = ((1 - ac) / ac) ** 0.5
-    return DiscreteSchedule(alphas_cumprod=ac, sigmas=sigmas, log_sigmas=sigmas.log())
+    return DiscreteSchedule(alphas_cumprod=ac, sigmas=sigmas, log_sigmas=sigmas.log(),
+                            sqrt_alphas_cumprod=buffer(np.sqrt(ac64)),
+                            sqrt_one_minus_alphas_cumprod=buffer(np.sqrt(1. - ac64)))
 
 
 def model_schedule(config: Mapping[str, Any], half: bool = False) -> DiscreteSchedule | None:

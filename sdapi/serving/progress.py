@@ -1,8 +1,15 @@
-"""``/sdapi/v1/progress``: A1111's progress formula over a snapshot of the job control."""
+"""``/progress``, ``/interrupt``, ``/skip``: answered at once, whatever the worker is doing.
+
+``/progress`` is A1111's formula over a snapshot of the job control.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from sdapi.images import encode_image
+from sdapi.serving.base import ServerState
 
 STATE_KEYS = ("skipped", "interrupted", "job", "job_count", "job_timestamp", "job_no", "sampling_step",
               "sampling_steps")
@@ -37,3 +44,28 @@ def progress_body(snapshot: dict[str, Any], now: float, current_image: str | Non
     eta_relative = elapsed / progress - elapsed
     return {"progress": progress, "eta_relative": eta_relative, "state": state, "current_image": current_image,
             "textinfo": snapshot["textinfo"]}
+
+
+def progress(state: ServerState, skip_current_image: bool = False) -> dict[str, Any]:
+    """The ``/progress`` body, with a live preview rendered when one is due (A1111's ``set_current_image``)."""
+    snapshot = state.control.snapshot()
+    image = None
+    if not skip_current_image and snapshot["job_count"] > 0 and state.options.get("live_previews_enable"):
+        fmt, quality = state.options.get("samples_format"), state.options.get("jpeg_quality")
+
+        def render(preview) -> str | None:
+            picture = preview.image()
+            return None if picture is None else encode_image(picture, fmt, quality, pnginfo=False)
+
+        image = state.control.current_preview(int(state.options.get("show_progress_every_n_steps")), render)
+    return progress_body(snapshot, time.time(), image)
+
+
+def interrupt(state: ServerState) -> None:
+    """Stop the running job at its next step; it still returns what it finished."""
+    state.control.interrupt()
+
+
+def skip(state: ServerState) -> None:
+    """Skip the current batch of the running job."""
+    state.control.skip()

@@ -5,9 +5,9 @@ prompt schedule (prompt editing, alternation), and each schedule's texts are enc
 evaluation the denoiser's step counter picks one entry of every schedule (``reconstruct_multicond_batch`` /
 ``reconstruct_cond_batch``).
 
-A1111's counter counts *denoiser calls* from 0, not sampler steps: a second-order sampler (Heun, DPM2, DPM++ 2S a,
-DPM++ SDE) calls it twice per step but the last, so A1111 doubles the schedule length for those (unless
-``dont_fix_second_order_samplers_schedule``).
+A1111's k-diffusion counter counts *denoiser calls* from 0, not sampler steps: a second-order sampler (Heun, DPM2,
+DPM++ 2S a, DPM++ SDE) calls it twice per step but the last, so A1111 doubles the schedule length for those (unless
+``dont_fix_second_order_samplers_schedule``). The CompVis samplers count their updates instead.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from dataclasses import dataclass
 import torch
 
 from sdapi.engine.conditioning import PromptEncoder
-from sdapi.engine.samplers import SamplerSpec
+from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.prompts.composable import composable_batch
 from sdapi.prompts.scheduling import prompt_schedule, schedule_index
-
-AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
 
 
 def schedule_length(spec: SamplerSpec, steps: int, fix_second_order: bool = True) -> int:
@@ -36,31 +34,6 @@ def schedule_length(spec: SamplerSpec, steps: int, fix_second_order: bool = True
         ``steps``, doubled for the second-order samplers A1111 lists when the fix is on.
     """
     return steps * 2 if spec.doubles_prompt_schedule and fix_second_order else steps
-
-
-def a1111_denoiser_calls(spec: SamplerSpec, steps: int) -> int:
-    """How many times A1111 runs its denoiser for ``steps`` sampler steps.
-
-    k-diffusion's second-order samplers take an Euler step (one call) to sigma 0 and two calls for every other step.
-    """
-    return 2 * steps - 1 if spec.kdiffusion and spec.second_order else steps
-
-
-def denoiser_step(call: int, calls: int, spec: SamplerSpec, steps: int) -> int:
-    """A1111's denoiser step counter for our ``call``-th UNet evaluation.
-
-    Args:
-        call: 0-based index of the evaluation in our sampling loop.
-        calls: evaluations our loop makes in all.
-        spec: the sampler.
-        steps: sampler steps of the loop.
-
-    Returns:
-        ``call`` when our loop evaluates the model as often as A1111 does (every exact sampler); otherwise
-        (a diffusers scheduler with another call pattern) the proportional position in A1111's sequence.
-    """
-    expected = a1111_denoiser_calls(spec, steps)
-    return call if calls == expected else call * expected // calls
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import torch
 
 # (x, sigma per image) -> denoised x
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# a tensor shaped like x -> standard normal noise of that shape
-NoiseFn = Callable[[torch.Tensor], torch.Tensor]
+# (a tensor shaped like x, sigma, next sigma) -> standard normal noise of that shape (k-diffusion's noise_sampler)
+NoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # (step index, denoised prediction at the step start)
 StepCallback = Callable[[int, torch.Tensor], None]
 
@@ -162,7 +162,8 @@ def step_orders(nfe: int) -> list[int]:
 
 
 def solve_fast(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor, nfe: int,
-               eta: float, noise: NoiseFn, callback: StepCallback | None = None) -> torch.Tensor:
+               eta: float, noise: NoiseFn, callback: StepCallback | None = None, s_noise: float = 1.0
+               ) -> torch.Tensor:
     """DPM-Solver-fast: ``nfe`` model calls on a grid uniform in ``t``.
 
     Args:
@@ -173,6 +174,7 @@ def solve_fast(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_end:
         eta: ancestral amount; noise is drawn after every step when it is not 0, as k-diffusion does.
         noise: the ancestral noise source.
         callback: called with each step's index and denoised start.
+        s_noise: scale of the ancestral noise.
 
     Returns:
         The final latent.
@@ -187,14 +189,14 @@ def solve_fast(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_end:
         if callback is not None:
             callback(i, x - sigma_of(t) * eps)
         x = solver.step(order, x, t, t_target, cache)
-        x = x + sigma_up * noise(x)
+        x = x + sigma_up * s_noise * noise(x, sigma_of(t), sigma_of(t_next))
     return x
 
 
 def solve_adaptive(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor, eta: float,
                    noise: NoiseFn, callback: StepCallback | None = None, rtol: float = 0.05, atol: float = 0.0078,
                    h_init: float = 0.05, pcoeff: float = 0., icoeff: float = 1., dcoeff: float = 0.,
-                   accept_safety: float = 0.81) -> torch.Tensor:
+                   accept_safety: float = 0.81, s_noise: float = 1.0) -> torch.Tensor:
     """DPM-Solver-23 with adaptive step size (k-diffusion's defaults: order 3, rtol 0.05, atol 0.0078).
 
     Each attempt evaluates a 2nd-order (``r1 = 1/3``) and a 3rd-order estimate with 3 model calls; their scaled
@@ -205,6 +207,7 @@ def solve_adaptive(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_
         solver, x, t_start, t_end, eta, noise: as :func:`solve_fast`.
         callback: called after every attempt with its index and the denoised prediction at its start.
         rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept_safety: error tolerances and controller settings.
+        s_noise: scale of the ancestral noise.
 
     Returns:
         The final latent.
@@ -227,7 +230,7 @@ def solve_adaptive(solver: DpmSolver, x: torch.Tensor, t_start: torch.Tensor, t_
         error = torch.linalg.norm((x_low - x_high) / delta) / x.numel() ** 0.5
         if pid.propose_step(error):
             x_prev = x_low
-            x = x_high + sigma_up * noise(x_high)
+            x = x_high + sigma_up * s_noise * noise(x_high, sigma_of(s), sigma_of(t))
             s = t
         if callback is not None:
             callback(attempt, denoised)

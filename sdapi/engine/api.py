@@ -1,0 +1,169 @@
+"""The engine's interface: what the layers above ask of the device, and what they get back. No torch here.
+
+Everything that crosses it is plain data (paths, numbers, dataclasses, PIL images), so an implementation in
+another process (a Ray Serve replica) can stand behind the same interface: jobs in, images and progress events
+out. :class:`sdapi.engine.local.LocalEngine` is the implementation that drives a device in this process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from PIL import Image
+
+from sdapi.engine.params import Img2ImgParams, Txt2ImgParams
+from sdapi.engine.upscalers import Tiling, UpscalerSpec
+
+
+@runtime_checkable
+class Preview(Protocol):
+    """A live preview of the running batch, rendered only when somebody asks for it."""
+
+    def image(self) -> Image.Image | None: ...
+
+
+class JobEvents(Protocol):
+    """What a running job tells the outside world, and asks it (A1111's ``shared.state``).
+
+    The engine calls these from its worker; implementations must be cheap and thread-safe.
+    """
+
+    @property
+    def interrupted(self) -> bool:
+        """The whole job was interrupted: no further batch starts."""
+
+    def should_stop(self) -> bool:
+        """The current batch must stop sampling (interrupt or skip)."""
+
+    def next_batch(self) -> None:
+        """A batch starts (A1111's ``state.job``: "Batch i out of n")."""
+
+    def next_pass(self) -> None:
+        """A second sampling pass of the same batch starts (the hires fix; A1111's ``nextjob``)."""
+
+    def sampling(self, steps: int) -> None:
+        """A sampling run of ``steps`` steps starts (A1111's ``launch_sampling``)."""
+
+    def step(self, step: int, preview: Preview | None) -> None:
+        """Sampling reached ``step``; ``preview`` renders its current latent."""
+
+    def batch_done(self) -> None:
+        """The batch's images are finished."""
+
+    def warn(self, message: str) -> None:
+        """Something in the job was not applied as asked (a LoRA file that cannot load...)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a loaded checkpoint that shape a response.
+
+    Args:
+        checkpoint: the file.
+        inpainting: the UNet takes the inpainting conditioning (A1111's ``is_using_inpainting_conditioning``).
+        v_prediction: the UNet predicts v.
+    """
+
+    checkpoint: Path
+    inpainting: bool
+    v_prediction: bool = False
+
+
+@dataclass
+class GenerationJob:
+    """One txt2img or img2img job.
+
+    Args:
+        checkpoint: the checkpoint file (a path every engine replica can read).
+        params: the resolved parameters (img2img when they are ``Img2ImgParams``).
+        tiling: model upscalers' tile options (hires fix with an ESRGAN-type upscaler).
+    """
+
+    checkpoint: Path
+    params: Txt2ImgParams | Img2ImgParams
+    tiling: Tiling = field(default_factory=Tiling)
+
+
+@dataclass
+class UpscaleJob:
+    """Images through one upscaler.
+
+    Args:
+        images: the sources.
+        upscaler: the registry row (pixel filter or model file).
+        tiling: model upscalers' tile options.
+        scale: A1111's ``Upscaler.upscale``: the result is ``int(w * scale) x int(h * scale)``.
+        size: or A1111's ``resize`` with an upscaler: enlarge by the larger ratio, then Lanczos to exactly this.
+    """
+
+    images: list[Image.Image]
+    upscaler: UpscalerSpec
+    tiling: Tiling = field(default_factory=Tiling)
+    scale: float | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One LoRA training run.
+
+    Args:
+        plan: the checked plan (:class:`sdapi.engine.training.plan_types.TrainPlan`).
+        job_dir: the job's own folder (samples, latent cache).
+        model_hash: the base checkpoint's sha256, for ``ss_new_sd_model_hash``.
+    """
+
+    plan: Any
+    job_dir: Path
+    model_hash: str | None = None
+
+
+class Engine(Protocol):
+    """The device behind the server: loads checkpoints, generates, upscales, trains.
+
+    Every method may block for as long as the work takes; the serving layer calls them from its one worker.
+    """
+
+    def load(self, checkpoint: Path) -> ModelInfo:
+        """Load (or switch to) a checkpoint; the engine keeps a small LRU of loaded ones.
+
+        Raises:
+            UnsupportedCheckpoint: a file it cannot load.
+        """
+
+    def generate(self, job: GenerationJob, events: JobEvents | None = None) -> list[Image.Image]:
+        """Generate a job's images (fewer when interrupted), LoRAs applied for this job only.
+
+        Raises:
+            EngineError: an unknown sampler, NaNs, ``AND`` with a CompVis sampler, out of memory...
+        """
+
+    def upscale(self, job: UpscaleJob) -> list[Image.Image]:
+        """The job's images through its upscaler."""
+
+    def caption(self, images: list[Image.Image], model_dir: Path, settings: Any) -> list[str]:
+        """BLIP captions for ``images`` with the captioner in ``model_dir``."""
+
+    def train(self, job: TrainingJob, reporter: Any) -> Any:
+        """Run a LoRA training job; ``reporter`` receives its progress and files. Returns how it ended."""
+
+    def loaded(self) -> list[Path]:
+        """Checkpoints in memory, least recently used first."""
+
+    def set_cache_size(self, extra: int) -> None:
+        """Keep ``extra`` checkpoints loaded besides the current one (A1111's ``sd_checkpoint_cache``)."""
+
+    def memory(self) -> dict:
+        """Device memory in A1111's ``/memory`` ``cuda`` shape, or ``{"error": ...}``."""
+
+    def unload_all(self) -> None:
+        """Free every device tensor the engine holds: checkpoints, LoRA files, upscaler networks."""
+
+    def device_name(self) -> str:
+        """The device jobs run on (``cpu``, ``cuda``...)."""
+
+
+# Builds the engine for a process: the app's lifespan calls it once (the local engine imports torch lazily).
+EngineFactory = Callable[[], Engine]

@@ -1,0 +1,183 @@
+"""The engine that drives a device in this process: a small LRU of loaded checkpoints, LoRA and upscaler caches.
+
+It implements :class:`sdapi.engine.api.Engine`; the serving layer calls it from its one worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sdapi.engine.api import GenerationJob, JobEvents, ModelInfo, TrainingJob, UpscaleJob  # noqa: E402
+from sdapi.engine.blip import BlipCaptioner, CaptionLength  # noqa: E402
+from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
+from sdapi.engine.circular import circular_padding  # noqa: E402
+from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
+from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
+from sdapi.engine.generation import run_img2img, run_txt2img  # noqa: E402
+from sdapi.engine.lora import LoraApplier  # noqa: E402
+from sdapi.engine.lora_cache import LoraCache  # noqa: E402
+from sdapi.engine.lora_file import load_lora_network  # noqa: E402
+from sdapi.engine.model import LoadedModel  # noqa: E402
+from sdapi.engine.params import Img2ImgParams  # noqa: E402
+from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
+from sdapi.engine.preview import LatentPreview  # noqa: E402
+from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
+from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
+from sdapi.engine.upscalers import enlarger, upscale_by  # noqa: E402
+
+log = logging.getLogger("sdapi")
+
+
+class _LatentEvents:
+    """Adapts :class:`JobEvents` to the sampling core, which reports latents: previews render on demand."""
+
+    def __init__(self, events: JobEvents):
+        self.events = events
+
+    @property
+    def interrupted(self) -> bool:
+        return self.events.interrupted
+
+    def should_stop(self) -> bool:
+        return self.events.should_stop()
+
+    def next_batch(self) -> None:
+        self.events.next_batch()
+
+    def next_pass(self) -> None:
+        self.events.next_pass()
+
+    def sampling(self, steps: int) -> None:
+        self.events.sampling(steps)
+
+    def step(self, step: int, latents: torch.Tensor) -> None:
+        self.events.step(step, LatentPreview(latents))
+
+    def batch_done(self) -> None:
+        self.events.batch_done()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
+
+
+class LocalEngine:
+    """Owns the device, the loaded pipelines and the per-file caches.
+
+    Args:
+        runtime: device/dtype/attention choices.
+        cache_dir: where assembled diffusers config dirs are kept.
+        extra_cached: A1111's ``sd_checkpoint_cache``: pipelines kept besides the current one.
+    """
+
+    def __init__(self, runtime: Runtime, cache_dir: Path, extra_cached: int = 0):
+        self.runtime = runtime
+        self.cache_dir = cache_dir
+        self.pipelines: PipelineCache[LoadedModel] = PipelineCache(self._load, extra_cached)
+        self.loras = LoraApplier(LoraCache(functools.partial(load_lora_network, device=runtime.device,
+                                                             dtype=runtime.dtype)))
+        self._captioner: BlipCaptioner | None = None
+        self._captioner_lock = threading.Lock()
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> LoadedModel:
+        log.info("Loading checkpoint %s on %s (%s)", path.name, self.runtime.device, self.runtime.dtype)
+        pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
+        attention = enable_attention(pipe, self.runtime)
+        log.info("Loaded %s (attention: %s)", path.name, attention)
+        encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
+        return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
+
+    def model(self, path: Path) -> LoadedModel:
+        """The loaded model for a checkpoint file (loaded once, then cached)."""
+        return self.pipelines.get(Path(path))
+
+    def load(self, checkpoint: Path) -> ModelInfo:
+        model = self.model(checkpoint)
+        return ModelInfo(Path(checkpoint), model.inpainting, model.v_prediction)
+
+    def loaded(self) -> list[Path]:
+        return self.pipelines.loaded()
+
+    def set_cache_size(self, extra: int) -> None:
+        self.pipelines.extra = max(0, int(extra))
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def generate(self, job: GenerationJob, events: JobEvents | None = None) -> list[Image.Image]:
+        model = self.model(job.checkpoint)
+        p = job.params
+        warn = events.warn if events is not None else None
+        latent_events = _LatentEvents(events) if events is not None else None
+        try:
+            with self.loras.applied(model.pipe, p.loras, warn), \
+                    circular_padding([model.unet, model.vae], p.circular):
+                if isinstance(p, Img2ImgParams):
+                    return run_img2img(model, p, latent_events)
+                return run_txt2img(model, p, latent_events, job.tiling)
+        except Exception as exc:
+            if _out_of_memory(exc):
+                raise DeviceOutOfMemory(f"the {self.runtime.device.type} device ran out of memory: lower the size, "
+                                        "batch_size or the number of LoRAs") from exc
+            raise
+
+    def upscale(self, job: UpscaleJob) -> list[Image.Image]:
+        run_model = model_runner(self.runtime.device, job.tiling)
+        if job.size is not None:
+            enlarge = enlarger(job.upscaler, run_model)
+            width, height = job.size
+            return [image.resize((width, height), resample=Image.Resampling.LANCZOS) if enlarge is None
+                    else enlarge(image, width, height) for image in job.images]
+        return [upscale_by(job.upscaler, image, job.scale, run_model) for image in job.images]
+
+    def caption(self, images: list[Image.Image], model_dir: Path, settings: CaptionLength) -> list[str]:
+        with self._captioner_lock:
+            if self._captioner is None or self._captioner.folder != Path(model_dir):
+                self._captioner = None
+                self._captioner = BlipCaptioner(Path(model_dir), self.runtime.device)
+            captioner = self._captioner
+        try:
+            return [captioner.caption(image, settings) for image in images]
+        finally:
+            captioner.offload()
+
+    def train(self, job: TrainingJob, reporter):
+        from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
+
+        self.unload_all()
+        env = TrainEnvironment(device=self.runtime.device, cache_dir=self.cache_dir, job_dir=job.job_dir,
+                               model_hash=job.model_hash)
+        try:
+            return LoraTrainer(job.plan, env, reporter).run()
+        finally:
+            self.unload_all()  # frees the trainer's copy; generation reloads its model on demand
+
+    # -- memory ---------------------------------------------------------------------------------------------
+
+    def memory(self) -> dict:
+        return cuda_memory()
+
+    def device_name(self) -> str:
+        return self.runtime.device.type
+
+    def unload_all(self) -> None:
+        self.pipelines.clear()
+        self.loras.clear()
+        clear_network_cache()
+        with self._captioner_lock:
+            self._captioner = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,230 @@
+"""A1111's two ways of guiding the model: k-diffusion's CFG denoiser and the CompVis samplers' guided prediction.
+
+k-diffusion samplers see ``CfgDenoiser``: ``(x, sigma) -> denoised`` as A1111 v1.2.1's ``CFGDenoiser`` around
+k-diffusion's ``CompVisDenoiser`` (``CompVisVDenoiser`` for v-prediction models) computes it on every call:
+
+* stop when the job is interrupted or skipped (checked before each model call);
+* pick this call's conditioning from the prompt schedules by its own call counter (``AND`` parts as extra rows);
+* scale each row's input by ``c_in = 1 / sqrt(sigma^2 + 1)``, call the UNet at the fractional timestep of sigma,
+  and turn its prediction into a denoised row (``x + eps * (-sigma)``, or ``v * c_out + x * c_skip``);
+* combine the denoised rows (not the noise predictions): ``uncond + sum(weight * cfg * (cond_i - uncond))``;
+  with ``s_min_uncond``, every second call below that sigma skips the uncond rows (guidance 1 that call);
+* for img2img with a mask, keep the original where the mask is 1: ``init * mask + nmask * denoised``.
+
+Cond and uncond rows share one UNet call when their token lengths agree; otherwise the cond rows go in slices of
+twice the image count and the uncond rows on their own, as A1111 does (padding would change the result).
+
+DDIM, PLMS and UniPC see ``CompVisGuidance``: ``(x, t) -> guided model output`` as ldm's samplers compute it, in
+the model's own parameterization: uncond rows first, ``uncond + cfg * (cond - uncond)`` on the raw output, the
+uncond conditioning padded with its last vector (or cut) to the cond length, and no uncond call at all at a
+guidance scale of 1. Their conditioning step is the number of sampler updates so far (A1111's hook counter).
+
+An inpainting UNet's extra input channels (``image_cond``) follow each row's scaled input, unscaled, as ldm's
+``c_concat`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from sdapi.engine.errors import AndWithCompVis
+from sdapi.engine.sampling.conds import BatchConds
+from sdapi.engine.sampling.schedules import DiscreteSchedule
+
+AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
+
+
+class SamplingInterrupted(Exception):
+    """The job was interrupted or skipped while sampling (A1111's ``InterruptedException``)."""
+
+
+class StopSignal(Protocol):
+    """What the denoisers ask the job before every model call."""
+
+    def should_stop(self) -> bool: ...
+
+
+class UnetModel(Protocol):
+    """The parts of a loaded model the denoisers use."""
+
+    unet: torch.nn.Module
+    dtype: torch.dtype
+    v_prediction: bool
+
+
+def check_stop(stop: StopSignal | None) -> None:
+    """Raise :class:`SamplingInterrupted` when the job asks to stop."""
+    if stop is not None and stop.should_stop():
+        raise SamplingInterrupted()
+
+
+def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor,
+              uncond: torch.Tensor | None) -> torch.Tensor:
+    """The UNet's output for every cond row followed by every uncond row (float32).
+
+    Args:
+        model: the loaded model (its ``unet`` and ``dtype``).
+        x_in: ``(cond rows [+ images], C, H, W)`` model input (scaled latent, then any image conditioning).
+        t_in: one timestep per row.
+        cond: ``(cond rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``, or ``None`` to skip it.
+    """
+    unet, dtype = model.unet, model.dtype
+    rows = cond.shape[0]
+    if uncond is None:
+        return unet(x_in.to(dtype), t_in, encoder_hidden_states=cond.to(dtype)).sample.float()
+    images = uncond.shape[0]
+    if cond.shape[1] == uncond.shape[1]:
+        return unet(x_in.to(dtype), t_in, encoder_hidden_states=torch.cat([cond, uncond]).to(dtype)).sample.float()
+    out = []
+    for a in range(0, rows, 2 * images):
+        b = min(a + 2 * images, rows)
+        out.append(unet(x_in[a:b].to(dtype), t_in[a:b], encoder_hidden_states=cond[a:b].to(dtype)).sample.float())
+    out.append(unet(x_in[rows:].to(dtype), t_in[rows:], encoder_hidden_states=uncond.to(dtype)).sample.float())
+    return torch.cat(out)
+
+
+def rows_for(per_image: torch.Tensor, repeats: list[int]) -> torch.Tensor:
+    """Per-image values laid out as the UNet batch: image ``i`` once per ``AND`` part, then once per image."""
+    return torch.cat([torch.stack([per_image[i]] * n) for i, n in enumerate(repeats)] + [per_image])
+
+
+def combine_denoised(rows: torch.Tensor, conds_list: list[list[tuple[int, float]]], images: int,
+                     cfg_scale: float) -> torch.Tensor:
+    """A1111's ``combine_denoised``: each image's uncond row plus its weighted, scaled cond differences.
+
+    Args:
+        rows: denoised cond rows followed by ``images`` uncond rows.
+        conds_list: per image, ``(cond row, weight)`` of each ``AND`` part.
+        images: images in the batch.
+        cfg_scale: guidance scale.
+    """
+    uncond = rows[-images:]
+    denoised = torch.clone(uncond)
+    for i, parts in enumerate(conds_list):
+        for row, weight in parts:
+            denoised[i] += (rows[row] - uncond[i]) * (weight * cfg_scale)
+    return denoised
+
+
+class CfgDenoiser:
+    """A1111's guided denoiser for one batch; counts its calls for the prompt schedules.
+
+    Args:
+        model: the loaded model (``unet``, ``dtype``, ``v_prediction``).
+        schedule: the model's discrete noise schedule (sigma to fractional timestep).
+        conds: the batch's scheduled conditioning.
+        cfg_scale: classifier-free guidance scale.
+        stop: checked for interrupt/skip before each call.
+        image_cond: an inpainting UNet's extra input channels per image, or ``None``.
+        mask, init_latent: img2img's mask (1 keeps the original) and encoded original, or ``None``.
+        nmask: the repaint weights (A1111 keeps its own ``latmask`` for these rather than computing ``1 - mask``,
+            which can differ in the last bit); default ``1 - mask``.
+        s_min_uncond: A1111's ``s_min_uncond`` (0: never skip the uncond rows).
+    """
+
+    def __init__(self, model: UnetModel, schedule: DiscreteSchedule, conds: BatchConds, cfg_scale: float,
+                 stop: StopSignal | None = None, image_cond: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None, init_latent: torch.Tensor | None = None,
+                 nmask: torch.Tensor | None = None, s_min_uncond: float = 0.0):
+        self.model = model
+        self.schedule = schedule
+        self.conds = conds
+        self.cfg_scale = cfg_scale
+        self.stop = stop
+        self.image_cond = image_cond
+        self.mask = mask
+        self.init_latent = init_latent
+        self.nmask = nmask if nmask is not None or mask is None else 1.0 - mask
+        self.s_min_uncond = s_min_uncond
+        self.step = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Denoise ``x`` (``(images, C, H, W)``) at ``sigma`` (one per image).
+
+        Raises:
+            SamplingInterrupted: the job asked to stop.
+        """
+        check_stop(self.stop)
+        cond, conds_list = self.conds.cond_at(self.step)
+        uncond = self.conds.uncond_at(self.step)
+        images = x.shape[0]
+        repeats = [len(parts) for parts in conds_list]
+        x_in, sigma_in = rows_for(x, repeats), rows_for(sigma, repeats)
+        image_cond_in = rows_for(self.image_cond, repeats) if self.image_cond is not None else None
+        skip_uncond = self.step % 2 and 0 < self.s_min_uncond and sigma[0] < self.s_min_uncond
+        if skip_uncond:
+            x_in, sigma_in = x_in[:-images], sigma_in[:-images]
+            image_cond_in = image_cond_in[:-images] if image_cond_in is not None else None
+        out = self._model_rows(x_in, sigma_in, image_cond_in, cond.to(x.device),
+                               None if skip_uncond else uncond.to(x.device))
+        if skip_uncond:
+            # A1111 puts each image's first cond row where its uncond row would be.
+            out = torch.cat([out, torch.cat([out[parts[0][0]:parts[0][0] + 1] for parts in conds_list])])
+        self.step += 1
+        denoised = combine_denoised(out, conds_list, images, 1.0 if skip_uncond else self.cfg_scale)
+        if self.mask is not None:
+            denoised = self.init_latent * self.mask + self.nmask * denoised
+        return denoised
+
+    def _model_rows(self, x_in: torch.Tensor, sigma_in: torch.Tensor, image_cond_in: torch.Tensor | None,
+                    cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        """``CompVisDenoiser``/``CompVisVDenoiser`` over every row: the denoised rows."""
+        sigma = sigma_in[:, None, None, None]
+        c_in = 1 / (sigma ** 2 + 1.0) ** 0.5
+        t_in = self.schedule.sigma_to_t(sigma_in.cpu()).to(x_in.device)
+        model_in = x_in * c_in
+        if image_cond_in is not None:
+            model_in = torch.cat([model_in, image_cond_in.to(model_in)], dim=1)
+        out = unet_rows(self.model, model_in, t_in, cond, uncond)
+        if self.model.v_prediction:
+            c_skip = 1.0 / (sigma ** 2 + 1.0)
+            c_out = -sigma * 1.0 / (sigma ** 2 + 1.0) ** 0.5
+            return out * c_out + x_in * c_skip
+        return x_in + out * -sigma
+
+
+def pad_uncond(uncond: torch.Tensor, length: int) -> torch.Tensor:
+    """A1111's CompVis fix-up: the uncond conditioning repeated at its last vector, or cut, to ``length`` tokens."""
+    if uncond.shape[1] < length:
+        return torch.hstack([uncond, uncond[:, -1:].repeat([1, length - uncond.shape[1], 1])])
+    return uncond[:, :length]
+
+
+class CompVisGuidance:
+    """ldm's guided model output for DDIM, PLMS and UniPC (eps, or v for v-prediction models).
+
+    Args:
+        model: the loaded model.
+        conds: the batch's scheduled conditioning (one ``AND`` part per image).
+        cfg_scale: classifier-free guidance scale.
+        stop: checked for interrupt/skip before each sampler update.
+        image_cond: an inpainting UNet's extra input channels per image, or ``None``.
+
+    Raises:
+        AndWithCompVis: a prompt with ``AND`` (A1111's assertion).
+    """
+
+    def __init__(self, model: UnetModel, conds: BatchConds, cfg_scale: float, stop: StopSignal | None = None,
+                 image_cond: torch.Tensor | None = None):
+        if conds.composable:
+            raise AndWithCompVis(AND_WITH_COMPVIS_MESSAGE)
+        self.model = model
+        self.conds = conds
+        self.cfg_scale = cfg_scale
+        self.stop = stop
+        self.image_cond = image_cond
+        self.step = 0  # sampler updates so far: A1111's hook counter picks the prompt schedule entry
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The guided output at model timesteps ``t`` (one per image, integer or fractional)."""
+        cond, _ = self.conds.cond_at(self.step, weighted=False)
+        cond = cond.to(x.device)
+        model_in = x if self.image_cond is None else torch.cat([x, self.image_cond.to(x)], dim=1)
+        if self.cfg_scale == 1.0:
+            return unet_rows(self.model, model_in, t, cond, None)
+        uncond = pad_uncond(self.conds.uncond_at(self.step).to(x.device), cond.shape[1])
+        out = unet_rows(self.model, torch.cat([model_in] * 2), torch.cat([t] * 2), torch.cat([uncond, cond]), None)
+        out_uncond, out_cond = out.chunk(2)
+        return out_uncond + self.cfg_scale * (out_cond - out_uncond)

@@ -1,0 +1,144 @@
+"""The serving layer's shared base: the state every endpoint works on, the job queue and per-job option copies.
+
+Device work (generation, model switches, upscaling, training) runs on the job queue's one worker, in arrival order
+(A1111's ``queue_lock``, made fair); listings, progress, interrupt and skip never wait for it. A job reads its own
+copy of the options (:class:`sdapi.options.OptionsView`): a request's ``override_settings`` never touch the shared
+options, so a ``POST /options`` during a job is saved as posted and the job keeps what it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
+from sdapi.engine.api import Engine
+from sdapi.engine.upscalers import UpscalerSpec, available_upscalers
+from sdapi.errors import ApiError
+from sdapi.jobs import JobCancelled, JobQueue
+from sdapi.loras import LoraCatalog
+from sdapi.options import Options, OptionsView
+from sdapi.serving.control import JobControl
+from sdapi.settings import Settings
+from sdapi.styles import StyleDatabase
+from sdapi.translate import job_timestamp
+
+log = logging.getLogger("sdapi")
+
+Job = Callable[[], Any]
+AppSettings = Settings
+
+
+class NoCheckpointAvailable(RuntimeError):
+    """No checkpoint in the models folder and the built-in demo is disabled."""
+
+
+@dataclass
+class ServerState:
+    """Everything the endpoints share; built once in the app's lifespan (or by tests), never at import time.
+
+    Args:
+        settings: start-up settings.
+        options: A1111's option values (the shared ones; jobs read copies).
+        catalog: the checkpoint catalog.
+        engine: the device behind the server.
+        styles: ``styles.csv``.
+        loras: ``models/Lora``; ``None``: ``<lora:…>`` tags are only stripped.
+        dataset, training: the dataset and LoRA training services, built in the lifespan.
+    """
+
+    settings: Settings
+    options: Options
+    catalog: CheckpointCatalog
+    engine: Engine
+    styles: StyleDatabase | None = None
+    loras: LoraCatalog | None = None
+    dataset: Any = None
+    training: Any = None
+    control: JobControl = field(default_factory=JobControl)
+    queue: JobQueue = field(init=False)
+    _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = JobQueue(on_start=self.control.bind_job, max_pending=self.settings.queue_size)
+        if self.styles is None:
+            self.styles = StyleDatabase(self.settings.styles_path)
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+
+    def selected_checkpoint(self, options: Options | OptionsView | None = None) -> CheckpointInfo:
+        """The checkpoint the options name (``sd_model_checkpoint``), or A1111's fallback: the first one."""
+        wanted = (options or self.options).get("sd_model_checkpoint")
+        info = self.catalog.find(wanted)
+        if info is None:
+            items = self.catalog.items() or self.catalog.refresh()
+            if not items:
+                raise NoCheckpointAvailable(
+                    f"No checkpoints found in the models folder ({self.settings.models_dir.name}): "
+                    "put a .safetensors file there")
+            info = items[0]
+            if wanted:
+                log.warning("Checkpoint %s not found; loading fallback %s", wanted, info.title)
+        return info
+
+    def activate(self, info: CheckpointInfo) -> CheckpointInfo:
+        """Load ``info`` (hashing it once, as A1111 does on load) and make it the shared current checkpoint."""
+        with self._model_lock:
+            self.catalog.ensure_hashed(info)
+            self.engine.load(info.filename)
+            self.options.set("sd_model_checkpoint", info.title)
+            self.options.set("sd_checkpoint_hash", info.sha256)
+        return info
+
+    def load_selected(self) -> CheckpointInfo:
+        """Load whatever the shared options select (start-up, ``/reload-checkpoint``)."""
+        return self.activate(self.selected_checkpoint())
+
+    def load_for_job(self, options: OptionsView) -> CheckpointInfo:
+        """Load the checkpoint a job's options select; the shared options follow only when the job did not
+        override it (A1111 records the model it falls back to)."""
+        info = self.selected_checkpoint(options)
+        if options.get("sd_model_checkpoint") == options.base("sd_model_checkpoint"):
+            return self.activate(info)
+        with self._model_lock:
+            self.catalog.ensure_hashed(info)
+            self.engine.load(info.filename)
+        return info
+
+    def upscalers(self) -> list[UpscalerSpec]:
+        """Every upscaler the server can run now: the pixel ones and the model files present (rescanned)."""
+        return available_upscalers(self.settings.models_root)
+
+    # -- jobs --------------------------------------------------------------------------------------------
+
+    def refuse_while_training(self) -> None:
+        """With ``train_busy="reject"``, generation answers 409 while a LoRA training job is queued or runs."""
+        if self.settings.train_busy == "reject" and self.training is not None and self.training.busy():
+            raise ApiError("busy: lora training", status_code=409)
+
+    def run_job(self, job_count: int, run: Callable[[], Any]) -> Any:
+        """Run ``run`` as the current job (A1111's ``state.begin()``/``end()``), on the worker."""
+        self.control.begin(job_count, job_timestamp())
+        try:
+            return run()
+        finally:
+            self.control.end()
+
+    def run_sync(self, job: Job, name: str) -> Any:
+        """Queue ``job`` and wait for it on the calling (non-event-loop) thread (CLI, benchmarks, tests)."""
+        return self.queue.run_sync(job, name)
+
+    async def run_queued(self, prepare: Callable[[], Job], name: str,
+                         client_gone: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """Check a request off the event loop (decoding images is slow), then await its job on the worker.
+
+        Raises:
+            JobCancelled: the client went away first (its job was dropped or stopped).
+        """
+        job = await run_in_threadpool(prepare)
+        return await self.queue.run_async(job, name, client_gone=client_gone)
+

@@ -1,0 +1,110 @@
+"""``/sdapi/v1/img2img``: checked and decoded at once, then run on the job queue like txt2img.
+
+A1111's order of failures: no ``init_images`` → 404 "Init image not found"; an undecodable mask or image → 500
+"Invalid encoded image"; an unknown sampler → 404.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from sdapi.checkpoints import CheckpointInfo
+from sdapi.engine.api import Engine, GenerationJob, UpscaleJob
+from sdapi.engine.upscalers import Tiling, UpscalerSpec, find_upscaler
+from sdapi.errors import InvalidRequest, NotFound
+from sdapi.images import decode_image
+from sdapi.img2img_images import composite, prepare_inputs
+from sdapi.options import OptionsView
+from sdapi.serving.base import Job, ServerState
+from sdapi.serving.generation import CheckedRequest, run_generation
+from sdapi.translate import ResolvedRequest
+from sdapi.translate_img2img import img2img_response, resolve_img2img
+
+
+@dataclass
+class Img2ImgInputs:
+    """An img2img request's decoded images and mask."""
+
+    images: list[Image.Image]
+    mask: Image.Image | None
+
+
+def check_init_images(req) -> None:
+    """A1111 answers a request without ``init_images`` first, before any other check.
+
+    Raises:
+        NotFound: A1111's 404 ``Init image not found``.
+    """
+    if req.init_images is None:
+        raise NotFound("Init image not found")
+
+
+def decode_mask(req) -> Image.Image | None:
+    """The request's mask, decoded (A1111 decodes it before its other checks).
+
+    Raises:
+        ApiError: A1111's 500 ``Invalid encoded image``.
+    """
+    return decode_image(req.mask) if req.mask else None
+
+
+def decode_inputs(req, mask: Image.Image | None) -> Img2ImgInputs:
+    """The request's images, decoded, with its mask.
+
+    Raises:
+        ApiError: A1111's 500 ``Invalid encoded image``.
+        InvalidRequest: no image at all, or no ``denoising_strength``.
+    """
+    if req.denoising_strength is None:
+        raise InvalidRequest("denoising_strength must be a number, got None")
+    inputs = Img2ImgInputs([decode_image(image) for image in req.init_images], mask)
+    if not inputs.images:
+        raise InvalidRequest("init_images must hold at least one image")
+    return inputs
+
+
+def img2img_job(state: ServerState, checked: CheckedRequest, inputs: Img2ImgInputs) -> Job:
+    """The job that serves a checked img2img request (without a script) on the worker."""
+    return functools.partial(run_generation, state, checked, checked.req.n_iter,
+                             functools.partial(_respond, state, checked, inputs))
+
+
+def _respond(state: ServerState, checked: CheckedRequest, inputs: Img2ImgInputs,
+             options: OptionsView) -> dict[str, Any]:
+    resolved, outputs, checkpoint = generate_img2img(state, checked.req, checked.sampler, inputs, options)
+    return img2img_response(checked.req, resolved, outputs, checkpoint, options, state.control.job_timestamp,
+                            state.control.warnings)
+
+
+def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
+                     ) -> tuple[ResolvedRequest, list, CheckpointInfo]:
+    """Generate ``req``'s images with ``options`` (on the worker, inside a begun job).
+
+    Returns:
+        ``(ResolvedRequest, composited images, checkpoint)``, what :func:`img2img_response` takes.
+    """
+    checkpoint = state.load_for_job(options)
+    img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), state.upscalers())
+    enlarge = engine_enlarger(state.engine, img2img_upscaler, Tiling.from_options(options))
+    prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
+    batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
+    resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
+    outputs = state.engine.generate(GenerationJob(checkpoint.filename, resolved.params), state.control)
+    return resolved, composite(outputs, prepared, resolved.params.batch_size), checkpoint
+
+
+def engine_enlarger(engine: Engine, spec: UpscalerSpec | None, tiling: Tiling):
+    """An ``enlarge`` callable for :func:`sdapi.resize.resize_image` that runs the upscaler on the engine; ``None``
+    for no upscaler (plain Lanczos)."""
+    if spec is None or spec.name == "None":
+        return None
+
+    def enlarge(image: Image.Image, width: int, height: int) -> Image.Image:
+        return engine.upscale(UpscaleJob([image], spec, tiling, size=(width, height)))[0]
+
+    return enlarge
