@@ -95,7 +95,7 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
     req = request_from_config(read_config(config_path))
     catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt)
     catalog.refresh()
-    guard = PathGuard.for_roots(settings.data_dir, getattr(settings, "dataset_roots", None) or ())
+    guard = PathGuard.for_settings(settings)
     job_dir = settings.data_dir / "training" / "cli" / time.strftime("%Y%m%d%H%M%S")
     plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find), job_dir)
     if device == "auto":

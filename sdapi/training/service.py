@@ -70,9 +70,8 @@ class TrainingService:
     # -- helpers -------------------------------------------------------------------------------------------
 
     def guard(self) -> PathGuard:
-        """The data dir plus any configured dataset roots."""
-        settings = self.state.settings
-        return PathGuard.for_roots(settings.data_dir, getattr(settings, "dataset_roots", None) or ())
+        """The data dir plus any configured dataset roots; model folders read-only but for the LoRA folder."""
+        return PathGuard.for_settings(self.state.settings)
 
     def context(self) -> ValidationContext:
         return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find)

@@ -274,6 +274,7 @@ def test_our_merge_equals_what_diffusers_applies(final_file):
     ({"resolution": "128,128", "max_bucket_reso": 64}, "max_bucket_reso"),
     ({"pretrained_model_name_or_path": "nope.safetensors"}, "pretrained_model_name_or_path"),
     ({"pretrained_model_name_or_path": "models/Lora/demo-lora.safetensors"}, "pretrained_model_name_or_path"),
+    ({"pretrained_model_name_or_path": "datasets/broken.safetensors"}, "pretrained_model_name_or_path"),
     ({"max_token_length": 100}, "max_token_length"),
     ({"output_name": "demo-lora"}, "output_name"),
     ({"output_name": "../x"}, "output_name"),
@@ -289,11 +290,90 @@ def test_bad_inputs_are_refused_with_their_field(train_client, change, field):
     (root / "datasets" / "empty").mkdir(parents=True, exist_ok=True)
     (root / "datasets" / "broken" / "1_b").mkdir(parents=True, exist_ok=True)
     (root / "datasets" / "broken" / "1_b" / "x.png").write_bytes(b"\x89PNG broken")
+    (root / "datasets" / "broken.safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"{not json}......")
     before = len(train_client.get("/lora/train").json()["jobs"])
     r = train_client.post("/lora/train", json={**FITTED, "output_name": "refused", **change})
     assert r.status_code == 422, r.text
     assert field in [str(part) for item in r.json()["detail"] for part in item["loc"]]
     assert len(train_client.get("/lora/train").json()["jobs"]) == before
+    assert str(root) not in r.text and "Traceback" not in r.text and ".py" not in r.text
+
+
+PATH_FIELDS = [
+    ({"log_prefix": "{outside}/lp_"}, "log_prefix"),
+    ({"log_prefix": "../lp_"}, "log_prefix"),
+    ({"log_prefix": "lp\x00"}, "log_prefix"),
+    ({"log_prefix": "lp" * 300}, "log_prefix"),
+    ({"logging_dir": "{outside}"}, "logging_dir"),
+    ({"logging_dir": "logs/../../x"}, "logging_dir"),
+    ({"logging_dir": "models/Stable-diffusion"}, "logging_dir"),
+    ({"output_dir": "{outside}"}, "output_dir"),
+    ({"output_dir": "models/Stable-diffusion"}, "output_dir"),
+    ({"output_dir": "models"}, "output_dir"),
+    ({"output_dir": "models/Lora/../../.."}, "output_dir"),
+    ({"output_dir": "x" * 5000}, "output_dir"),
+    ({"output_name": ".."}, "output_name"),
+    ({"output_name": "a/b"}, "output_name"),
+    ({"output_name": "a\x00b"}, "output_name"),
+    ({"output_name": "n" * 300}, "output_name"),
+    ({"caption_extension": "/../../x"}, "caption_extension"),
+    ({"caption_extension": "a/b"}, "caption_extension"),
+    ({"caption_extension": ".."}, "caption_extension"),
+    ({"caption_extension": "\x00"}, "caption_extension"),
+    ({"sample_prompts": "{outside}/prompts.txt"}, "sample_prompts"),
+    ({"sample_prompts": "../prompts.txt"}, "sample_prompts"),
+    ({"network_weights": "{outside}/w.safetensors"}, "network_weights"),
+    ({"network_weights": "models/Lora/../../w.safetensors"}, "network_weights"),
+    ({"vae": "{outside}/vae.safetensors"}, "vae"),
+    ({"reg_data_dir": "{outside}"}, "reg_data_dir"),
+    ({"pretrained_model_name_or_path": "{outside}/model.safetensors"}, "pretrained_model_name_or_path"),
+]
+
+
+@pytest.mark.parametrize("change, field", PATH_FIELDS)
+def test_every_path_field_stays_in_the_allowed_folders(train_client, tmp_path, change, field):
+    root = train_client.app.state.sdapi.settings.data_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "prompts.txt").write_text("a prompt --w 64 --h 64")
+    (outside / "w.safetensors").write_bytes(b"x")
+    (outside / "model.safetensors").write_bytes(b"x")
+    (outside / "vae.safetensors").write_bytes(b"x")
+    write_images(outside / "1_reg", [(1, 2, 3)], "outside")
+    change = {key: value.replace("{outside}", str(outside)) for key, value in change.items()}
+    for dry_run in (True, False):
+        r = train_client.post("/lora/train", json={**FITTED, "output_name": "refused", **change, "dry_run": dry_run})
+        assert r.status_code == 422, r.text
+        assert field in [str(part) for item in r.json()["detail"] for part in item["loc"]], r.text
+        assert str(root) not in r.text and "Traceback" not in r.text
+    assert sorted(p.name for p in outside.iterdir()) == ["1_reg", "model.safetensors", "prompts.txt", "vae.safetensors",
+                                                         "w.safetensors"]
+    assert not (root / "models" / "Stable-diffusion" / "network_train").exists()
+
+
+@pytest.mark.parametrize("change", [
+    {"output_dir": "models/Lora"}, {"output_dir": "models/Lora/sub"}, {"output_dir": "outputs/mine"},
+    {"logging_dir": "logs", "log_prefix": "lp_"}, {"caption_extension": ".caption"},
+])
+def test_allowed_folders_and_plain_names_pass(train_client, change):
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "allowed", **change, "dry_run": True})
+    assert r.status_code == 200, r.text
+
+
+def test_a_caption_symlinked_outside_is_refused_as_dataset_tags_refuses_it(train_client, tmp_path):
+    root = train_client.app.state.sdapi.settings.data_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the secret first line\n", encoding="utf-8")
+    folder = root / "datasets" / "leaky" / "1_leak"
+    write_images(folder, [(9, 9, 9)], "unused")
+    (folder / "img0.txt").unlink()
+    (folder / "img0.txt").symlink_to(outside / "secret.txt")
+    assert train_client.get("/dataset/tags", params={"path": "datasets/leaky"}).status_code == 403
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "leak", "train_data_dir": "datasets/leaky",
+                                               "dry_run": True})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "train_data_dir"], r.text
+    assert "secret" not in r.text and str(root) not in r.text and "1_leak/img0.txt" in r.text
 
 
 def test_dry_run_reports_buckets_and_steps_without_training(train_client):
