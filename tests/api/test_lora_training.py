@@ -431,6 +431,28 @@ def test_cancel_mid_run_while_generation_waits(train_client, fitted):
     assert train_client.get("/lora/train/unknown").status_code == 404
 
 
+def test_a_second_job_for_the_same_output_is_refused_while_the_first_is_active(train_client, fitted):
+    first = submit(train_client, **LONG, output_name="twin")
+    try:
+        for overwrite in (False, True):
+            r = train_client.post("/lora/train", json={**LONG, "output_name": "twin", "overwrite": overwrite})
+            assert r.status_code == 409, r.text
+            body = r.json()
+            assert set(body) == {"error", "detail", "body", "errors"} and "twin" in body["errors"]
+            assert first in body["errors"]
+        shim = train_client.post("/api/run", json={**LONG, "output_name": "twin"}).json()
+        assert shim["status"] == "fail" and "twin" in shim["message"]
+        elsewhere = train_client.post("/lora/train", json={**LONG, "output_name": "twin",
+                                                           "output_dir": "models/Lora/elsewhere", "dry_run": True})
+        assert elsewhere.status_code == 200, elsewhere.text
+    finally:
+        train_client.post(f"/lora/train/{first}/cancel")
+    assert wait_for(train_client, first)["status"] == "cancelled"
+    again = submit(train_client, **LONG, output_name="twin")  # free again once the first has ended
+    train_client.post(f"/lora/train/{again}/cancel")
+    assert wait_for(train_client, again)["status"] == "cancelled"
+
+
 def test_lora_scripts_shim(train_client, fitted):
     body = {**LONG, "output_name": "shim", "max_train_epochs": 1, "model_train_type": "sd-lora",
             "reg_data_dir": "datasets/reg", "prior_loss_weight": 0.5, "cache_latents_to_disk": True,
