@@ -63,9 +63,9 @@ class TrainRequest(BaseModel):
     save_last_n_epochs: Optional[int] = Field(None, ge=1)
     overwrite: bool = False
 
-    # schedule
-    max_train_epochs: Optional[int] = Field(10, ge=1)
-    max_train_steps: Optional[int] = Field(None, ge=1)
+    # schedule (kohya's rule: epochs win when both are set; neither means 1600 steps)
+    max_train_epochs: Optional[int] = Field(None, ge=1, le=100_000)
+    max_train_steps: Optional[int] = Field(None, ge=1, le=10_000_000)
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False

@@ -102,6 +102,8 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
         device = "cuda" if torch.cuda.is_available() else "cpu"
     events = EventWriter(run_dir(plan.logging_dir, req.log_prefix, time.time())) if plan.logging_dir else None
     reporter = ConsoleReporter(plan.schedule.total_steps, events)
+    for note in plan.notes:
+        reporter.log(note)
     env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir)
     trainer = LoraTrainer(plan, env, reporter)
     try:

@@ -261,6 +261,8 @@ class TrainingService:
         model_hash = self.state.catalog.ensure_hashed(info) if info is not None else None
         env = TrainEnvironment(device=self.state.engine.runtime.device, cache_dir=self.state.settings.cache_dir,
                                job_dir=self.job_dir(reporter.job_id), model_hash=model_hash)
+        for note in plan.notes:
+            reporter.log(note)
         reporter.log(f"training {plan.output_name} on {env.device}: {plan.schedule.epochs} epochs, "
                      f"{plan.schedule.total_steps} steps")
         return LoraTrainer(plan, env, reporter).run()

@@ -27,7 +27,7 @@ from sdapi.training.options import (
     parse_kv_args,
     warmup_steps,
 )
-from sdapi.training.plan import build_entries, schedule
+from sdapi.training.plan import MAX_TOTAL_STEPS, Schedule, build_entries, schedule
 from sdapi.training.plan_types import NetworkSpec, TrainPlan
 from sdapi.training.sample_prompts import SamplePrompt, parse_prompts, sampler_name
 
@@ -184,6 +184,19 @@ def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
     return folder
 
 
+def checked_schedule(req: TrainRequest, entries: list) -> tuple[Schedule, list[str]]:
+    """The job's length by kohya's rule, bounded, and a note for the log when both limits were set."""
+    plan_schedule = schedule(entries, req.train_batch_size, req.gradient_accumulation_steps, req.max_train_epochs,
+                             req.max_train_steps)
+    if plan_schedule.total_steps > MAX_TOTAL_STEPS:
+        raise ConfigError("max_train_epochs", f"{plan_schedule.total_steps} steps in all; at most {MAX_TOTAL_STEPS}")
+    notes = []
+    if req.max_train_epochs and req.max_train_steps:
+        notes.append(f"max_train_epochs ({req.max_train_epochs}) wins over max_train_steps ({req.max_train_steps}), "
+                     f"as in kohya: {plan_schedule.total_steps} steps")
+    return plan_schedule, notes
+
+
 def sample_plan(req: TrainRequest, ctx: ValidationContext) -> tuple[list[SamplePrompt], int]:
     """Sample prompts (kohya text or file, or lora-scripts' positive/negative fields) and their period."""
     defaults = SamplePrompt(prompt="", negative_prompt=req.negative_prompts or "", width=req.sample_width,
@@ -294,8 +307,7 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
                                    field_name="reg_data_dir", repeats=1, class_tokens=config["class_tokens"],
                                    is_reg=True)
     entries = build_entries(subsets, reg_subsets, buckets)
-    plan_schedule = schedule(entries, req.train_batch_size, req.gradient_accumulation_steps, req.max_train_epochs,
-                             req.max_train_steps)
+    plan_schedule, notes = checked_schedule(req, entries)
     samples, every = sample_plan(req, ctx)
     logging_dir = None
     if req.log_with:
@@ -314,5 +326,5 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
         optimizer=check_optimizer(req.optimizer_type), optimizer_args=optimizer_args(req),
         samples=samples, sample_every_n_epochs=every,
         network_weights=weights_file(req, ctx),
-        logging_dir=logging_dir,
+        logging_dir=logging_dir, notes=notes,
     )

@@ -392,6 +392,43 @@ def test_dry_run_reports_buckets_and_steps_without_training(train_client):
     assert len(train_client.get("/lora/train").json()["jobs"]) == before
 
 
+@pytest.mark.parametrize("limits, epochs, total", [
+    ({"max_train_steps": 6}, 1, 6),               # steps alone: that many steps (13 per epoch)
+    ({"max_train_steps": 30}, 3, 30),
+    ({"max_train_epochs": 2}, 2, 26),
+    ({"max_train_epochs": 2, "max_train_steps": 6}, 2, 26),  # both: epochs win, as kohya
+    ({}, 124, 1600),                              # neither: kohya's 1600 steps
+])
+def test_max_train_steps_and_epochs_follow_kohyas_rule(train_client, limits, epochs, total):
+    body = {key: value for key, value in FITTED.items() if key != "max_train_epochs"}
+    r = train_client.post("/lora/train", json={**body, "output_name": "limits", **limits, "dry_run": True})
+    assert r.status_code == 200, r.text
+    dataset = r.json()["dataset"]
+    assert (dataset["epochs"], dataset["total_steps"]) == (epochs, total)
+    assert r.json()["effective_config"]["max_train_epochs"] == limits.get("max_train_epochs")
+
+
+def test_steps_alone_train_that_many_steps_and_both_say_which_won(train_client, fitted):
+    body = {**FITTED, "output_name": "six", "max_train_steps": 6, "save_every_n_epochs": 0,
+            "sample_prompts": None}
+    del body["max_train_epochs"]
+    view = wait_for(train_client, submit(train_client, **body))
+    assert view["status"] == "done" and view["progress"]["step"] == 6, view
+    _, metadata, _ = read_file(view["outputs"][-1]["path"])
+    assert metadata["ss_steps"] == metadata["ss_max_train_steps"] == "6"
+    both = wait_for(train_client, submit(train_client, **{**body, "output_name": "both", "max_train_epochs": 1}))
+    assert both["status"] == "done" and both["progress"]["step"] == 13
+    log = train_client.get(f"/lora/train/{both['job_id']}/log").text
+    assert "max_train_epochs (1) wins over max_train_steps (6)" in log
+
+
+@pytest.mark.parametrize("change, field", [({"max_train_steps": 10 ** 12}, "max_train_steps"),
+                                           ({"max_train_epochs": 10 ** 9}, "max_train_epochs")])
+def test_absurd_lengths_are_refused(train_client, change, field):
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "absurd", **change, "dry_run": True})
+    assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], r.text
+
+
 # -- cancel, queueing with generation, the shim -------------------------------------------------------------
 
 
