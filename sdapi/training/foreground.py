@@ -104,7 +104,8 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
     reporter = ConsoleReporter(plan.schedule.total_steps, events)
     for note in plan.notes:
         reporter.log(note)
-    env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir)
+    model_hash, legacy = catalog.hashes(req.pretrained_model_name_or_path, plan.checkpoint)
+    env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir, model_hash, legacy)
     trainer = LoraTrainer(plan, env, reporter)
     try:
         try:

@@ -257,10 +257,10 @@ class TrainingService:
         from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
 
         self.state.engine.unload_all()
-        info = self.state.catalog.find(plan.config["pretrained_model_name_or_path"])
-        model_hash = self.state.catalog.ensure_hashed(info) if info is not None else None
+        model_hash, legacy = self.state.catalog.hashes(plan.config["pretrained_model_name_or_path"], plan.checkpoint)
         env = TrainEnvironment(device=self.state.engine.runtime.device, cache_dir=self.state.settings.cache_dir,
-                               job_dir=self.job_dir(reporter.job_id), model_hash=model_hash)
+                               job_dir=self.job_dir(reporter.job_id), model_hash=model_hash,
+                               legacy_model_hash=legacy)
         for note in plan.notes:
             reporter.log(note)
         reporter.log(f"training {plan.output_name} on {env.device}: {plan.schedule.epochs} epochs, "

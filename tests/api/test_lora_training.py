@@ -125,6 +125,9 @@ def test_job_progresses_and_records_loss(train_client, fitted):
     assert losses[0]["lr_unet"] == pytest.approx(1e-2) and losses[0]["lr_te"] == pytest.approx(1e-4)
     log = train_client.get(f"/lora/train/{view['job_id']}/log").text
     assert "AdamW8bit needs bitsandbytes" in log and "job done" in log
+    assert view["phase"] == "done"
+    assert [job["phase"] for job in train_client.get("/lora/train").json()["jobs"] if job["job_id"] == view["job_id"]] \
+        == ["done"]
 
 
 def test_epoch_files_and_final_file_are_listed(train_client, fitted):
@@ -235,6 +238,11 @@ def test_metadata_strings_and_hashes(final_file):
     assert json.loads(metadata["ss_dataset_dirs"]) == {"13_solid": {"n_repeats": 13, "img_count": 1}}
     assert json.loads(metadata["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}
     assert metadata["ss_output_name"] == "solid" and metadata["ss_sd_model_name"] == MODEL
+    checkpoint = Path(view["effective_config"]["output_dir"]).parent / "Stable-diffusion" / MODEL
+    base = checkpoint.read_bytes()
+    assert len(base) > 0x110000  # the legacy hash reads 64 KiB at 1 MiB: it must be inside the file
+    assert metadata["ss_sd_model_hash"] == hashlib.sha256(base[0x100000:0x110000]).hexdigest()[:8]
+    assert metadata["ss_new_sd_model_hash"] == hashlib.sha256(base).hexdigest()
     assert metadata["ss_base_model_version"] == "sd_v1" and metadata["ss_v2"] == "False"
     assert (metadata["ss_epoch"], metadata["ss_steps"], metadata["ss_num_train_images"]) == ("3", "39", "13")
     assert metadata["ss_resolution"] == "(64, 64)" and metadata["ss_optimizer"] == "torch.optim.adamw.AdamW"
@@ -459,7 +467,7 @@ def test_cancel_mid_run_while_generation_waits(train_client, fitted):
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert train_client.post(f"/lora/train/{job_id}/cancel", json={"save_current": True}).status_code == 200
     view = wait_for(train_client, job_id)
-    assert view["status"] == "cancelled" and 3 <= view["progress"]["step"] < 400
+    assert view["status"] == view["phase"] == "cancelled" and 3 <= view["progress"]["step"] < 400
     assert [o["name"] for o in view["outputs"]] == ["long-cancelled"]
     assert train_client.post(f"/lora/train/{job_id}/cancel").status_code == 409
     worker.join(60)
@@ -522,7 +530,7 @@ def test_a_job_that_fails_reports_its_error_and_log_tail(train_client, fitted):
     job_id = submit(train_client, **{**LONG, "output_name": "broken", "optimizer_type": "AdamW",
                                      "optimizer_args": ["no_such_argument=1"]})
     view = wait_for(train_client, job_id)
-    assert view["status"] == "failed" and view["error"]["type"] == "TypeError"
+    assert view["status"] == view["phase"] == "failed" and view["error"]["type"] == "TypeError"
     assert "no_such_argument" in view["error"]["message"] and "Traceback" in view["error"]["log_tail"]
     assert view["outputs"] == [] and train_client.get("/sdapi/v1/progress").json()["state"]["job_count"] == 0
     assert txt2img(train_client, "after a failed job")["images"]  # the worker goes on
