@@ -124,9 +124,12 @@ def checkpoint_of(req: TrainRequest, ctx: ValidationContext) -> tuple[Path, str 
 
     name = req.pretrained_model_name_or_path
     info = ctx.find_checkpoint(name)
-    path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path")
+    path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path",
+                                                                 must_exist=False)
     if not path.is_file():
-        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a checkpoint in /sdapi/v1/sd-models")
+        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a checkpoint in the models folder "
+                                                           f"(DATA_DIR/models/Stable-diffusion or --ckpt-dir; "
+                                                           f"/sdapi/v1/sd-models lists them)")
     if path.suffix.lower() != ".safetensors":
         return path, None
     try:
