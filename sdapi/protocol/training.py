@@ -92,7 +92,7 @@ class TrainRequest(BaseModel):
     lr_scheduler_num_cycles: int = Field(1, ge=1)
     lr_restart_cycles: Optional[int] = Field(None, ge=1, description="lora-scripts' old name for the cycles")
     lr_scheduler_power: float = 1.0
-    optimizer_type: str = "AdamW8bit"
+    optimizer_type: Optional[str] = Field(None, description="null: AdamW8bit with bitsandbytes on CUDA, else AdamW")
     optimizer_args: list[str] = Field(default_factory=list)
     optimizer_args_custom: list[str] = Field(default_factory=list)
     network_args_custom: list[str] = Field(default_factory=list)

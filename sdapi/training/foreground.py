@@ -97,9 +97,9 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
     catalog = open_catalog(settings)
     guard = PathGuard.for_settings(settings)
     job_dir = settings.data_dir / "training" / "cli" / time.strftime("%Y%m%d%H%M%S")
-    plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find), job_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find, cuda=device == "cuda"), job_dir)
     events = EventWriter(run_dir(plan.logging_dir, req.log_prefix, time.time())) if plan.logging_dir else None
     reporter = ConsoleReporter(plan.schedule.total_steps, events)
     for note in plan.notes:

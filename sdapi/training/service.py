@@ -82,7 +82,9 @@ class TrainingService:
         return PathGuard.for_settings(self.state.settings)
 
     def context(self) -> ValidationContext:
-        return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find)
+        device = getattr(getattr(self.state.engine, "runtime", None), "device", None)
+        return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find,
+                                 cuda=getattr(device, "type", None) == "cuda")
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id

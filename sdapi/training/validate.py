@@ -24,6 +24,7 @@ from sdapi.training.file_names import output_file_pattern
 from sdapi.training.options import (
     check_optimizer,
     check_scheduler,
+    default_optimizer,
     parse_kv_args,
     warmup_steps,
 )
@@ -49,11 +50,13 @@ class ValidationContext:
         loras_dir: the default output folder (always allowed for output).
         find_checkpoint: the checkpoint catalog's lookup by title/filename/hash (returns an object with
             ``filename`` or ``None``).
+        cuda: whether jobs train on a CUDA device (the default optimizer depends on it).
     """
 
     guard: PathGuard
     loras_dir: Path
     find_checkpoint: Callable[[str], Any]
+    cuda: bool = False
 
 
 def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool = True,
@@ -270,6 +273,14 @@ def effective_config(req: TrainRequest) -> dict[str, Any]:
     return config
 
 
+def chosen_optimizer(req: TrainRequest, ctx: ValidationContext) -> tuple[str, str | None]:
+    """The optimizer's canonical name, and a note for the job log when it is the default (``None`` otherwise)."""
+    if req.optimizer_type:
+        return check_optimizer(req.optimizer_type), None
+    name, note = default_optimizer(ctx.cuda)
+    return check_optimizer(name), note
+
+
 def optimizer_args(req: TrainRequest) -> dict[str, Any]:
     """``optimizer_args`` (+ lora-scripts' custom list and Prodigy fields) as keyword arguments."""
     args = parse_kv_args(req.optimizer_args + req.optimizer_args_custom, "optimizer_args")
@@ -296,7 +307,8 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
     """
     check_names(req, ctx)
     refuse_unsupported(req, ctx)
-    config = effective_config(req)
+    optimizer, optimizer_note = chosen_optimizer(req, ctx)
+    config = {**effective_config(req), "optimizer_type": optimizer}
     checkpoint, model_type = checkpoint_of(req, ctx)
     buckets = bucket_spec(req)
     network = network_spec(req)
@@ -311,6 +323,7 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
                                    is_reg=True)
     entries = build_entries(subsets, reg_subsets, buckets)
     plan_schedule, notes = checked_schedule(req, entries)
+    notes = [optimizer_note, *notes] if optimizer_note else notes
     samples, every = sample_plan(req, ctx)
     logging_dir = None
     if req.log_with:
@@ -326,7 +339,7 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
         network=network, output_dir=output_location(req, ctx), output_name=req.output_name,
         unet_lr=config["unet_lr"], text_encoder_lr=config["text_encoder_lr"],
         warmup_steps=warmup_steps(req.lr_warmup_steps, plan_schedule.total_steps),
-        optimizer=check_optimizer(req.optimizer_type), optimizer_args=optimizer_args(req),
+        optimizer=optimizer, optimizer_args=optimizer_args(req),
         samples=samples, sample_every_n_epochs=every,
         network_weights=weights_file(req, ctx),
         logging_dir=logging_dir, notes=notes,
