@@ -16,9 +16,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from sdapi.dataset.paths import PathGuard, PathNotAllowed
-from sdapi.errors import InvalidRequest
-from sdapi.training.errors import ConfigError
+from sdapi.dataset.paths import PathGuard
+from sdapi.training.errors import ConfigError, refused_as
 
 log = logging.getLogger("sdapi")
 
@@ -81,12 +80,8 @@ def checked_file(path: Path, guard: PathGuard, field_name: str) -> Path:
     Raises:
         ConfigError: naming ``field_name``: a symlink out of the allowed folders, or a symlink loop.
     """
-    try:
+    with refused_as(field_name):
         return guard.check(path)
-    except PathNotAllowed as exc:
-        raise ConfigError(field_name, exc.detail) from exc
-    except InvalidRequest as exc:
-        raise ConfigError(field_name, str(exc)) from exc
 
 
 def read_caption(image: Path, extension: str, fallback: str, guard: PathGuard, field_name: str) -> str:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sdapi.checkpoints import NotSafetensors, read_safetensors_header
-from sdapi.dataset.paths import PathGuard, PathNotAllowed
-from sdapi.errors import InvalidRequest
+from sdapi.dataset.paths import PathGuard
 from sdapi.protocol.training import TrainRequest
 from sdapi.training.buckets import BucketSpec
 from sdapi.training.captions import CaptionRules
 from sdapi.training.dataset import scan_dataset
-from sdapi.training.errors import ConfigError
+from sdapi.training.errors import ConfigError, refused_as
 from sdapi.training.file_names import output_file_pattern
 from sdapi.training.options import (
     check_optimizer,
@@ -62,12 +61,8 @@ class ValidationContext:
 def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool = True,
              output: bool = False) -> Path:
     """A request path through the server's one :class:`PathGuard` (outputs also kept out of model folders)."""
-    try:
+    with refused_as(field):
         path = ctx.guard.resolve_output(value) if output else ctx.guard.resolve(value)
-    except PathNotAllowed as exc:
-        raise ConfigError(field, exc.detail) from exc
-    except InvalidRequest as exc:  # an embedded NUL, a path too long for the file system
-        raise ConfigError(field, str(exc)) from exc
     if must_exist and not path.exists():
         raise ConfigError(field, f"{value} does not exist")
     return path
@@ -75,12 +70,8 @@ def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool
 
 def _name(ctx: ValidationContext, value: str, field: str) -> str:
     """A name fragment the server joins to one of its folders, through the same guard."""
-    try:
+    with refused_as(field):
         return ctx.guard.check_name(value, field)
-    except PathNotAllowed as exc:
-        raise ConfigError(field, exc.detail) from exc
-    except InvalidRequest as exc:
-        raise ConfigError(field, str(exc)) from exc
 
 
 def check_names(req: TrainRequest, ctx: ValidationContext) -> None:
