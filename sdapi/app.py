@@ -48,12 +48,9 @@ def ensure_demo_checkpoint(settings: Settings) -> None:
     log.warning(DEMO_WARNING, settings.models_dir)
 
 
-def build_state(settings: Settings) -> ServerState:
-    """Create the options, the catalog and the engine for ``settings``."""
-    from sdapi.engine.local import LocalEngine
-    from sdapi.engine.runtime import choose_runtime
-
-    options = Options(settings.config_file)
+def open_catalog(settings: Settings) -> CheckpointCatalog:
+    """The checkpoint catalog of ``settings``, serving the built-in demo checkpoint when the models folder has
+    none (``sdapi serve`` and ``sdapi train`` see the same checkpoints)."""
     catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt,
                                 fallback_dirs=(settings.demo_dir,) if settings.demo_when_empty else ())
     items = catalog.refresh()
@@ -61,6 +58,16 @@ def build_state(settings: Settings) -> ServerState:
     if settings.demo_when_empty and all(settings.demo_dir.resolve() in i.filename.parents for i in items):
         ensure_demo_checkpoint(settings)
         catalog.refresh()
+    return catalog
+
+
+def build_state(settings: Settings) -> ServerState:
+    """Create the options, the catalog and the engine for ``settings``."""
+    from sdapi.engine.local import LocalEngine
+    from sdapi.engine.runtime import choose_runtime
+
+    options = Options(settings.config_file)
+    catalog = open_catalog(settings)
     if settings.ckpt is not None:
         first = catalog.find(settings.ckpt.name) or (catalog.items() or [None])[0]
         if first is not None:

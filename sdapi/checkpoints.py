@@ -259,3 +259,16 @@ class CheckpointCatalog:
                 info.sha256 = sha256_of_file(info.filename)
                 self.hash_cache.put(key, info.filename, info.sha256)
         return info.sha256
+
+    def hashes(self, name: str, path: Path) -> tuple[str, str]:
+        """``(sha256, legacy hash)`` of a base model named as in a request: the catalog's (cached) when it lists
+        the name, else computed from ``path`` (a model given by path), as kohya hashes its base model.
+
+        Args:
+            name: the request's title/filename/hash, or a path.
+            path: the resolved file.
+        """
+        info = self.find(name)
+        if info is not None:
+            return self.ensure_hashed(info), info.legacy or legacy_hash(info.filename)
+        return sha256_of_file(path), legacy_hash(path)

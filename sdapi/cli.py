@@ -1,4 +1,5 @@
-"""Command line: ``sdapi serve`` (accepting A1111's launch flags) and ``sdapi demo-models DIR``."""
+"""Command line: ``sdapi serve`` (accepting A1111's launch flags), ``sdapi train CONFIG`` (with the same folder
+flags, so it sees the server's checkpoints and datasets) and ``sdapi demo-models DIR``."""
 
 from __future__ import annotations
 
@@ -31,10 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the server (accepts A1111's launch flags)")
-    serve.add_argument("--data-dir", type=Path, help="A1111-style root holding models/ (default: ./data)")
-    serve.add_argument("--ckpt-dir", type=Path, help="checkpoint folder (default: DATA_DIR/models/Stable-diffusion)")
-    serve.add_argument("--ckpt", type=Path, help="checkpoint to start with")
-    serve.add_argument("--cache-dir", type=Path, help="demo checkpoint and config cache")
+    add_folder_flags(serve)
     serve.add_argument("--port", type=int, default=None, help="port (default 7860; 7861 with --nowebui)")
     serve.add_argument("--listen", action="store_true", help="listen on 0.0.0.0 instead of 127.0.0.1")
     serve.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
@@ -43,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--xformers", action="store_true", help="xformers attention when installed (CUDA)")
     serve.add_argument("--use-cpu", nargs="+", default=None, help="A1111: run these modules on CPU ('all')")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    serve.add_argument("--no-demo", action="store_true", help="do not serve the built-in demo checkpoint")
-    serve.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: DATA_DIR/models/Lora)")
     serve.add_argument("--api-auth", default=None, help='HTTP Basic credentials "user:pass[,user2:pass2]"')
     serve.add_argument("--api-log", action="store_true", help="log each /sdapi request as A1111 does")
     serve.add_argument("--cors-allow-origins", default=None, help="allowed CORS origins, comma-separated")
@@ -52,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--styles-file", type=Path, default=None, help="styles.csv (default: DATA_DIR/styles.csv)")
     serve.add_argument("--train-busy", choices=["queue", "reject"], default="queue",
                        help="generation while a LoRA trains: wait in the queue, or answer 409")
-    serve.add_argument("--dataset-root", type=Path, action="append", default=None, dest="dataset_roots",
-                       help="a folder dataset requests may use besides DATA_DIR (repeatable)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
     serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
     serve.add_argument("--queue-size", type=int, default=None,
@@ -65,14 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a LoRA from a kohya/lora-scripts config (.toml or .json)")
     train.add_argument("config", type=Path)
-    train.add_argument("--data-dir", type=Path, help="A1111-style root holding models/ (default: ./data)")
-    train.add_argument("--cache-dir", type=Path, help="config cache")
+    add_folder_flags(train)
     train.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
 
     demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/...")
     demo.add_argument("dir", type=Path)
     dataset_cli.add_commands(sub)
     return parser
+
+
+def add_folder_flags(parser: argparse.ArgumentParser) -> None:
+    """The folder flags ``serve`` and ``train`` share, so both find the same checkpoints, datasets and LoRAs."""
+    parser.add_argument("--data-dir", type=Path, help="A1111-style root holding models/ (default: ./data)")
+    parser.add_argument("--ckpt-dir", type=Path, help="checkpoint folder (default: DATA_DIR/models/Stable-diffusion)")
+    parser.add_argument("--ckpt", type=Path, help="checkpoint to start with")
+    parser.add_argument("--cache-dir", type=Path, help="built-in demo checkpoint and config cache")
+    parser.add_argument("--no-demo", action="store_true", help="do not use the built-in demo checkpoint")
+    parser.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: DATA_DIR/models/Lora)")
+    parser.add_argument("--dataset-root", type=Path, action="append", default=None, dest="dataset_roots",
+                        help="a folder dataset requests may use besides DATA_DIR (repeatable)")
+
+
+def folder_settings(args: argparse.Namespace) -> dict:
+    """``Settings`` keyword arguments from the flags of :func:`add_folder_flags` (unset ones keep defaults)."""
+    kwargs = dict(ckpt_dir=args.ckpt_dir, ckpt=args.ckpt, lora_dir=args.lora_dir,
+                  demo_when_empty=not args.no_demo, dataset_roots=args.dataset_roots or [])
+    if args.data_dir is not None:
+        kwargs["data_dir"] = args.data_dir
+    if args.cache_dir is not None:
+        kwargs["cache_dir"] = args.cache_dir
+    return kwargs
 
 
 def _dest(flag: str) -> str:
@@ -96,21 +112,16 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
     port = args.port if args.port is not None else (7861 if args.ignored_nowebui else 7860)
     device = "cpu" if args.use_cpu and "all" in args.use_cpu else args.device
     kwargs = dict(
-        ckpt_dir=args.ckpt_dir, ckpt=args.ckpt, host="0.0.0.0" if args.listen else "127.0.0.1", port=port,
+        folder_settings(args), host="0.0.0.0" if args.listen else "127.0.0.1", port=port,
         device=device, no_half=args.no_half, precision=args.precision, xformers=args.xformers,
-        demo_when_empty=not args.no_demo, num_threads=args.threads, ignored_flags=ignored,
+        num_threads=args.threads, ignored_flags=ignored,
         api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
-        train_busy=args.train_busy,
-        launch_flags=launch_flags(args), lora_dir=args.lora_dir,
-        dataset_roots=args.dataset_roots or [], tagger_dir=args.tagger_dir, blip_dir=args.blip_dir,
+        train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
+        blip_dir=args.blip_dir,
     )
     if args.queue_size is not None:
         kwargs["queue_size"] = args.queue_size
-    if args.data_dir is not None:
-        kwargs["data_dir"] = args.data_dir
-    if args.cache_dir is not None:
-        kwargs["cache_dir"] = args.cache_dir
     return Settings(**kwargs)
 
 
@@ -130,9 +141,8 @@ def run_train(args: argparse.Namespace) -> None:
     from sdapi.training.errors import ConfigError
     from sdapi.training.foreground import train_foreground
 
-    kwargs = {k: v for k, v in (("data_dir", args.data_dir), ("cache_dir", args.cache_dir)) if v is not None}
     try:
-        train_foreground(args.config, Settings(**kwargs), args.device)
+        train_foreground(args.config, Settings(**folder_settings(args)), args.device)
     except ConfigError as exc:
         raise SystemExit(f"sdapi train: {exc}") from exc
 

@@ -84,8 +84,8 @@ def scan_dataset(root: Path, caption_extension: str = ".txt", guard: PathGuard |
             if path.suffix in IMAGE_EXTENSIONS and path.is_file():
                 entry = DatasetImage(path, path.with_name(path.stem + caption_extension))
                 if guard is not None:
-                    guard.check(entry.image, shown=entry.image)
-                    guard.check(entry.caption_file, shown=entry.caption_file)
+                    guard.check(entry.image)
+                    guard.check(entry.caption_file)
                 found.images.append(entry)
         dirs.append(found)
     return dirs

@@ -126,7 +126,7 @@ def list_sources(src: Path, guard: PathGuard | None = None) -> tuple[int, list[S
     for index, name in enumerate(names):
         path = src / name
         if guard is not None:
-            guard.check(path, shown=path)
+            guard.check(path)
         if _is_image(path):
             images.append(SourceImage(index, path))
     return len(names), images
@@ -156,11 +156,12 @@ def preprocess(plan: PreprocessPlan, caption: Caption | None, progress: Progress
     """
     if plan.src == plan.dst:
         raise PreprocessError("same directory specified as source and destination")
+    # The sources are checked first: a refused request leaves no empty output folder behind.
+    total, sources = list_sources(plan.src, guard)
     try:
         plan.dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, a name too long: the request's fault
         raise PreprocessError(str(exc)) from exc
-    total, sources = list_sources(plan.src, guard)
     report = PreprocessReport()
     progress.start(len(sources))
     try:

@@ -56,7 +56,7 @@ class DatasetService:
 
     def __init__(self, settings, state, models: CaptionModels):
         self.settings, self.state, self.models = settings, state, models
-        self.guard = PathGuard.for_roots(settings.data_dir, settings.dataset_roots)
+        self.guard = PathGuard.for_settings(settings)
 
     @classmethod
     def for_server(cls, settings, state) -> DatasetService:
@@ -98,7 +98,7 @@ class DatasetService:
                 objective=_or(args.process_multicrop_objective, defaults.objective),
                 threshold=_or(args.process_multicrop_threshold, defaults.threshold))
         return PreprocessPlan(
-            src=self.guard.resolve(args.process_src), dst=self.guard.resolve(args.process_dst),
+            src=self.guard.resolve(args.process_src), dst=self.guard.resolve_output(args.process_dst),
             width=args.process_width, height=args.process_height, txt_action=args.preprocess_txt_action,
             keep_original_size=args.process_keep_original_size, flip=args.process_flip, split=args.process_split,
             split_threshold=args.split_threshold, overlap_ratio=args.overlap_ratio,
@@ -167,8 +167,8 @@ class DatasetService:
 
     # -- sdapi: /dataset ---------------------------------------------------------------------------------------
 
-    def _scan(self, path: str, caption_extension: str):
-        root = self.guard.resolve(path)
+    def _scan(self, path: str, caption_extension: str, *, writes: bool = False):
+        root = self.guard.resolve_output(path) if writes else self.guard.resolve(path)
         try:
             return root, scan_dataset(root, caption_extension, guard=self.guard)
         except FileNotFoundError as exc:
@@ -186,7 +186,7 @@ class DatasetService:
 
     def edit_tags(self, req: TagEditRequest) -> dict[str, Any]:
         """``POST /dataset/tags``: apply the operations to every caption file (or only report them on a dry run)."""
-        root, dirs = self._scan(req.path, req.caption_extension)
+        root, dirs = self._scan(req.path, req.caption_extension, writes=not req.dry_run)
         changes = plan_changes(dirs, [_operation(item) for item in req.operations])
         if not req.dry_run:
             write_changes(changes)
@@ -198,7 +198,7 @@ class DatasetService:
 
     def tag_folder(self, req: TagDatasetRequest) -> dict[str, Any]:
         """``POST /dataset/tag``: WD14-tag every image of the folder, on the job queue, with ``/progress``."""
-        root, dirs = self._scan(req.path, req.caption_extension)
+        root, dirs = self._scan(req.path, req.caption_extension, writes=True)
         folder = self.models.tagger_folder(req.model)
         fmt = TagFormat(general_threshold=req.general_threshold, character_threshold=req.character_threshold,
                         rating=req.rating, replace_underscores=req.replace_underscores,

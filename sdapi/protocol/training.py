@@ -63,9 +63,9 @@ class TrainRequest(BaseModel):
     save_last_n_epochs: Optional[int] = Field(None, ge=1)
     overwrite: bool = False
 
-    # schedule
-    max_train_epochs: Optional[int] = Field(10, ge=1)
-    max_train_steps: Optional[int] = Field(None, ge=1)
+    # schedule (kohya's rule: epochs win when both are set; neither means 1600 steps)
+    max_train_epochs: Optional[int] = Field(None, ge=1, le=100_000)
+    max_train_steps: Optional[int] = Field(None, ge=1, le=10_000_000)
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     gradient_checkpointing: bool = False
@@ -92,7 +92,7 @@ class TrainRequest(BaseModel):
     lr_scheduler_num_cycles: int = Field(1, ge=1)
     lr_restart_cycles: Optional[int] = Field(None, ge=1, description="lora-scripts' old name for the cycles")
     lr_scheduler_power: float = 1.0
-    optimizer_type: str = "AdamW8bit"
+    optimizer_type: Optional[str] = Field(None, description="null: AdamW8bit with bitsandbytes on CUDA, else AdamW")
     optimizer_args: list[str] = Field(default_factory=list)
     optimizer_args_custom: list[str] = Field(default_factory=list)
     network_args_custom: list[str] = Field(default_factory=list)

@@ -35,7 +35,7 @@ def run_task(training: Training, body: dict = Body(...)):
     except ValidationError as exc:
         first = exc.errors()[0]
         return {"status": "fail", "message": f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"}
-    except ConfigError as exc:
+    except (ConfigError, JobConflict) as exc:
         return {"status": "fail", "message": str(exc)}
     return {"status": "success", "message": f"Training started / 训练开始 ID: {result['job_id']}",
             "data": {"task_id": result["job_id"]}}

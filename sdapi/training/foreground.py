@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sdapi.app import open_catalog
 from sdapi.settings import Settings
 from sdapi.training.config_file import read_config, request_from_config
 from sdapi.training.reporter import CancelFlag
@@ -76,7 +77,8 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
 
     Args:
         config_path: a kohya/lora-scripts ``.toml`` or ``.json``.
-        settings: data dir (relative paths, allowed folders, ``models/Lora``) and cache dir.
+        settings: the folders, as ``sdapi serve`` takes them: data dir (relative paths), dataset roots, checkpoint
+            folder (the built-in demo checkpoint when it is empty), LoRA folder, cache dir.
         device: ``auto``, ``cuda`` or ``cpu``.
 
     Returns:
@@ -87,22 +89,23 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
     """
     import torch
 
-    from sdapi.checkpoints import CheckpointCatalog, HashCache
     from sdapi.dataset.paths import PathGuard
     from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
     from sdapi.training.validate import ValidationContext, build_plan
 
     req = request_from_config(read_config(config_path))
-    catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt)
-    catalog.refresh()
-    guard = PathGuard.for_roots(settings.data_dir, getattr(settings, "dataset_roots", None) or ())
+    catalog = open_catalog(settings)
+    guard = PathGuard.for_settings(settings)
     job_dir = settings.data_dir / "training" / "cli" / time.strftime("%Y%m%d%H%M%S")
-    plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find), job_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find, cuda=device == "cuda"), job_dir)
     events = EventWriter(run_dir(plan.logging_dir, req.log_prefix, time.time())) if plan.logging_dir else None
     reporter = ConsoleReporter(plan.schedule.total_steps, events)
-    env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir)
+    for note in plan.notes:
+        reporter.log(note)
+    model_hash, legacy = catalog.hashes(req.pretrained_model_name_or_path, plan.checkpoint)
+    env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir, model_hash, legacy)
     trainer = LoraTrainer(plan, env, reporter)
     try:
         try:

@@ -86,6 +86,21 @@ def check_optimizer(name: str) -> str:
     return entry.name
 
 
+def default_optimizer(cuda: bool) -> tuple[str, str]:
+    """The optimizer of a request that names none: lora-scripts' AdamW8bit where it can run (bitsandbytes on
+    CUDA), else AdamW, so a default never needs a fallback.
+
+    Args:
+        cuda: whether the job trains on a CUDA device.
+
+    Returns:
+        ``(name, the job-log line saying what was chosen and why)``.
+    """
+    if cuda and importlib.util.find_spec("bitsandbytes") is not None:
+        return "AdamW8bit", "optimizer_type not set: AdamW8bit (bitsandbytes on CUDA)"
+    return "AdamW", "optimizer_type not set: AdamW (AdamW8bit needs bitsandbytes and CUDA)"
+
+
 def check_scheduler(name: str) -> str:
     """The lr scheduler name, checked."""
     if name not in LR_SCHEDULERS:

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from sdapi.training.buckets import BucketSpec, Size, assign_bucket, bucket_resolutions
 from sdapi.training.dataset import ImageItem, Subset
 
+# kohya's ``max_train_steps`` default, used when a request sets neither limit.
+DEFAULT_MAX_TRAIN_STEPS = 1600
+# A job longer than this is a typo (10x the step limit a request may set), refused before it is queued.
+MAX_TOTAL_STEPS = 100_000_000
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -99,12 +104,13 @@ class Schedule:
 
 def schedule(entries: list[Entry], batch_size: int, accumulation: int, max_epochs: int | None,
              max_steps: int | None) -> Schedule:
-    """Epochs and optimizer steps: ``max_train_epochs`` wins when both limits are given (as kohya)."""
+    """Epochs and optimizer steps by kohya's rule: ``max_train_epochs`` wins when both limits are given, steps
+    alone run that many steps, neither runs kohya's default of :data:`DEFAULT_MAX_TRAIN_STEPS`."""
     per_epoch = steps_per_epoch(entries, batch_size)
     updates = math.ceil(per_epoch / accumulation)
     if max_epochs:
         return Schedule(per_epoch, updates, max_epochs, max_epochs * updates)
-    total = max_steps or 1600
+    total = max_steps or DEFAULT_MAX_TRAIN_STEPS
     return Schedule(per_epoch, updates, math.ceil(total / updates), total)
 
 

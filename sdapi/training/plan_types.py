@@ -56,6 +56,8 @@ class TrainPlan:
         samples: sample prompts; ``sample_every_n_epochs`` how often (0: never).
         network_weights: a LoRA to start from.
         logging_dir: TensorBoard root (``None``: no event files).
+        notes: what validation decided for the client (a default chosen, one limit winning over another), for
+            the job's log.
     """
 
     config: dict[str, Any]
@@ -79,6 +81,7 @@ class TrainPlan:
     sample_every_n_epochs: int = 0
     network_weights: Path | None = None
     logging_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def v_prediction(self) -> bool:

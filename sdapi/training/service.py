@@ -37,17 +37,25 @@ SAMPLE_SUBDIR = "sample"
 
 
 class JobConflict(Exception):
-    """A cancel of a job that already ended (409)."""
+    """A cancel of a job that already ended, or a job whose files another active job is about to write (409)."""
 
     status_code = 409
 
 
 @dataclass
 class LiveJob:
-    """What only the process running a job knows: its queue entry, cancel flag and fresh progress."""
+    """What only the process running a job knows: its queue entry, cancel flag and fresh progress.
+
+    Args:
+        queued: its entry in the job queue.
+        cancel: its cancel flag.
+        output: ``(output folder, output_name)``: the files it writes, which no other active job may write.
+        reporter: its progress reporter, once it runs.
+    """
 
     queued: Any
     cancel: CancelFlag
+    output: tuple[str, str] = ("", "")
     reporter: JobReporter | None = None
 
 
@@ -70,12 +78,13 @@ class TrainingService:
     # -- helpers -------------------------------------------------------------------------------------------
 
     def guard(self) -> PathGuard:
-        """The data dir plus any configured dataset roots."""
-        settings = self.state.settings
-        return PathGuard.for_roots(settings.data_dir, getattr(settings, "dataset_roots", None) or ())
+        """The data dir plus any configured dataset roots; model folders read-only but for the LoRA folder."""
+        return PathGuard.for_settings(self.state.settings)
 
     def context(self) -> ValidationContext:
-        return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find)
+        device = getattr(getattr(self.state.engine, "runtime", None), "device", None)
+        return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find,
+                                 cuda=getattr(device, "type", None) == "cuda")
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
@@ -106,18 +115,34 @@ class TrainingService:
         plan = self.plan(req, job_id)
         config = {**plan.config, "output_dir": str(plan.output_dir)}
         dataset = plan.dataset_summary()
+        output = (str(plan.output_dir), plan.output_name)
         if req.dry_run:
+            with self._lock:
+                self._refuse_taken_output(output)
             return {"job_id": None, "status": "dry_run", "effective_config": config, "dataset": dataset}
         job_dir = self.job_dir(job_id)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        self.store.create(job_id, job_dir, config, dataset)
         cancel = CancelFlag()
-        with self._lock:  # the live entry exists before the worker can start the job
+        # One critical section from the check to the live entry: two requests at once cannot both pass, and the
+        # entry exists before the worker can start the job.
+        with self._lock:
+            self._refuse_taken_output(output)
+            job_dir.mkdir(parents=True, exist_ok=True)
+            self.store.create(job_id, job_dir, config, dataset)
             self._active.add(job_id)
-            live = self._live[job_id] = LiveJob(queued=None, cancel=cancel)
+            live = self._live[job_id] = LiveJob(queued=None, cancel=cancel, output=output)
             live.queued = self.state.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
         log.info("LoRA training job %s queued: %s, %d steps", job_id, plan.output_name, plan.schedule.total_steps)
         return {"job_id": job_id, "status": "queued", "effective_config": config, "dataset": dataset}
+
+    def _refuse_taken_output(self, output: tuple[str, str]) -> None:
+        """Raise JobConflict when a queued or running job will write the same files (``overwrite`` or not: the
+        later job would replace files the earlier one records as its own). Called with the lock held."""
+        for job_id in self._active:
+            live = self._live.get(job_id)
+            if live is not None and live.output == output:
+                status = (self.store.get(job_id) or {}).get("status", "queued")
+                raise JobConflict(f"Training job {job_id} ({status}) already writes output_name {output[1]!r} into "
+                                  f"this output folder; wait for it to end, cancel it, or pick another output_name")
 
     def busy(self) -> bool:
         """Whether a job is queued or running in this process (generation may be refused meanwhile)."""
@@ -234,10 +259,12 @@ class TrainingService:
         from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
 
         self.state.engine.unload_all()
-        info = self.state.catalog.find(plan.config["pretrained_model_name_or_path"])
-        model_hash = self.state.catalog.ensure_hashed(info) if info is not None else None
+        model_hash, legacy = self.state.catalog.hashes(plan.config["pretrained_model_name_or_path"], plan.checkpoint)
         env = TrainEnvironment(device=self.state.engine.runtime.device, cache_dir=self.state.settings.cache_dir,
-                               job_dir=self.job_dir(reporter.job_id), model_hash=model_hash)
+                               job_dir=self.job_dir(reporter.job_id), model_hash=model_hash,
+                               legacy_model_hash=legacy)
+        for note in plan.notes:
+            reporter.log(note)
         reporter.log(f"training {plan.output_name} on {env.device}: {plan.schedule.epochs} epochs, "
                      f"{plan.schedule.total_steps} steps")
         return LoraTrainer(plan, env, reporter).run()

@@ -12,26 +12,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sdapi.dataset.paths import PathGuard, PathNotAllowed
-from sdapi.loras import read_safetensors_header
+from sdapi.checkpoints import NotSafetensors, read_safetensors_header
+from sdapi.dataset.paths import PathGuard
 from sdapi.protocol.training import TrainRequest
 from sdapi.training.buckets import BucketSpec
 from sdapi.training.captions import CaptionRules
 from sdapi.training.dataset import scan_dataset
-from sdapi.training.errors import ConfigError
+from sdapi.training.errors import ConfigError, refused_as
 from sdapi.training.file_names import output_file_pattern
 from sdapi.training.options import (
     check_optimizer,
     check_scheduler,
+    default_optimizer,
     parse_kv_args,
     warmup_steps,
 )
-from sdapi.training.plan import build_entries, schedule
+from sdapi.training.plan import MAX_TOTAL_STEPS, Schedule, build_entries, schedule
 from sdapi.training.plan_types import NetworkSpec, TrainPlan
 from sdapi.training.sample_prompts import SamplePrompt, parse_prompts, sampler_name
 
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOKEN_LENGTHS = (75, 150, 225)
+# Sample prompts are a few lines; anything this long is not (a file is not read beyond it).
+MAX_PROMPTS_FILE_CHARS = 1024 * 1024
 TRAINABLE_TYPES = ("sd15", "sd2", "sd2-v")
 # network_args keys sdapi applies; kohya's others (block dims, LoRA+, rank dropout) are refused, not ignored.
 NETWORK_ARG_KEYS = ("conv_dim", "conv_alpha", "algo")
@@ -46,23 +49,39 @@ class ValidationContext:
         loras_dir: the default output folder (always allowed for output).
         find_checkpoint: the checkpoint catalog's lookup by title/filename/hash (returns an object with
             ``filename`` or ``None``).
+        cuda: whether jobs train on a CUDA device (the default optimizer depends on it).
     """
 
     guard: PathGuard
     loras_dir: Path
     find_checkpoint: Callable[[str], Any]
+    cuda: bool = False
 
 
-def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool = True) -> Path:
-    try:
-        path = ctx.guard.resolve(value)
-    except PathNotAllowed as exc:
-        raise ConfigError(field, exc.detail) from exc
-    except (OSError, ValueError) as exc:  # an embedded NUL, a name too long for the file system
-        raise ConfigError(field, f"{value!r} is not a usable path ({exc})") from exc
+def _resolve(ctx: ValidationContext, value: str, field: str, *, must_exist: bool = True,
+             output: bool = False) -> Path:
+    """A request path through the server's one :class:`PathGuard` (outputs also kept out of model folders)."""
+    with refused_as(field):
+        path = ctx.guard.resolve_output(value) if output else ctx.guard.resolve(value)
     if must_exist and not path.exists():
         raise ConfigError(field, f"{value} does not exist")
     return path
+
+
+def _name(ctx: ValidationContext, value: str, field: str) -> str:
+    """A name fragment the server joins to one of its folders, through the same guard."""
+    with refused_as(field):
+        return ctx.guard.check_name(value, field)
+
+
+def check_names(req: TrainRequest, ctx: ValidationContext) -> None:
+    """``output_name``, ``log_prefix`` and ``caption_extension`` stay plain parts of one file name."""
+    _name(ctx, req.output_name, "output_name")
+    if not OUTPUT_NAME.match(req.output_name):
+        raise ConfigError("output_name", "use letters, digits, '.', '_' and '-' only")
+    if req.log_prefix:
+        _name(ctx, req.log_prefix, "log_prefix")
+    _name(ctx, req.caption_extension, "caption_extension")
 
 
 def parse_resolution(value: str | int, step: int) -> tuple[int, int]:
@@ -99,15 +118,21 @@ def checkpoint_of(req: TrainRequest, ctx: ValidationContext) -> tuple[Path, str 
 
     name = req.pretrained_model_name_or_path
     info = ctx.find_checkpoint(name)
-    path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path")
+    path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path",
+                                                                 must_exist=False)
     if not path.is_file():
-        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a checkpoint in /sdapi/v1/sd-models")
+        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a checkpoint in the models folder "
+                                                           f"(DATA_DIR/models/Stable-diffusion or --ckpt-dir; "
+                                                           f"/sdapi/v1/sd-models lists them)")
     if path.suffix.lower() != ".safetensors":
         return path, None
     try:
         header = read_safetensors_header(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError("pretrained_model_name_or_path", str(exc)) from exc
+    except NotSafetensors as exc:
+        raise ConfigError("pretrained_model_name_or_path", f"{name} is not a safetensors file ({exc.reason})") \
+            from exc
+    except OSError as exc:
+        raise ConfigError("pretrained_model_name_or_path", f"{name} cannot be read ({exc.strerror})") from exc
     header.pop("__metadata__", None)
     model_type = detect_model_type({k: v.get("shape") for k, v in header.items()}, path=path)
     if model_type not in TRAINABLE_TYPES:
@@ -142,25 +167,31 @@ def network_spec(req: TrainRequest) -> NetworkSpec:
 
 def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
     """The output folder; a name already used there is refused unless ``overwrite``."""
-    if not OUTPUT_NAME.match(req.output_name):
-        raise ConfigError("output_name", "use letters, digits, '.', '_' and '-' only")
     folder = ctx.loras_dir.resolve()
     if req.output_dir:
-        try:
-            raw = Path(req.output_dir).expanduser()
-            within_loras = raw.is_absolute() and ".." not in raw.parts and raw.resolve().is_relative_to(folder)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ConfigError("output_dir", f"{req.output_dir!r} is not a usable path ({exc})") from exc
-        folder = raw.resolve() if within_loras else _resolve(ctx, req.output_dir, "output_dir", must_exist=False)
+        folder = _resolve(ctx, req.output_dir, "output_dir", must_exist=False, output=True)
         if folder.exists() and not folder.is_dir():
             raise ConfigError("output_dir", f"{req.output_dir} is not a folder")
     if not req.overwrite and folder.is_dir():
         pattern = re.compile(rf"^{output_file_pattern(req.output_name)}$")
         taken = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))
         if taken:
-            raise ConfigError("output_name", f"{taken[0]} already exists in {folder}; pick another name or "
-                                             f"set overwrite")
+            raise ConfigError("output_name", f"{taken[0]} already exists in the output folder; pick another name "
+                                             f"or set overwrite")
     return folder
+
+
+def checked_schedule(req: TrainRequest, entries: list) -> tuple[Schedule, list[str]]:
+    """The job's length by kohya's rule, bounded, and a note for the log when both limits were set."""
+    plan_schedule = schedule(entries, req.train_batch_size, req.gradient_accumulation_steps, req.max_train_epochs,
+                             req.max_train_steps)
+    if plan_schedule.total_steps > MAX_TOTAL_STEPS:
+        raise ConfigError("max_train_epochs", f"{plan_schedule.total_steps} steps in all; at most {MAX_TOTAL_STEPS}")
+    notes = []
+    if req.max_train_epochs and req.max_train_steps:
+        notes.append(f"max_train_epochs ({req.max_train_epochs}) wins over max_train_steps ({req.max_train_steps}), "
+                     f"as in kohya: {plan_schedule.total_steps} steps")
+    return plan_schedule, notes
 
 
 def sample_plan(req: TrainRequest, ctx: ValidationContext) -> tuple[list[SamplePrompt], int]:
@@ -174,27 +205,52 @@ def sample_plan(req: TrainRequest, ctx: ValidationContext) -> tuple[list[SampleP
     if req.sample_prompts:
         candidate = req.sample_prompts.strip()
         is_file = "\n" not in candidate and candidate.lower().endswith(".txt")
-        text = _resolve(ctx, candidate, "sample_prompts").read_text(encoding="utf-8") if is_file else candidate
+        text = read_prompts_file(ctx, candidate) if is_file else candidate
     elif req.positive_prompts and req.enable_preview:
         text = req.positive_prompts.replace("\n", " ")
+    if text and len(text) > MAX_PROMPTS_FILE_CHARS:
+        raise ConfigError("sample_prompts" if req.sample_prompts else "positive_prompts",
+                          f"longer than {MAX_PROMPTS_FILE_CHARS} characters")
     samples = parse_prompts(text, defaults) if text else []
     every = req.sample_every_n_epochs or (2 if samples else 0)
     return samples, every
 
 
-def refuse_unsupported(req: TrainRequest) -> None:
+def read_prompts_file(ctx: ValidationContext, value: str) -> str:
+    """A kohya ``.txt`` prompts file, read through the guard and bounded in size."""
+    path = _resolve(ctx, value, "sample_prompts")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(MAX_PROMPTS_FILE_CHARS + 1)
+    except OSError as exc:
+        raise ConfigError("sample_prompts", f"{value} cannot be read ({exc.strerror})") from exc
+    return text
+
+
+def refuse_unsupported(req: TrainRequest, ctx: ValidationContext) -> None:
     """Features sdapi's trainer does not have yet are refused rather than silently ignored."""
     if req.weighted_captions:
         raise ConfigError("weighted_captions", "weighted captions are not supported yet")
     if req.color_aug or req.random_crop:
         raise ConfigError("color_aug" if req.color_aug else "random_crop", "not supported (only flip_aug)")
     if req.vae:
+        _resolve(ctx, req.vae, "vae", must_exist=False)  # even a refused path is checked like every other
         raise ConfigError("vae", "a separate VAE is not supported yet; the checkpoint's own VAE is used")
     check_scheduler(req.lr_scheduler)
     if req.max_token_length not in (None, *MAX_TOKEN_LENGTHS):
         raise ConfigError("max_token_length", "must be 75, 150 or 225")
     if req.min_timestep is not None and req.max_timestep is not None and req.min_timestep >= req.max_timestep:
         raise ConfigError("min_timestep", "must be below max_timestep")
+
+
+def weights_file(req: TrainRequest, ctx: ValidationContext) -> Path | None:
+    """``network_weights``: a LoRA file to start from, inside the allowed folders."""
+    if not req.network_weights:
+        return None
+    path = _resolve(ctx, req.network_weights, "network_weights")
+    if not path.is_file():
+        raise ConfigError("network_weights", f"{req.network_weights} is not a file")
+    return path
 
 
 def effective_config(req: TrainRequest) -> dict[str, Any]:
@@ -206,6 +262,14 @@ def effective_config(req: TrainRequest) -> dict[str, Any]:
     config["text_encoder_lr"] = req.text_encoder_lr if req.text_encoder_lr is not None else req.learning_rate
     config["class_tokens"] = req.class_tokens or req.output_name
     return config
+
+
+def chosen_optimizer(req: TrainRequest, ctx: ValidationContext) -> tuple[str, str | None]:
+    """The optimizer's canonical name, and a note for the job log when it is the default (``None`` otherwise)."""
+    if req.optimizer_type:
+        return check_optimizer(req.optimizer_type), None
+    name, note = default_optimizer(ctx.cuda)
+    return check_optimizer(name), note
 
 
 def optimizer_args(req: TrainRequest) -> dict[str, Any]:
@@ -232,8 +296,10 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
     Raises:
         ConfigError: naming the first field that cannot work.
     """
-    refuse_unsupported(req)
-    config = effective_config(req)
+    check_names(req, ctx)
+    refuse_unsupported(req, ctx)
+    optimizer, optimizer_note = chosen_optimizer(req, ctx)
+    config = {**effective_config(req), "optimizer_type": optimizer}
     checkpoint, model_type = checkpoint_of(req, ctx)
     buckets = bucket_spec(req)
     network = network_spec(req)
@@ -247,13 +313,13 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
                                    field_name="reg_data_dir", repeats=1, class_tokens=config["class_tokens"],
                                    is_reg=True)
     entries = build_entries(subsets, reg_subsets, buckets)
-    plan_schedule = schedule(entries, req.train_batch_size, req.gradient_accumulation_steps, req.max_train_epochs,
-                             req.max_train_steps)
+    plan_schedule, notes = checked_schedule(req, entries)
+    notes = [optimizer_note, *notes] if optimizer_note else notes
     samples, every = sample_plan(req, ctx)
     logging_dir = None
     if req.log_with:
-        logging_dir = _resolve(ctx, req.logging_dir, "logging_dir", must_exist=False) if req.logging_dir \
-            else job_dir / "logs"
+        logging_dir = _resolve(ctx, req.logging_dir, "logging_dir", must_exist=False, output=True) \
+            if req.logging_dir else job_dir / "logs"
     return TrainPlan(
         config=config, checkpoint=checkpoint, model_type=model_type, subsets=subsets, reg_subsets=reg_subsets,
         entries=entries, schedule=plan_schedule, buckets=buckets,
@@ -264,8 +330,8 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
         network=network, output_dir=output_location(req, ctx), output_name=req.output_name,
         unet_lr=config["unet_lr"], text_encoder_lr=config["text_encoder_lr"],
         warmup_steps=warmup_steps(req.lr_warmup_steps, plan_schedule.total_steps),
-        optimizer=check_optimizer(req.optimizer_type), optimizer_args=optimizer_args(req),
+        optimizer=optimizer, optimizer_args=optimizer_args(req),
         samples=samples, sample_every_n_epochs=every,
-        network_weights=_resolve(ctx, req.network_weights, "network_weights") if req.network_weights else None,
-        logging_dir=logging_dir,
+        network_weights=weights_file(req, ctx),
+        logging_dir=logging_dir, notes=notes,
     )

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sdapi.training.store import FINAL_STATUSES
+
 # our status → lora-scripts' task status (failed is FINISHED there: lora-scripts never says "failed").
 SHIM_STATUS = {"queued": "CREATED", "preparing": "CREATED", "running": "RUNNING", "done": "FINISHED",
                "failed": "FINISHED", "cancelled": "TERMINATED"}
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "total_epochs", "fraction", "it_per_s", "eta_s")
+
+
+def job_phase(job: dict[str, Any], progress: dict[str, Any]) -> str:
+    """What the job is doing: its final status once it ended (the trainer's last phase is stale then), else the
+    trainer's phase (``preparing``, ``running``, ``saving``, ``sampling``), else its status (``queued``)."""
+    if job["status"] in FINAL_STATUSES:
+        return job["status"]
+    return progress.get("phase") or job["status"]
 
 
 def job_view(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -26,7 +36,7 @@ def job_view(job: dict[str, Any], progress: dict[str, Any] | None = None) -> dic
     filled["fraction"] = filled["fraction"] or 0.0
     samples = [{**s, "url": f"/lora/train/{job['id']}/samples/{s['file']}"} for s in job["samples"]]
     return {
-        "job_id": job["id"], "status": job["status"], "phase": progress.get("phase"), "progress": filled,
+        "job_id": job["id"], "status": job["status"], "phase": job_phase(job, progress), "progress": filled,
         "loss": {"current": progress.get("loss"), "average": progress.get("avg_loss"),
                  "epoch_average": progress.get("epoch_average")},
         "lr": {"unet": progress.get("lr_unet"), "text_encoder": progress.get("lr_te")},

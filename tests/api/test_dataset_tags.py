@@ -88,6 +88,17 @@ def test_escapes_are_refused_with_403(client, dataset, workdir, tmp_path):
     assert client.get("/dataset/tags", params={"path": str(dataset)}).status_code == 403
 
 
+def test_model_folders_are_read_but_never_edited(client, settings):
+    models = settings.data_dir / "models" / "Stable-diffusion"
+    before = sorted(p.name for p in models.iterdir())
+    assert client.get("/dataset/tags", params={"path": "models/Stable-diffusion"}).status_code == 200
+    r = client.post("/dataset/tags", json={"path": "models/Stable-diffusion", "operations": [{"op": "dedupe"}]})
+    assert r.status_code == 403 and "model folder" in r.json()["detail"]
+    r = client.post("/dataset/tag", json={"path": "models/Stable-diffusion"})
+    assert r.status_code == 403
+    assert sorted(p.name for p in models.iterdir()) == before
+
+
 def test_tagging_a_folder_with_wd14_options(client, dataset, tiny_tagger):
     models = client.get("/dataset/models").json()
     assert models["taggers"] == [{"name": "tiny", "path": str(tiny_tagger)}] and models["captioners"] == []

@@ -125,6 +125,9 @@ def test_job_progresses_and_records_loss(train_client, fitted):
     assert losses[0]["lr_unet"] == pytest.approx(1e-2) and losses[0]["lr_te"] == pytest.approx(1e-4)
     log = train_client.get(f"/lora/train/{view['job_id']}/log").text
     assert "AdamW8bit needs bitsandbytes" in log and "job done" in log
+    assert view["phase"] == "done"
+    assert [job["phase"] for job in train_client.get("/lora/train").json()["jobs"] if job["job_id"] == view["job_id"]] \
+        == ["done"]
 
 
 def test_epoch_files_and_final_file_are_listed(train_client, fitted):
@@ -235,6 +238,11 @@ def test_metadata_strings_and_hashes(final_file):
     assert json.loads(metadata["ss_dataset_dirs"]) == {"13_solid": {"n_repeats": 13, "img_count": 1}}
     assert json.loads(metadata["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}
     assert metadata["ss_output_name"] == "solid" and metadata["ss_sd_model_name"] == MODEL
+    checkpoint = Path(view["effective_config"]["output_dir"]).parent / "Stable-diffusion" / MODEL
+    base = checkpoint.read_bytes()
+    assert len(base) > 0x110000  # the legacy hash reads 64 KiB at 1 MiB: it must be inside the file
+    assert metadata["ss_sd_model_hash"] == hashlib.sha256(base[0x100000:0x110000]).hexdigest()[:8]
+    assert metadata["ss_new_sd_model_hash"] == hashlib.sha256(base).hexdigest()
     assert metadata["ss_base_model_version"] == "sd_v1" and metadata["ss_v2"] == "False"
     assert (metadata["ss_epoch"], metadata["ss_steps"], metadata["ss_num_train_images"]) == ("3", "39", "13")
     assert metadata["ss_resolution"] == "(64, 64)" and metadata["ss_optimizer"] == "torch.optim.adamw.AdamW"
@@ -274,6 +282,7 @@ def test_our_merge_equals_what_diffusers_applies(final_file):
     ({"resolution": "128,128", "max_bucket_reso": 64}, "max_bucket_reso"),
     ({"pretrained_model_name_or_path": "nope.safetensors"}, "pretrained_model_name_or_path"),
     ({"pretrained_model_name_or_path": "models/Lora/demo-lora.safetensors"}, "pretrained_model_name_or_path"),
+    ({"pretrained_model_name_or_path": "datasets/broken.safetensors"}, "pretrained_model_name_or_path"),
     ({"max_token_length": 100}, "max_token_length"),
     ({"output_name": "demo-lora"}, "output_name"),
     ({"output_name": "../x"}, "output_name"),
@@ -289,11 +298,90 @@ def test_bad_inputs_are_refused_with_their_field(train_client, change, field):
     (root / "datasets" / "empty").mkdir(parents=True, exist_ok=True)
     (root / "datasets" / "broken" / "1_b").mkdir(parents=True, exist_ok=True)
     (root / "datasets" / "broken" / "1_b" / "x.png").write_bytes(b"\x89PNG broken")
+    (root / "datasets" / "broken.safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"{not json}......")
     before = len(train_client.get("/lora/train").json()["jobs"])
     r = train_client.post("/lora/train", json={**FITTED, "output_name": "refused", **change})
     assert r.status_code == 422, r.text
     assert field in [str(part) for item in r.json()["detail"] for part in item["loc"]]
     assert len(train_client.get("/lora/train").json()["jobs"]) == before
+    assert str(root) not in r.text and "Traceback" not in r.text and ".py" not in r.text
+
+
+PATH_FIELDS = [
+    ({"log_prefix": "{outside}/lp_"}, "log_prefix"),
+    ({"log_prefix": "../lp_"}, "log_prefix"),
+    ({"log_prefix": "lp\x00"}, "log_prefix"),
+    ({"log_prefix": "lp" * 300}, "log_prefix"),
+    ({"logging_dir": "{outside}"}, "logging_dir"),
+    ({"logging_dir": "logs/../../x"}, "logging_dir"),
+    ({"logging_dir": "models/Stable-diffusion"}, "logging_dir"),
+    ({"output_dir": "{outside}"}, "output_dir"),
+    ({"output_dir": "models/Stable-diffusion"}, "output_dir"),
+    ({"output_dir": "models"}, "output_dir"),
+    ({"output_dir": "models/Lora/../../.."}, "output_dir"),
+    ({"output_dir": "x" * 5000}, "output_dir"),
+    ({"output_name": ".."}, "output_name"),
+    ({"output_name": "a/b"}, "output_name"),
+    ({"output_name": "a\x00b"}, "output_name"),
+    ({"output_name": "n" * 300}, "output_name"),
+    ({"caption_extension": "/../../x"}, "caption_extension"),
+    ({"caption_extension": "a/b"}, "caption_extension"),
+    ({"caption_extension": ".."}, "caption_extension"),
+    ({"caption_extension": "\x00"}, "caption_extension"),
+    ({"sample_prompts": "{outside}/prompts.txt"}, "sample_prompts"),
+    ({"sample_prompts": "../prompts.txt"}, "sample_prompts"),
+    ({"network_weights": "{outside}/w.safetensors"}, "network_weights"),
+    ({"network_weights": "models/Lora/../../w.safetensors"}, "network_weights"),
+    ({"vae": "{outside}/vae.safetensors"}, "vae"),
+    ({"reg_data_dir": "{outside}"}, "reg_data_dir"),
+    ({"pretrained_model_name_or_path": "{outside}/model.safetensors"}, "pretrained_model_name_or_path"),
+]
+
+
+@pytest.mark.parametrize("change, field", PATH_FIELDS)
+def test_every_path_field_stays_in_the_allowed_folders(train_client, tmp_path, change, field):
+    root = train_client.app.state.sdapi.settings.data_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "prompts.txt").write_text("a prompt --w 64 --h 64")
+    (outside / "w.safetensors").write_bytes(b"x")
+    (outside / "model.safetensors").write_bytes(b"x")
+    (outside / "vae.safetensors").write_bytes(b"x")
+    write_images(outside / "1_reg", [(1, 2, 3)], "outside")
+    change = {key: value.replace("{outside}", str(outside)) for key, value in change.items()}
+    for dry_run in (True, False):
+        r = train_client.post("/lora/train", json={**FITTED, "output_name": "refused", **change, "dry_run": dry_run})
+        assert r.status_code == 422, r.text
+        assert field in [str(part) for item in r.json()["detail"] for part in item["loc"]], r.text
+        assert str(root) not in r.text and "Traceback" not in r.text
+    assert sorted(p.name for p in outside.iterdir()) == ["1_reg", "model.safetensors", "prompts.txt", "vae.safetensors",
+                                                         "w.safetensors"]
+    assert not (root / "models" / "Stable-diffusion" / "network_train").exists()
+
+
+@pytest.mark.parametrize("change", [
+    {"output_dir": "models/Lora"}, {"output_dir": "models/Lora/sub"}, {"output_dir": "outputs/mine"},
+    {"logging_dir": "logs", "log_prefix": "lp_"}, {"caption_extension": ".caption"},
+])
+def test_allowed_folders_and_plain_names_pass(train_client, change):
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "allowed", **change, "dry_run": True})
+    assert r.status_code == 200, r.text
+
+
+def test_a_caption_symlinked_outside_is_refused_as_dataset_tags_refuses_it(train_client, tmp_path):
+    root = train_client.app.state.sdapi.settings.data_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the secret first line\n", encoding="utf-8")
+    folder = root / "datasets" / "leaky" / "1_leak"
+    write_images(folder, [(9, 9, 9)], "unused")
+    (folder / "img0.txt").unlink()
+    (folder / "img0.txt").symlink_to(outside / "secret.txt")
+    assert train_client.get("/dataset/tags", params={"path": "datasets/leaky"}).status_code == 403
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "leak", "train_data_dir": "datasets/leaky",
+                                               "dry_run": True})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "train_data_dir"], r.text
+    assert "secret" not in r.text and str(root) not in r.text and "1_leak/img0.txt" in r.text
 
 
 def test_dry_run_reports_buckets_and_steps_without_training(train_client):
@@ -310,6 +398,43 @@ def test_dry_run_reports_buckets_and_steps_without_training(train_client):
     assert (dataset["steps_per_epoch"], dataset["total_steps"], dataset["images"]) == (1 + 2, 15, 3)
     assert r.json()["effective_config"]["unet_lr"] == 1e-2
     assert len(train_client.get("/lora/train").json()["jobs"]) == before
+
+
+@pytest.mark.parametrize("limits, epochs, total", [
+    ({"max_train_steps": 6}, 1, 6),               # steps alone: that many steps (13 per epoch)
+    ({"max_train_steps": 30}, 3, 30),
+    ({"max_train_epochs": 2}, 2, 26),
+    ({"max_train_epochs": 2, "max_train_steps": 6}, 2, 26),  # both: epochs win, as kohya
+    ({}, 124, 1600),                              # neither: kohya's 1600 steps
+])
+def test_max_train_steps_and_epochs_follow_kohyas_rule(train_client, limits, epochs, total):
+    body = {key: value for key, value in FITTED.items() if key != "max_train_epochs"}
+    r = train_client.post("/lora/train", json={**body, "output_name": "limits", **limits, "dry_run": True})
+    assert r.status_code == 200, r.text
+    dataset = r.json()["dataset"]
+    assert (dataset["epochs"], dataset["total_steps"]) == (epochs, total)
+    assert r.json()["effective_config"]["max_train_epochs"] == limits.get("max_train_epochs")
+
+
+def test_steps_alone_train_that_many_steps_and_both_say_which_won(train_client, fitted):
+    body = {**FITTED, "output_name": "six", "max_train_steps": 6, "save_every_n_epochs": 0,
+            "sample_prompts": None}
+    del body["max_train_epochs"]
+    view = wait_for(train_client, submit(train_client, **body))
+    assert view["status"] == "done" and view["progress"]["step"] == 6, view
+    _, metadata, _ = read_file(view["outputs"][-1]["path"])
+    assert metadata["ss_steps"] == metadata["ss_max_train_steps"] == "6"
+    both = wait_for(train_client, submit(train_client, **{**body, "output_name": "both", "max_train_epochs": 1}))
+    assert both["status"] == "done" and both["progress"]["step"] == 13
+    log = train_client.get(f"/lora/train/{both['job_id']}/log").text
+    assert "max_train_epochs (1) wins over max_train_steps (6)" in log
+
+
+@pytest.mark.parametrize("change, field", [({"max_train_steps": 10 ** 12}, "max_train_steps"),
+                                           ({"max_train_epochs": 10 ** 9}, "max_train_epochs")])
+def test_absurd_lengths_are_refused(train_client, change, field):
+    r = train_client.post("/lora/train", json={**FITTED, "output_name": "absurd", **change, "dry_run": True})
+    assert r.status_code == 422 and field in r.json()["detail"][0]["loc"], r.text
 
 
 # -- cancel, queueing with generation, the shim -------------------------------------------------------------
@@ -342,13 +467,35 @@ def test_cancel_mid_run_while_generation_waits(train_client, fitted):
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert train_client.post(f"/lora/train/{job_id}/cancel", json={"save_current": True}).status_code == 200
     view = wait_for(train_client, job_id)
-    assert view["status"] == "cancelled" and 3 <= view["progress"]["step"] < 400
+    assert view["status"] == view["phase"] == "cancelled" and 3 <= view["progress"]["step"] < 400
     assert [o["name"] for o in view["outputs"]] == ["long-cancelled"]
     assert train_client.post(f"/lora/train/{job_id}/cancel").status_code == 409
     worker.join(60)
     assert "r" in generated and state.engine.pipelines.loaded()  # generation reloaded its checkpoint
     assert train_client.get(f"/lora/train/{queued}").json()["status"] == "cancelled"
     assert train_client.get("/lora/train/unknown").status_code == 404
+
+
+def test_a_second_job_for_the_same_output_is_refused_while_the_first_is_active(train_client, fitted):
+    first = submit(train_client, **LONG, output_name="twin")
+    try:
+        for overwrite in (False, True):
+            r = train_client.post("/lora/train", json={**LONG, "output_name": "twin", "overwrite": overwrite})
+            assert r.status_code == 409, r.text
+            body = r.json()
+            assert set(body) == {"error", "detail", "body", "errors"} and "twin" in body["errors"]
+            assert first in body["errors"]
+        shim = train_client.post("/api/run", json={**LONG, "output_name": "twin"}).json()
+        assert shim["status"] == "fail" and "twin" in shim["message"]
+        elsewhere = train_client.post("/lora/train", json={**LONG, "output_name": "twin",
+                                                           "output_dir": "models/Lora/elsewhere", "dry_run": True})
+        assert elsewhere.status_code == 200, elsewhere.text
+    finally:
+        train_client.post(f"/lora/train/{first}/cancel")
+    assert wait_for(train_client, first)["status"] == "cancelled"
+    again = submit(train_client, **LONG, output_name="twin")  # free again once the first has ended
+    train_client.post(f"/lora/train/{again}/cancel")
+    assert wait_for(train_client, again)["status"] == "cancelled"
 
 
 def test_lora_scripts_shim(train_client, fitted):
@@ -383,7 +530,7 @@ def test_a_job_that_fails_reports_its_error_and_log_tail(train_client, fitted):
     job_id = submit(train_client, **{**LONG, "output_name": "broken", "optimizer_type": "AdamW",
                                      "optimizer_args": ["no_such_argument=1"]})
     view = wait_for(train_client, job_id)
-    assert view["status"] == "failed" and view["error"]["type"] == "TypeError"
+    assert view["status"] == view["phase"] == "failed" and view["error"]["type"] == "TypeError"
     assert "no_such_argument" in view["error"]["message"] and "Traceback" in view["error"]["log_tail"]
     assert view["outputs"] == [] and train_client.get("/sdapi/v1/progress").json()["state"]["job_count"] == 0
     assert txt2img(train_client, "after a failed job")["images"]  # the worker goes on

@@ -157,8 +157,18 @@ def test_paths_outside_the_roots_are_403(client, src, workdir, tmp_path):
     (src / "a.txt").unlink()
     (src / "a.txt").symlink_to(outside / "secret.txt")  # would be copied into the dataset by "copy"
     r = post(client, a1111_args(src, workdir / "o", preprocess_txt_action="copy"))
-    assert r.status_code == 403 and not list((workdir / "o").glob("*.txt"))
+    assert r.status_code == 403 and not (workdir / "o").exists()  # refused before the output folder is made
     assert not (outside / "o").exists()
+    assert str(outside) not in r.text and str(workdir) not in r.text
+
+
+@pytest.mark.parametrize("dst", ["models/Stable-diffusion/pp", "models", "models/tagger/pp"])
+def test_model_folders_take_no_outputs(client, settings, src, dst):
+    r = post(client, a1111_args(src, dst))
+    assert r.status_code == 403, r.text
+    assert "model folder" in r.json()["detail"] and str(settings.data_dir) not in r.text
+    assert not (settings.data_dir / dst).exists() or dst == "models"
+    assert not list((settings.data_dir / "models").rglob("*.png"))
 
 
 def test_an_allow_listed_root_is_usable(client, settings, tmp_path):

@@ -438,6 +438,14 @@ REFUSED = [
     (named(x_type=24), {}, "x_type: 24 is not an axis of the txt2img x/y/z plot"),
     ({"x_type": "Steps", "colour": "red"}, {}, "script_args: colour: Extra inputs are not permitted"),
     ([7, "cat, dog", 7, "table, chair", 0, "", True, False, False, False, 0], {}, "must hold 14 values"),
+    (named("Seed", "1-20000000"), {}, "X axis 'Seed' has more than 16384 values"),
+    (named("Seed", "1-1000000000 (+1)"), {}, "X axis 'Seed' has more than 16384 values"),
+    (named("Nothing", "", "Seed", "1-2 [1000000000]"), {}, "Y axis 'Seed' has more than 16384 values"),
+    (named("CFG Scale", "1-2 (+0.0000001)"), {}, "X axis 'CFG Scale' has more than 16384 values"),
+    (named(z_type="Prompt order", z_values=", ".join(f"t{i}" for i in range(12))), {},
+     "Z axis 'Prompt order' has more than 16384 values"),
+    (named("Seed", "1-200", "Steps", "1-100"), {}, "20000 cells (X axis 'Seed': 200 values, Y axis 'Steps': 100 "
+                                                   "values); at most 16384"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sdapi.dataset.paths import PathGuard, PathNotAllowed
@@ -73,3 +75,67 @@ def test_unusable_paths_are_422_not_500(layout):
     (data / "loop").symlink_to(data / "loop")
     with pytest.raises(InvalidRequest):
         guard.check(data / "loop")
+
+
+@pytest.fixture()
+def models_layout(tmp_path):
+    data = tmp_path / "data"
+    for folder in ("models/Stable-diffusion", "models/Lora", "models/tagger", "sets"):
+        (data / folder).mkdir(parents=True)
+    guard = PathGuard.for_roots(data, protected=[data / "models"], writable=[data / "models" / "Lora"])
+    return data, guard
+
+
+def test_outputs_may_not_go_into_model_folders_but_may_go_into_lora(models_layout):
+    data, guard = models_layout
+    for requested in ("models/Stable-diffusion/pp", "models", "models/tagger", str(data / "models" / "x")):
+        with pytest.raises(PathNotAllowed, match="model folder"):
+            guard.resolve_output(requested)
+        guard.resolve(requested)  # reading there is fine
+    assert guard.resolve_output("models/Lora/sub") == (data / "models" / "Lora" / "sub").resolve()
+    assert guard.resolve_output("sets/out") == (data / "sets" / "out").resolve()
+    (data / "sets" / "to-models").symlink_to(data / "models" / "Stable-diffusion", target_is_directory=True)
+    with pytest.raises(PathNotAllowed):
+        guard.resolve_output("sets/to-models")
+    with pytest.raises(PathNotAllowed):
+        guard.resolve_output("sets/../models/Lora")
+
+
+def test_a_writable_folder_outside_the_roots_takes_outputs_only(tmp_path):
+    data, loras = tmp_path / "data", tmp_path / "loras"
+    data.mkdir()
+    loras.mkdir()
+    guard = PathGuard.for_roots(data, writable=[loras])
+    assert guard.resolve_output(str(loras)) == loras.resolve()
+    with pytest.raises(PathNotAllowed):
+        guard.resolve(str(loras / "x.safetensors"))
+
+
+@pytest.mark.parametrize("value", ["a/b", "a\\b", "/abs", "..", "a..b", "x\x00", "", "n" * 200, "."])
+def test_name_fragments_refuse_separators_dot_dot_nul_and_absurd_lengths(value):
+    with pytest.raises((PathNotAllowed, InvalidRequest)):
+        PathGuard.for_roots(Path("/nonexistent-root")).check_name(value)
+
+
+def test_name_fragments_pass_plain_names():
+    guard = PathGuard.for_roots(Path("/nonexistent-root"))
+    assert guard.check_name("lp_") == "lp_" and guard.check_name(".caption") == ".caption"
+
+
+def test_messages_never_name_server_folders(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    (data / "sets").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("x")
+    (data / "sets" / "leak.txt").symlink_to(outside / "secret.txt")
+    guard = PathGuard.for_roots(data)
+    with pytest.raises(PathNotAllowed) as caught:
+        guard.check(data / "sets" / "leak.txt")
+    assert "sets/leak.txt" in caught.value.detail and str(tmp_path) not in caught.value.detail
+    with pytest.raises(InvalidRequest) as invalid:
+        guard.resolve("sets/" + "x" * 5000)
+    assert str(tmp_path) not in str(invalid.value)
+    (data / "loop").symlink_to(data / "loop")
+    with pytest.raises(InvalidRequest) as looped:
+        guard.check(data / "loop")
+    assert str(tmp_path) not in str(looped.value)

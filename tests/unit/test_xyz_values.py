@@ -8,7 +8,7 @@ from sdapi.errors import InvalidRequest
 from sdapi.scripts.xyz.args import plot_args
 from sdapi.scripts.xyz.axes import IMG2IMG, TXT2IMG, axis_labels, format_label
 from sdapi.scripts.xyz.plan import Axis, find_axis_type, run_order
-from sdapi.scripts.xyz.values import ValueKind, axis_values, join_values, split_values
+from sdapi.scripts.xyz.values import ValueKind, axis_values, count_values, join_values, split_values
 
 
 def values(kind: ValueKind, text: str) -> list:
@@ -184,3 +184,35 @@ def test_named_args_take_labels_and_lists():
     assert (args.x.type, args.x.values) == ("Prompt S/R", ["cat", "dog"])
     assert (args.y.type, args.z.type) == (4, "Nothing")
     assert args.draw_legend and not args.include_lone_images and args.margin_size == 0
+
+
+@pytest.mark.parametrize("kind, text", [
+    (ValueKind.INT, "1-5"), (ValueKind.INT, " 3 - 6 "), (ValueKind.INT, "1-10 (+2)"), (ValueKind.INT, "1-10 (+3)"),
+    (ValueKind.INT, "10-1 (-3)"), (ValueKind.INT, "5-1"), (ValueKind.INT, "1-10 [4]"), (ValueKind.INT, "0-10 [3]"),
+    (ValueKind.INT, "1-2 [4]"), (ValueKind.INT, "1-3, 7, 20-22"), (ValueKind.INT, "-1"), (ValueKind.INT, "0-5 [0]"),
+    (ValueKind.INT, "-5--1"), (ValueKind.INT, "-1-3 (+2)"), (ValueKind.INT, "100-1 (-7)"),
+    (ValueKind.FLOAT, "1-3"), (ValueKind.FLOAT, "0-1 (+0.25)"), (ValueKind.FLOAT, "0-1 [5]"),
+    (ValueKind.FLOAT, "1.5-2.5 [3]"), (ValueKind.FLOAT, "7.5"), (ValueKind.FLOAT, "3, 7.5, 9"),
+    (ValueKind.FLOAT, "0.1-0.3 (+0.1)"), (ValueKind.FLOAT, "0-1 (+0.1)"), (ValueKind.FLOAT, "0-2.05 (+0.15)"),
+    (ValueKind.FLOAT, "3-1 (-0.3)"), (ValueKind.FLOAT, "2-1"), (ValueKind.FLOAT, "0.5-7.25 (+0.05)"),
+    (ValueKind.TEXT, "cat, dog, \"a, b\""), (ValueKind.PERMUTATIONS, "a, b, c, d"),
+])
+def test_counting_agrees_with_expanding(kind, text):
+    assert count_values(kind, split_values(text), 10_000) == len(values(kind, text))
+
+
+@pytest.mark.parametrize("kind, text", [
+    (ValueKind.INT, "1-1000000000 (+1)"), (ValueKind.INT, "1-2 [1000000000]"), (ValueKind.INT, "1-20000000"),
+    (ValueKind.INT, "1-5, 1-999999999999"), (ValueKind.FLOAT, "0-1 (+0.000000001)"),
+    (ValueKind.FLOAT, "0-1 [99999999999]"), (ValueKind.PERMUTATIONS, ", ".join(f"t{i}" for i in range(300))),
+])
+def test_huge_ranges_are_counted_without_being_expanded(kind, text):
+    assert count_values(kind, split_values(text), 10_000) > 10_000
+
+
+@pytest.mark.parametrize("kind, text", [(ValueKind.INT, "abc"), (ValueKind.INT, "1-10 (+0)"),
+                                        (ValueKind.FLOAT, "1-2 [2.5]")])
+def test_unreadable_items_count_as_one_and_fail_when_expanded(kind, text):
+    assert count_values(kind, split_values(text), 10_000) == 1
+    with pytest.raises(ValueError):
+        values(kind, text)

@@ -39,6 +39,7 @@ class RunFacts:
         mixed_precision: the precision that really ran (``no`` on CPU).
         model_type: ``sd15``/``sd2``/``sd2-v``.
         model_hash: the base checkpoint's full sha256, when known.
+        legacy_model_hash: the base checkpoint's A1111 legacy 8-hex hash (sha256 of 64 KiB at 1 MiB), when known.
     """
 
     session_id: int
@@ -47,6 +48,7 @@ class RunFacts:
     mixed_precision: str
     model_type: str | None
     model_hash: str | None = None
+    legacy_model_hash: str | None = None
 
 
 def _text(value: Any) -> str:
@@ -96,6 +98,8 @@ def lora_metadata(plan: TrainPlan, facts: RunFacts, epoch: int, step: int) -> di
     }
     if network.args:
         values["ss_network_args"] = network.args
+    if facts.legacy_model_hash:
+        values["ss_sd_model_hash"] = facts.legacy_model_hash
     if facts.model_hash:
         values["ss_new_sd_model_hash"] = facts.model_hash
     values.update(modelspec(plan, facts))

@@ -46,12 +46,14 @@ class TrainEnvironment:
         cache_dir: the engine's config cache (for loading the checkpoint).
         job_dir: the job's own folder (samples, latent cache).
         model_hash: the base checkpoint's sha256, for ``ss_new_sd_model_hash``.
+        legacy_model_hash: its A1111 legacy hash, for ``ss_sd_model_hash``.
     """
 
     device: torch.device
     cache_dir: Path
     job_dir: Path
     model_hash: str | None = None
+    legacy_model_hash: str | None = None
 
 
 @dataclass
@@ -139,7 +141,8 @@ class LoraTrainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.autocast == torch.float16 else None
         self.facts = RunFacts(session_id=self.rng.randrange(2 ** 32), started_at=time.time(),
                               optimizer=self.optimizer_text, mixed_precision=self.precision.mixed,
-                              model_type=plan.model_type, model_hash=self.env.model_hash)
+                              model_type=plan.model_type, model_hash=self.env.model_hash,
+                              legacy_model_hash=self.env.legacy_model_hash)
 
     # -- one step -------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ or checkpoint, an unknown hires upscaler) are raised here with A1111's class and
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +20,15 @@ from sdapi.options import Options
 from sdapi.scripts.xyz.args import AxisArgs, PlotArgs
 from sdapi.scripts.xyz.axes import TXT2IMG, AxisType, axis_types, format_label
 from sdapi.scripts.xyz.cell_draft import CellDraft
-from sdapi.scripts.xyz.values import axis_values, join_values, split_values
+from sdapi.scripts.xyz.values import axis_values, count_values, join_values, split_values
 from sdapi.translate import validate_guidance, validate_size
 from sdapi.engine.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
 
 SCRIPT_TITLE = "X/Y/Z plot"
 RANDOM_SEED_AXES = ("Seed", "Var. seed")
+# Far above any grid a person reads (A1111's megapixel guard allows ~760 cells at 512x512), and small enough that
+# the cells' requests fit in memory; checked on the range syntax before any range is expanded.
+MAX_PLOT_CELLS = 16384
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,12 @@ def plan_plot(req, args: PlotArgs, ctx: PlotContext) -> PlotPlan:
     """Resolve the axes, fix the seeds and build every cell's request.
 
     Raises:
-        InvalidRequest: an axis that does not exist, cannot be plotted, has no or unreadable values; a cell whose
-            values make an impossible request (e.g. 0 steps).
+        InvalidRequest: an axis that does not exist, cannot be plotted, has no or unreadable values; more than
+            :data:`MAX_PLOT_CELLS` cells; a cell whose values make an impossible request (e.g. 0 steps).
         RuntimeError: A1111's Prompt S/R, unknown sampler and unknown checkpoint errors.
         AssertionError: A1111's grid size guard and unknown hires upscaler.
     """
+    check_cell_count(args, ctx.mode)
     base = fixed_seeds(req, args.no_fixed_seeds)
     if not ctx.options.get("return_grid"):
         base = base.model_copy(update={"batch_size": 1})
@@ -149,6 +154,30 @@ def plan_plot(req, args: PlotArgs, ctx: PlotContext) -> PlotPlan:
     cells = [build_cell(base, axes, (ix, iy, iz), ctx)
              for iz in range(len(z.values)) for iy in range(len(y.values)) for ix in range(len(x.values))]
     return PlotPlan(args, x, y, z, cells, run_order(axes))
+
+
+def check_cell_count(args: PlotArgs, mode: str) -> None:
+    """Refuse an axis or a grid with more than :data:`MAX_PLOT_CELLS` cells, counted from the values text alone
+    (``1-1000000000`` is never expanded).
+
+    Raises:
+        InvalidRequest: naming the axis, or every axis of the grid with its count.
+    """
+    counted = []
+    for letter, requested in (("X", args.x), ("Y", args.y), ("Z", args.z)):
+        axis = find_axis_type(letter, requested.type, mode)
+        if axis.label == "Nothing" or axis.unsupported:
+            continue  # one cell; an axis that cannot be plotted is refused by name when it is resolved
+        items, _ = axis_items(axis, requested)
+        count = count_values(axis.kind, items, MAX_PLOT_CELLS)
+        if count > MAX_PLOT_CELLS:
+            raise InvalidRequest(f"X/Y/Z plot {letter} axis '{axis.label}' has more than {MAX_PLOT_CELLS} values; "
+                                 f"a plot has at most {MAX_PLOT_CELLS} cells")
+        counted.append((letter, axis.label, count))
+    cells = math.prod(count for _, _, count in counted)
+    if cells > MAX_PLOT_CELLS:
+        axes = ", ".join(f"{letter} axis '{label}': {count} values" for letter, label, count in counted)
+        raise InvalidRequest(f"X/Y/Z plot would have {cells} cells ({axes}); at most {MAX_PLOT_CELLS}")
 
 
 def fixed_seeds(req, no_fixed_seeds: bool):

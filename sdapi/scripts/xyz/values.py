@@ -8,6 +8,9 @@
   ``0-1 [5]`` → ``numpy.linspace(0, 1, 5)``.
 * Prompt order: every permutation of the listed tokens.
 
+:func:`count_values` counts what a text gives from its range syntax alone, so a plot too large to run is refused
+before any range is expanded into memory.
+
 The range patterns keep A1111's unescaped ``.`` in the float forms (it matches any character), so the same text
 splits the same way.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 import re
 from enum import Enum
 from typing import Any
@@ -90,6 +94,75 @@ def expand_float(item: Any) -> list[Any]:
         start, end, count = counted.groups()
         return np.linspace(float(start), float(end), int(count)).tolist()
     return [item]
+
+
+def count_int(item: Any) -> int:
+    """How many values :func:`expand_int` gives for one item, from the range syntax alone.
+
+    An item whose numbers do not read counts as one: expanding it raises the error the client should see.
+    """
+    if not isinstance(item, str):
+        return 1
+    try:
+        stepped = INT_STEP_RANGE.fullmatch(item)
+        if stepped is not None:
+            start, end, step = stepped.groups()
+            step_value = int(step) if step is not None else 1
+            return len(range(int(start), int(end) + 1, step_value)) if step_value else 1
+        counted = INT_COUNT_RANGE.fullmatch(item)
+        if counted is not None:
+            return int(counted.group(3))
+    except (ValueError, TypeError):
+        return 1
+    return 1
+
+
+def count_float(item: Any) -> int:
+    """How many values :func:`expand_float` gives for one item, from the range syntax alone (numpy's ``arange``
+    length is ``ceil((stop - start) / step)`` in doubles, computed here the same way)."""
+    if not isinstance(item, str):
+        return 1
+    try:
+        stepped = FLOAT_STEP_RANGE.fullmatch(item)
+        if stepped is not None:
+            start, end, step = stepped.groups()
+            step_value = float(step) if step is not None else 1.0
+            if not step_value:
+                return 1
+            return max(0, math.ceil((float(end) + step_value - float(start)) / step_value))
+        counted = FLOAT_COUNT_RANGE.fullmatch(item)
+        if counted is not None:
+            return int(counted.group(3))
+    except (ValueError, TypeError, OverflowError):
+        return 1
+    return 1
+
+
+def count_values(kind: ValueKind, items: list[Any], limit: int) -> int:
+    """How many values :func:`axis_values` would give, counted without expanding a single range.
+
+    Args:
+        kind: the axis's value kind.
+        items: the split items or a client's list.
+        limit: counting stops once the count passes it.
+
+    Returns:
+        The exact count when it is at most ``limit``; some number above ``limit`` otherwise.
+    """
+    if kind is ValueKind.PERMUTATIONS:
+        total = 1
+        for n in range(2, len(items) + 1):
+            total *= n
+            if total > limit:
+                return total
+        return total
+    counter = count_int if kind is ValueKind.INT else count_float if kind is ValueKind.FLOAT else None
+    total = 0
+    for item in items:
+        total += counter(item) if counter is not None else 1
+        if total > limit:
+            return total
+    return total
 
 
 def axis_values(kind: ValueKind, items: list[Any]) -> list[Any]:
