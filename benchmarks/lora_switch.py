@@ -73,7 +73,7 @@ def tiny_case(engine, workdir: Path, switches: int) -> dict:
     import torch
 
     from sdapi.engine.demo_lora import write_demo_lora
-    from sdapi.engine.demo_models import write_demo_models
+    from sdapi.engine.demo_files import write_demo_models
     from sdapi.seeds import image_seeds
     from sdapi.engine.params import LoraActivation, Txt2ImgParams
     from sdapi.engine.sampling.registry import find_sampler

@@ -56,7 +56,7 @@ def cpu_demo(steps: int) -> dict:
 
     from sdapi.checkpoints import CheckpointCatalog, HashCache
     from sdapi.dataset.paths import PathGuard
-    from sdapi.engine.demo_models import write_demo_models
+    from sdapi.engine.demo_files import write_demo_models
     from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
     from sdapi.protocol.training import TrainRequest
     from sdapi.training.validate import ValidationContext, build_plan
@@ -96,7 +96,7 @@ def sd15_steps(steps: int, device_name: str = "cuda", unet_config: dict | None =
 
     from sdapi.engine.training.network import TrainableLora
     from sdapi.engine.training.noise import make_noise, sample_timesteps
-    from sdapi.training.plan_types import NetworkSpec
+    from sdapi.engine.training.plan import NetworkSpec
 
     device = torch.device(device_name)
     cuda = device.type == "cuda"

@@ -7,7 +7,8 @@ import logging
 
 from fastapi import FastAPI
 
-from sdapi.checkpoints import CheckpointCatalog, HashCache
+from sdapi.engine.api import Engine
+from sdapi.engine.factory import local_engine
 from sdapi.errors import install_error_handlers
 from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.loras import LoraCatalog
@@ -27,60 +28,32 @@ from sdapi.routes import scripts as script_routes
 from sdapi.routes import training as training_routes
 from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving.base import ServerState
+from sdapi.serving.dataset import DatasetService
+from sdapi.serving.training import TrainingService
 from sdapi.settings import Settings
+from sdapi.startup import open_catalog
 
 log = logging.getLogger("sdapi")
 
-DEMO_WARNING = (
-    "No checkpoint in %s: serving the built-in tiny demo checkpoint (random weights, noise images). "
-    "Real images need a real checkpoint: put a .safetensors file there or start with --ckpt-dir."
-)
+def build_state(settings: Settings, engine: Engine | None = None) -> ServerState:
+    """Create the options, the catalogs, the engine and the services for ``settings``, once.
 
-
-def ensure_demo_checkpoint(settings: Settings) -> None:
-    """Write the built-in demo checkpoint into the cache dir (called when the models folder has none)."""
-    from sdapi.engine.demo_models import write_demo_checkpoint
-
-    target = settings.demo_dir / "demo-sd15.safetensors"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_demo_checkpoint(target, seed=0)
-    log.warning(DEMO_WARNING, settings.models_dir)
-
-
-def open_catalog(settings: Settings) -> CheckpointCatalog:
-    """The checkpoint catalog of ``settings``, serving the built-in demo checkpoint when the models folder has
-    none (``sdapi serve`` and ``sdapi train`` see the same checkpoints)."""
-    catalog = CheckpointCatalog(settings.models_dir, HashCache(settings.hash_cache_file), settings.ckpt,
-                                fallback_dirs=(settings.demo_dir,) if settings.demo_when_empty else ())
-    items = catalog.refresh()
-    # Only the demo folder (or nothing) was found: the models folder itself is empty.
-    if settings.demo_when_empty and all(settings.demo_dir.resolve() in i.filename.parents for i in items):
-        ensure_demo_checkpoint(settings)
-        catalog.refresh()
-    return catalog
-
-
-def build_state(settings: Settings) -> ServerState:
-    """Create the options, the catalog and the engine for ``settings``."""
-    from sdapi.engine.local import LocalEngine
-    from sdapi.engine.runtime import choose_runtime
-
+    Args:
+        engine: the engine to serve with (default: a :class:`sdapi.engine.local.LocalEngine` on the settings'
+            device).
+    """
     options = Options(settings.config_file)
     catalog = open_catalog(settings)
     if settings.ckpt is not None:
         first = catalog.find(settings.ckpt.name) or (catalog.items() or [None])[0]
         if first is not None:
             options.set("sd_model_checkpoint", first.title)
-    runtime = choose_runtime(settings.device, settings.no_half, settings.precision, settings.xformers,
-                             settings.num_threads)
-    engine = LocalEngine(runtime, settings.cache_dir, extra_cached=max(settings.sd_checkpoint_cache,
-                                                                   int(options.get("sd_checkpoint_cache"))))
+    if engine is None:
+        engine = local_engine(settings, max(settings.sd_checkpoint_cache, int(options.get("sd_checkpoint_cache"))))
     loras = LoraCatalog(settings.loras_dir)
     loras.refresh()
     state = ServerState(settings=settings, options=options, catalog=catalog, engine=engine, loras=loras)
-    from sdapi.training.service import TrainingService
-
+    state.dataset = DatasetService.for_server(state)
     state.training = TrainingService(state)  # marks jobs a previous process left running as failed
     return state
 

@@ -5,75 +5,19 @@ No torch here: listing and hashing are file-system work (``sdapi.engine`` loads 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from sdapi.files import legacy_hash, sha256_of_file
 
 log = logging.getLogger("sdapi")
 
 CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
 VAE_SUFFIXES = (".vae.safetensors", ".vae.ckpt")
-_BLOCK = 1024 * 1024
-
-
-# A header claiming more than this is a corrupt file, not a model: refuse it rather than read it into memory.
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-
-
-class NotSafetensors(ValueError):
-    """A file whose header is not a safetensors header."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path} is not a safetensors file ({reason})")
-        self.reason = reason
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor entries plus ``__metadata__``), without reading tensors.
-
-    Raises:
-        NotSafetensors: a bad header length, undecodable JSON, or a header that is not an object.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
-        if not 2 <= n <= min(MAX_SAFETENSORS_HEADER, size - 8):
-            raise NotSafetensors(path, "bad header length")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NotSafetensors(path, str(exc)) from exc
-    if not isinstance(header, dict):
-        raise NotSafetensors(path, "header is not an object")
-    return header
-
-
-def sha256_of_file(path: Path, offset: int = 0) -> str:
-    """sha256 of a file from ``offset`` to its end, read in 1 MiB blocks like A1111."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def legacy_hash(path: Path) -> str:
-    """A1111's old 8-hex model hash: sha256 of 64 KiB read at offset 1 MiB."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0x100000)
-            return hashlib.sha256(f.read(0x10000)).hexdigest()[:8]
-    except OSError:
-        return "NOFILE"
-
-
 class HashCache:
     """A1111's ``cache.json``: ``{"hashes": {"checkpoint/<name>": {"mtime", "sha256"}}}``.
 

@@ -7,8 +7,13 @@ import argparse
 import logging
 from pathlib import Path
 
+import uvicorn
+
+from sdapi.app import create_app
 from sdapi.dataset import cli as dataset_cli
 from sdapi.settings import Settings
+from sdapi.training.errors import ConfigError
+from sdapi.training.foreground import train_foreground
 
 log = logging.getLogger("sdapi")
 
@@ -126,10 +131,6 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
-    from sdapi.app import create_app
-
     if settings.ignored_flags:
         log.info("Accepted A1111 flags with no effect here: %s", " ".join(settings.ignored_flags))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
@@ -138,9 +139,6 @@ def serve(settings: Settings) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     """``sdapi train CONFIG``: the trainer in the foreground; a bad field exits with its message."""
-    from sdapi.training.errors import ConfigError
-    from sdapi.training.foreground import train_foreground
-
     try:
         train_foreground(args.config, Settings(**folder_settings(args)), args.device)
     except ConfigError as exc:
@@ -164,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo-models":
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        from sdapi.engine.demo_models import write_demo_models
+        from sdapi.engine.demo_files import write_demo_models  # builds pipelines: torch loads only for this
 
         for path in write_demo_models(args.dir):
             print(path)

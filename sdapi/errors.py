@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sdapi.engine.errors import UnknownSampler, UnsupportedRequest
+from sdapi.protocol.validation import v1_validation_errors
 
 log = logging.getLogger("sdapi")
 
@@ -72,6 +73,8 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     Returns:
         ``(status_code, body)``.
     """
+    if hasattr(exc, "response_body"):
+        return exc.status_code, exc.response_body()
     if isinstance(exc, UnknownSampler):
         exc = NotFound(str(exc))
     if isinstance(exc, ApiError):
@@ -102,8 +105,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=status, content=body)
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        from sdapi.protocol.validation import v1_validation_errors
-
         raw = await request.body()
         return JSONResponse(status_code=422, content={"detail": v1_validation_errors(exc, raw)})
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdapi.checkpoints import read_safetensors_header, sha256_of_file
+from sdapi.files import SHORTHASH_LENGTH, addnet_hash, read_safetensors_header, sha256_of_file
 from sdapi.engine.lora_format import unsupported_reason
 
 log = logging.getLogger("sdapi")
@@ -28,7 +28,6 @@ LORA_EXTENSIONS = (".pt", ".ckpt", ".safetensors")
 METADATA_ORDER = {"ss_sd_model_name": 1, "ss_resolution": 2, "ss_clip_skip": 3, "ss_num_train_images": 10,
                   "ss_tag_frequency": 20}
 HIDDEN_METADATA = ("ssmd_cover_images",)  # base64 cover images: too big for a listing
-SHORTHASH_LENGTH = 12
 
 
 def display_metadata(raw: dict[str, str]) -> dict[str, Any]:
@@ -52,20 +51,6 @@ def display_metadata(raw: dict[str, str]) -> dict[str, Any]:
     for key in HIDDEN_METADATA:
         ordered.pop(key, None)
     return ordered
-
-
-def addnet_hash(path: Path) -> str:
-    """kohya's ``sshs_model_hash``: sha256 of a safetensors file's tensor data (everything after the header).
-
-    Args:
-        path: a safetensors file.
-
-    Returns:
-        The hex digest.
-    """
-    with open(path, "rb") as f:
-        header_length = int.from_bytes(f.read(8), "little")
-    return sha256_of_file(path, offset=8 + header_length)
 
 
 @dataclass

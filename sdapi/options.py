@@ -16,6 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from sdapi.errors import InvalidRequest
+from sdapi.protocol.settings import Options as OptionsModel
+
 log = logging.getLogger("sdapi")
 
 
@@ -172,10 +177,6 @@ def coerce_option(key: str, value: Any, default: Any) -> Any:
     Raises:
         InvalidRequest: the value cannot have that type.
     """
-    from pydantic import ValidationError
-
-    from sdapi.errors import InvalidRequest
-
     try:
         coerced = _option_adapter(key).validate_python(value)
     except ValidationError as exc:
@@ -189,8 +190,4 @@ def coerce_option(key: str, value: Any, default: Any) -> Any:
 @functools.lru_cache(maxsize=None)
 def _option_adapter(key: str):
     """The validator of one field of A1111's ``Options`` model (validating the whole model per key cost ~1 ms)."""
-    from pydantic import TypeAdapter
-
-    from sdapi.protocol.settings import Options as OptionsModel
-
     return TypeAdapter(OptionsModel.model_fields[key].annotation)

@@ -24,7 +24,7 @@ from sdapi.infotext import LaterQuoted, create_infotext, generation_params
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.prompts.extra_networks import parse_prompts
-from sdapi.prompts.loras import select_loras
+from sdapi.lora_tags import select_loras
 from sdapi.engine.upscalers import UPSCALERS
 
 

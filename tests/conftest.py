@@ -28,7 +28,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """An A1111-style root with the two demo checkpoints in ``models/Stable-diffusion``."""
-    from sdapi.engine.demo_models import write_demo_models
+    from sdapi.engine.demo_files import write_demo_models
 
     root = tmp_path_factory.mktemp("sdapi-data")
     write_demo_models(root)

@@ -7,11 +7,22 @@ No server and no path confinement: the user runs these on their own files. Tags 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 from pathlib import Path
 
+from sdapi.dataset.captions import combined_caption, tags_caption
 from sdapi.dataset.focal import FocalWeights
+from sdapi.dataset.folder import scan_dataset
+from sdapi.dataset.models import CaptionModels, NoCaptionModel
+from sdapi.dataset.preprocess import PreprocessError, PreprocessPlan, preprocess
+from sdapi.dataset.progress import TqdmProgress
 from sdapi.dataset.resize import MulticropBounds
 from sdapi.dataset.tag_format import TagFormat
+from sdapi.dataset.tagger import TaggerError
+from sdapi.dataset.tagging import tag_dataset
+from sdapi.engine.factory import local_engine
+from sdapi.settings import Settings
 
 COMMANDS = ("preprocess", "tag")
 
@@ -69,17 +80,11 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--undesired", default="", help="comma-separated tags never written")
 
 
-def _models(args: argparse.Namespace):
-    from sdapi.dataset.models import CaptionModels
-    from sdapi.settings import Settings
-
+def _models(args: argparse.Namespace) -> CaptionModels:
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
-    device = "cpu"
-    if args.command == "preprocess" and args.caption:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return CaptionModels(args.tagger or settings.taggers_dir, args.blip or settings.blip_models_dir, device=device)
+    # BLIP runs on an engine built only when a caption is asked for (tagging alone never loads torch).
+    engine = functools.cache(lambda: local_engine(dataclasses.replace(settings, device="auto")))
+    return CaptionModels(args.tagger or settings.taggers_dir, args.blip or settings.blip_models_dir, engine)
 
 
 def _format(args: argparse.Namespace) -> TagFormat:
@@ -91,10 +96,6 @@ def _format(args: argparse.Namespace) -> TagFormat:
 
 def run_preprocess(args: argparse.Namespace) -> None:
     """``sdapi preprocess``: prints what was written."""
-    from sdapi.dataset.captions import combined_caption, tags_caption
-    from sdapi.dataset.preprocess import PreprocessPlan, preprocess
-    from sdapi.dataset.progress import TqdmProgress
-
     models = _models(args)
     sentence = None
     if args.caption:
@@ -117,11 +118,6 @@ def run_preprocess(args: argparse.Namespace) -> None:
 
 def run_tag(args: argparse.Namespace) -> None:
     """``sdapi tag``: prints what was written."""
-    from sdapi.dataset.captions import tags_caption
-    from sdapi.dataset.folder import scan_dataset
-    from sdapi.dataset.progress import TqdmProgress
-    from sdapi.dataset.tagging import tag_dataset
-
     dirs = scan_dataset(args.dir.resolve(), args.caption_extension)
     caption = tags_caption(_models(args).tagger(args.model), _format(args))
     report = tag_dataset(dirs, caption, TqdmProgress(), args.existing)
@@ -134,10 +130,6 @@ def run(args: argparse.Namespace) -> None:
     Raises:
         SystemExit: with the reason, for the user's shell.
     """
-    from sdapi.dataset.models import NoCaptionModel
-    from sdapi.dataset.preprocess import PreprocessError
-    from sdapi.dataset.tagger import TaggerError
-
     try:
         (run_preprocess if args.command == "preprocess" else run_tag)(args)
     except NoCaptionModel as exc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from sdapi.dataset.files import write_text_atomically
+from sdapi.files import write_text_atomically
 from sdapi.dataset.folder import DatasetDir, training_caption
 from sdapi.dataset.tag_format import tag_key
 from sdapi.dataset.tags import TagOperation, apply_operations, join_tags, split_tags

@@ -1,16 +1,21 @@
-"""Finding the captioning models the user put in place, and keeping the last one of each kind loaded.
+"""Finding the captioning models the user put in place, and keeping the last tagger loaded.
 
-Taggers live in ``models/tagger/<name>/`` (``model.onnx`` + ``selected_tags.csv``), BLIP captioners in
-``models/BLIP/<name>/`` (a transformers folder). Nothing is downloaded: a missing model is a clear 422.
+Taggers live in ``models/tagger/<name>/`` (``model.onnx`` + ``selected_tags.csv``) and run here on onnxruntime;
+BLIP captioners live in ``models/BLIP/<name>/`` (a transformers folder) and run on the engine, which keeps the
+last one loaded. Nothing is downloaded: a missing model is a clear 422.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from PIL import Image
+
 from sdapi.dataset.tagger import MODEL_FILE, WD14Tagger, is_tagger_folder
+from sdapi.engine.api import CaptionSettings, Engine
 from sdapi.errors import Unprocessable
 
 
@@ -27,25 +32,43 @@ def model_folders(root: Path, accepts: Callable[[Path], bool]) -> dict[str, Path
     return {child.name: child for child in sorted(root.iterdir()) if child.is_dir() and accepts(child)}
 
 
-def _is_blip_folder(folder: Path) -> bool:
-    from sdapi.engine.blip import is_blip_folder
+def is_blip_folder(folder: Path) -> bool:
+    """True when ``folder`` looks like a saved BLIP captioning model."""
+    config = folder / "config.json"
+    return config.is_file() and '"blip' in config.read_text(encoding="utf-8", errors="ignore").lower()
 
-    return is_blip_folder(folder)
+
+@dataclass(frozen=True)
+class EngineCaptioner:
+    """A BLIP captioner folder, run by the engine.
+
+    Args:
+        engine: the engine that loads and runs it.
+        folder: the captioner's folder.
+    """
+
+    engine: Engine
+    folder: Path
+
+    def caption(self, image: Image.Image, settings: CaptionSettings = CaptionSettings()) -> str:
+        """One caption for ``image`` (greedy or beam search, as A1111's ``generate_caption``)."""
+        return self.engine.caption([image], self.folder, settings)[0]
 
 
 class CaptionModels:
-    """The installed taggers and BLIP captioners; loads on first use and keeps the last one of each kind.
+    """The installed taggers and BLIP captioners; a tagger loads on first use and the last one stays loaded.
 
     Args:
         tagger_dir: folder of WD14 tagger folders.
         blip_dir: folder of BLIP transformers folders.
-        device: where BLIP runs (``cpu`` or ``cuda``).
+        engine: runs BLIP (built on first use: a CLI that only tags never loads torch).
         threads: onnxruntime threads for the tagger.
     """
 
-    def __init__(self, tagger_dir: Path, blip_dir: Path, device: Any = "cpu", threads: int | None = None):
+    def __init__(self, tagger_dir: Path, blip_dir: Path, engine: Callable[[], Engine],
+                 threads: int | None = None):
         self.tagger_dir, self.blip_dir = Path(tagger_dir), Path(blip_dir)
-        self.device, self.threads = device, threads
+        self.engine, self.threads = engine, threads
         self._loaded: dict[str, tuple[tuple[Path, float], Any]] = {}
         self._lock = threading.Lock()
 
@@ -55,7 +78,7 @@ class CaptionModels:
 
     def captioners(self) -> dict[str, Path]:
         """Installed BLIP captioners by folder name."""
-        return model_folders(self.blip_dir, _is_blip_folder)
+        return model_folders(self.blip_dir, is_blip_folder)
 
     def tagger_folder(self, name: str | None = None) -> Path:
         """The named tagger's folder (the first by name when ``name`` is None); checks, loads nothing.
@@ -80,19 +103,9 @@ class CaptionModels:
         folder = self.tagger_folder(name)
         return self._load("tagger", folder, folder / MODEL_FILE, lambda: WD14Tagger(folder, self.threads))
 
-    def captioner(self, name: str | None = None):
-        """The named BLIP captioner, loaded (or the one loaded last, when it is the same unchanged folder)."""
-        from sdapi.engine.blip import BlipCaptioner
-
-        folder = self.captioner_folder(name)
-        return self._load("blip", folder, folder / "config.json", lambda: BlipCaptioner(folder, self.device))
-
-    def offload(self) -> None:
-        """Move a loaded captioner off the accelerator (kept in RAM; its next use moves it back)."""
-        with self._lock:
-            cached = self._loaded.get("blip")
-        if cached is not None:
-            cached[1].offload()
+    def captioner(self, name: str | None = None) -> EngineCaptioner:
+        """The named BLIP captioner (the engine loads it on first use and keeps the last one)."""
+        return EngineCaptioner(self.engine(), self.captioner_folder(name))
 
     @staticmethod
     def _pick(found: dict[str, Path], name: str | None, kind: str, root: Path, needs: str) -> Path:
@@ -100,9 +113,11 @@ class CaptionModels:
             return next(iter(found.values()))
         if name is not None and name in found:
             return found[name]
+        # The folder is named by its last two parts (models/BLIP): a response never shows a server path.
+        shown = Path(*root.parts[-2:])
         if not found:
-            raise NoCaptionModel(f"No {kind} is installed: put {needs} in {root}")
-        raise NoCaptionModel(f"{kind} '{name}' not found in {root}; installed: {', '.join(found)}")
+            raise NoCaptionModel(f"No {kind} is installed: put {needs} in {shown}")
+        raise NoCaptionModel(f"{kind} '{name}' not found in {shown}; installed: {', '.join(found)}")
 
     def _load(self, kind: str, folder: Path, marker: Path, load: Callable[[], Any]) -> Any:
         key = (folder, marker.stat().st_mtime)

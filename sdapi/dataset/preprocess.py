@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from sdapi.dataset.autocrop import focal_crop
 from sdapi.dataset.captions import Caption
 from sdapi.dataset.faces import face_points
-from sdapi.dataset.files import save_png_atomically, write_text_atomically
+from sdapi.files import save_png_atomically, write_text_atomically
 from sdapi.dataset.focal import FocalWeights, PointFinder
 from sdapi.dataset.paths import PathGuard
 from sdapi.dataset.progress import Progress

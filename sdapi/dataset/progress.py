@@ -1,9 +1,9 @@
-"""Where a long dataset job reports its progress: the server's job control (``/progress``) or a tqdm bar (CLI)."""
+"""Where a long dataset job reports its progress: the server's job control (``/progress``, see
+``sdapi.serving.dataset.JobProgress``) or a tqdm bar (CLI)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class Progress(Protocol):
@@ -23,35 +23,6 @@ class Progress(Protocol):
 
     def finish(self) -> None:
         """The job is over, whether it succeeded or failed."""
-
-
-class JobProgress:
-    """Progress through the server's ``JobControl``, so ``/sdapi/v1/progress`` reports it as A1111 does.
-
-    Args:
-        control: the server's job control (:class:`sdapi.serving.control.JobControl`).
-        job: the job name ``/progress`` shows (A1111: ``preprocess``).
-    """
-
-    def __init__(self, control: Any, job: str):
-        self.control, self.job = control, job
-
-    def start(self, total: int) -> None:
-        # A1111's job_timestamp format; sdapi.translate has the same helper but pulls in torch.
-        self.control.begin(job_count=total, timestamp=datetime.now().strftime("%Y%m%d%H%M%S"))
-        self.control.job = self.job
-
-    def describe(self, text: str) -> None:
-        self.control.textinfo = text
-
-    def advance(self) -> None:
-        self.control.batch_done()
-
-    def should_stop(self) -> bool:
-        return self.control.interrupted
-
-    def finish(self) -> None:
-        self.control.end()
 
 
 class TqdmProgress:

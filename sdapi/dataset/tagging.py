@@ -8,7 +8,7 @@ from typing import Literal
 from PIL import Image
 
 from sdapi.dataset.captions import Caption
-from sdapi.dataset.files import write_text_atomically
+from sdapi.files import write_text_atomically
 from sdapi.dataset.folder import DatasetDir, read_caption
 from sdapi.dataset.progress import Progress
 from sdapi.dataset.tag_format import tag_key

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from PIL import Image
 
 from sdapi.engine.params import Img2ImgParams, Txt2ImgParams
+from sdapi.engine.training.plan import TrainPlan
+from sdapi.engine.training.reporting import Reporter, TrainResult
 from sdapi.engine.upscalers import Tiling, UpscalerSpec
 
 
@@ -106,18 +108,34 @@ class UpscaleJob:
 
 
 @dataclass(frozen=True)
+class CaptionSettings:
+    """A1111's ``interrogate_clip_*`` generation options (its defaults: 1 beam, 24 to 48 tokens).
+
+    Args:
+        keep_loaded: A1111's ``interrogate_keep_models_in_memory``: leave the captioner on the accelerator.
+    """
+
+    num_beams: int = 1
+    min_length: int = 24
+    max_length: int = 48
+    keep_loaded: bool = False
+
+
+@dataclass(frozen=True)
 class TrainingJob:
     """One LoRA training run.
 
     Args:
-        plan: the checked plan (:class:`sdapi.engine.training.plan_types.TrainPlan`).
+        plan: the checked plan (:class:`sdapi.engine.training.plan.TrainPlan`).
         job_dir: the job's own folder (samples, latent cache).
         model_hash: the base checkpoint's sha256, for ``ss_new_sd_model_hash``.
+        legacy_model_hash: its 8-hex legacy hash, for ``ss_sd_model_hash``.
     """
 
-    plan: Any
+    plan: TrainPlan
     job_dir: Path
     model_hash: str | None = None
+    legacy_model_hash: str | None = None
 
 
 class Engine(Protocol):
@@ -143,11 +161,12 @@ class Engine(Protocol):
     def upscale(self, job: UpscaleJob) -> list[Image.Image]:
         """The job's images through its upscaler."""
 
-    def caption(self, images: list[Image.Image], model_dir: Path, settings: Any) -> list[str]:
-        """BLIP captions for ``images`` with the captioner in ``model_dir``."""
+    def caption(self, images: list[Image.Image], model_dir: Path, settings: CaptionSettings) -> list[str]:
+        """BLIP captions for ``images`` with the captioner in ``model_dir`` (loaded once, kept while it is the one
+        asked for; moved off the accelerator after each call unless ``settings.keep_loaded``)."""
 
-    def train(self, job: TrainingJob, reporter: Any) -> Any:
-        """Run a LoRA training job; ``reporter`` receives its progress and files. Returns how it ended."""
+    def train(self, job: TrainingJob, reporter: Reporter) -> TrainResult:
+        """Run a LoRA training job; ``reporter`` receives its progress and files, and says when to stop."""
 
     def loaded(self) -> list[Path]:
         """Checkpoints in memory, least recently used first."""

@@ -7,28 +7,14 @@ A1111 loads Salesforce's original BLIP checkpoint with cloned code and fetches a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from sdapi.engine.api import CaptionSettings
+
 log = logging.getLogger("sdapi")
-
-
-@dataclass(frozen=True)
-class CaptionLength:
-    """A1111's ``interrogate_clip_*`` generation options (its defaults: 1 beam, 24 to 48 tokens)."""
-
-    num_beams: int = 1
-    min_length: int = 24
-    max_length: int = 48
-
-
-def is_blip_folder(folder: Path) -> bool:
-    """True when ``folder`` looks like a saved BLIP captioning model."""
-    config = folder / "config.json"
-    return config.is_file() and '"blip' in config.read_text(encoding="utf-8", errors="ignore").lower()
 
 
 class BlipCaptioner:
@@ -50,7 +36,7 @@ class BlipCaptioner:
         log.info("Loaded BLIP captioner %s on %s", folder, self.device)
 
     @torch.inference_mode()
-    def caption(self, image: Image.Image, length: CaptionLength = CaptionLength()) -> str:
+    def caption(self, image: Image.Image, length: CaptionSettings = CaptionSettings()) -> str:
         """One caption for ``image`` (greedy or beam search, as A1111's ``generate_caption``)."""
         self.model.to(self.device)  # back from offload(); a no-op when it is already there
         inputs = self.processor(images=image.convert("RGB"), return_tensors="pt").to(self.device)

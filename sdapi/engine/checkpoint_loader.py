@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from sdapi.checkpoints import NotSafetensors, read_safetensors_header
+from sdapi.files import NotSafetensors, read_safetensors_header
 from sdapi.engine.errors import UnsupportedCheckpoint
 from sdapi.engine import ldm_yaml
 from sdapi.engine import model_type as mt

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from sdapi.checkpoints import legacy_hash
+from sdapi.files import legacy_hash
 from sdapi.engine.ldm_layout import write_safetensors
 from sdapi.engine.lora_targets import kohya_name
-from sdapi.loras import addnet_hash
+from sdapi.files import addnet_hash
+from sdapi.engine.demo_models import build_tiny_sd15_pipeline
 
 DEMO_LORA_NAME = "demo-lora"
 LORA_SUBDIR = Path("models") / "Lora"
@@ -105,8 +106,6 @@ def write_demo_lora(data_dir: Path, model_file: str = "demo-sd15.safetensors", s
     Returns:
         The LoRA's path.
     """
-    from sdapi.engine.demo_models import build_tiny_sd15_pipeline
-
     path = Path(data_dir) / LORA_SUBDIR / f"{name}.safetensors"
     if not path.exists():
         tensors = random_lora_tensors(kohya_layers(build_tiny_sd15_pipeline(0)), seed)

@@ -17,7 +17,8 @@ from sdapi.engine.demo_lora import (
     random_lora_tensors,
     write_kohya_lora,
 )
-from sdapi.training.file_names import epoch_file_name
+from sdapi.engine.training.file_names import epoch_file_name
+from sdapi.engine.demo_models import build_tiny_sd15_pipeline
 
 DEMO_EPOCHS_NAME = "demo-epochs"
 
@@ -35,8 +36,6 @@ def write_demo_lora_epochs(data_dir: Path, epochs: int = 2, name: str = DEMO_EPO
     Returns:
         The files, epoch 1 first.
     """
-    from sdapi.engine.demo_models import build_tiny_sd15_pipeline
-
     folder = Path(data_dir) / LORA_SUBDIR
     paths = [folder / epoch_file_name(name, epoch) for epoch in range(1, epochs + 1)]
     missing = [(epoch, path) for epoch, path in enumerate(paths, start=1) if not path.exists()]

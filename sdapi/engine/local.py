@@ -18,8 +18,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sdapi.engine.api import GenerationJob, JobEvents, ModelInfo, TrainingJob, UpscaleJob  # noqa: E402
-from sdapi.engine.blip import BlipCaptioner, CaptionLength  # noqa: E402
+from sdapi.engine.api import CaptionSettings, GenerationJob, JobEvents, ModelInfo, TrainingJob, UpscaleJob  # noqa: E402
+from sdapi.engine.blip import BlipCaptioner  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
@@ -33,6 +33,8 @@ from sdapi.engine.params import Img2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import LatentPreview  # noqa: E402
 from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
+from sdapi.engine.training.reporting import Reporter, TrainResult  # noqa: E402
+from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment  # noqa: E402
 from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
 from sdapi.engine.upscalers import enlarger, upscale_by  # noqa: E402
 
@@ -88,6 +90,7 @@ class LocalEngine:
         self.loras = LoraApplier(LoraCache(functools.partial(load_lora_network, device=runtime.device,
                                                              dtype=runtime.dtype)))
         self._captioner: BlipCaptioner | None = None
+        self._captioner_marker: float | None = None
         self._captioner_lock = threading.Lock()
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -142,23 +145,25 @@ class LocalEngine:
                     else enlarge(image, width, height) for image in job.images]
         return [upscale_by(job.upscaler, image, job.scale, run_model) for image in job.images]
 
-    def caption(self, images: list[Image.Image], model_dir: Path, settings: CaptionLength) -> list[str]:
+    def caption(self, images: list[Image.Image], model_dir: Path, settings: CaptionSettings) -> list[str]:
+        folder = Path(model_dir)
+        marker = (folder / "config.json").stat().st_mtime
         with self._captioner_lock:
-            if self._captioner is None or self._captioner.folder != Path(model_dir):
-                self._captioner = None
-                self._captioner = BlipCaptioner(Path(model_dir), self.runtime.device)
+            if self._captioner is None or (self._captioner.folder, self._captioner_marker) != (folder, marker):
+                self._captioner = None  # free the old one before loading its replacement
+                self._captioner = BlipCaptioner(folder, self.runtime.device)
+                self._captioner_marker = marker
             captioner = self._captioner
         try:
             return [captioner.caption(image, settings) for image in images]
         finally:
-            captioner.offload()
+            if not settings.keep_loaded:
+                captioner.offload()
 
-    def train(self, job: TrainingJob, reporter):
-        from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
-
-        self.unload_all()
+    def train(self, job: TrainingJob, reporter: Reporter) -> TrainResult:
+        self.unload_all()  # the trainer loads its own copy of the checkpoint
         env = TrainEnvironment(device=self.runtime.device, cache_dir=self.cache_dir, job_dir=job.job_dir,
-                               model_hash=job.model_hash)
+                               model_hash=job.model_hash, legacy_model_hash=job.legacy_model_hash)
         try:
             return LoraTrainer(job.plan, env, reporter).run()
         finally:

@@ -6,12 +6,10 @@ Plain ``def`` routes: long runs wait on the job queue from FastAPI's thread pool
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
-from sdapi.dataset.service import DatasetService
 from sdapi.protocol.dataset import (
     CaptionModelsResponse,
     InterrogateRequest,
@@ -23,22 +21,9 @@ from sdapi.protocol.dataset import (
     TagEditResponse,
     TagFrequencyResponse,
 )
+from sdapi.routes.deps import Dataset
 
 router = APIRouter()
-_service_lock = threading.Lock()
-
-
-def get_dataset_service(request: Request) -> DatasetService:
-    """The app's dataset service, created on first use (it keeps the loaded captioning models)."""
-    with _service_lock:
-        service = getattr(request.app.state, "dataset_service", None)
-        if service is None:
-            service = DatasetService.for_server(request.app.state.settings, request.app.state.sdapi)
-            request.app.state.dataset_service = service
-        return service
-
-
-Dataset = Annotated[DatasetService, Depends(get_dataset_service)]
 
 
 @router.post("/sdapi/v1/preprocess", response_model=PreprocessResponse)

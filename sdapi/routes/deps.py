@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from sdapi.serving.base import AppSettings as Settings
 from sdapi.serving.base import ServerState
+from sdapi.serving.dataset import DatasetService
+from sdapi.serving.training import TrainingService
 
 
 def get_state(request: Request) -> ServerState:
@@ -25,3 +27,17 @@ def get_settings(request: Request) -> Settings:
 
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_dataset(request: Request) -> DatasetService:
+    """The dataset service built with the state."""
+    return request.app.state.sdapi.dataset
+
+
+def get_training(request: Request) -> TrainingService:
+    """The training service built with the state."""
+    return request.app.state.sdapi.training
+
+
+Dataset = Annotated[DatasetService, Depends(get_dataset)]
+Training = Annotated[TrainingService, Depends(get_training)]

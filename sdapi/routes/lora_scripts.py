@@ -8,49 +8,24 @@ CREATED / RUNNING / FINISHED / TERMINATED (failed jobs are FINISHED there; ``/lo
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Body
-from pydantic import ValidationError
 
-from sdapi.protocol.training import TrainRequest
-from sdapi.routes.training import Training
-from sdapi.training.errors import ConfigError
-from sdapi.training.service import JobConflict
-from sdapi.training.views import SHIM_STATUS
-
-log = logging.getLogger("sdapi")
+from sdapi.routes.deps import Training
+from sdapi.serving import lora_scripts
 
 router = APIRouter(tags=["lora-scripts"])
 
 
 @router.post("/api/run")
 def run_task(training: Training, body: dict = Body(...)):
-    known = {k: v for k, v in body.items() if k in TrainRequest.model_fields}
-    dropped = sorted(set(body) - set(known))
-    if dropped:
-        log.info("lora-scripts /api/run: keys not used by sdapi's trainer: %s", ", ".join(dropped))
-    try:
-        result = training.submit(TrainRequest(**known))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        return {"status": "fail", "message": f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"}
-    except (ConfigError, JobConflict) as exc:
-        return {"status": "fail", "message": str(exc)}
-    return {"status": "success", "message": f"Training started / 训练开始 ID: {result['job_id']}",
-            "data": {"task_id": result["job_id"]}}
+    return lora_scripts.run_task(training, body)
 
 
 @router.get("/api/tasks")
 def list_tasks(training: Training):
-    tasks = [{"id": job["id"], "status": SHIM_STATUS[job["status"]]} for job in training.store.list()]
-    return {"status": "success", "data": {"tasks": tasks}}
+    return lora_scripts.list_tasks(training)
 
 
 @router.get("/api/tasks/terminate/{task_id}")
 def terminate_task(task_id: str, training: Training):
-    try:
-        training.cancel(task_id)
-    except JobConflict as exc:
-        return {"status": "fail", "message": str(exc)}
-    return {"status": "success", "message": f"Task {task_id} terminated"}
+    return lora_scripts.terminate_task(training, task_id)

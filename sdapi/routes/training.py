@@ -6,39 +6,18 @@ A refused request answers 422 with FastAPI's ``detail`` shape naming the field; 
 
 from __future__ import annotations
 
-import threading
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from sdapi.protocol.training import CancelRequest, TrainRequest
-from sdapi.routes.deps import State
-from sdapi.training.errors import ConfigError
-from sdapi.training.service import TrainingService
+from sdapi.routes.deps import Training
 
 router = APIRouter(tags=["training"])
-# Creating the service recovers interrupted jobs: two first requests at once must not both do it.
-_service_lock = threading.Lock()
-
-
-def get_training(state: State) -> TrainingService:
-    """The server's training service (created on first use when the state was built without one)."""
-    with _service_lock:
-        if getattr(state, "training", None) is None:
-            state.training = TrainingService(state)
-        return state.training
-
-
-Training = Annotated[TrainingService, Depends(get_training)]
 
 
 @router.post("/lora/train", status_code=202)
 def start_training(req: TrainRequest, training: Training):
-    try:
-        body = training.submit(req)
-    except ConfigError as exc:
-        return JSONResponse(status_code=422, content={"detail": [exc.as_detail()]})
+    body = training.submit(req)
     return JSONResponse(status_code=200, content=body) if body["status"] == "dry_run" else body
 
 

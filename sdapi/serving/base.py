@@ -32,6 +32,10 @@ log = logging.getLogger("sdapi")
 Job = Callable[[], Any]
 AppSettings = Settings
 
+# What the routes take from here besides the state: the job type, the app settings type, and the exception a job
+# whose client went away ends with.
+__all__ = ["AppSettings", "Job", "JobCancelled", "NoCheckpointAvailable", "ServerState"]
+
 
 class NoCheckpointAvailable(RuntimeError):
     """No checkpoint in the models folder and the built-in demo is disabled."""

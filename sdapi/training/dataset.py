@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from sdapi.dataset.paths import PathGuard
+from sdapi.engine.training.plan import ImageItem, Subset
 from sdapi.training.errors import ConfigError, refused_as
 
 log = logging.getLogger("sdapi")
@@ -27,43 +26,6 @@ REPEAT_FOLDER = re.compile(r"^(\d+)_(.*)$")
 FLAT_REPEATS = ((10, 7), (50, 5), (100, 3))
 # Only a caption's first line is used; a huge file is not read whole into memory for it.
 MAX_CAPTION_CHARS = 64 * 1024
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One training image.
-
-    Args:
-        path: the image file.
-        caption: its caption (before shuffling/dropout), never empty.
-        width, height: pixel size.
-    """
-
-    path: Path
-    caption: str
-    width: int
-    height: int
-
-
-@dataclass
-class Subset:
-    """One folder of images sharing repeats and class tokens (kohya's subset).
-
-    Args:
-        name: the folder name as kohya records it (``10_aki``).
-        path: the folder.
-        repeats: how often each image appears per epoch.
-        class_tokens: caption of images without a caption file.
-        images: its images, sorted by file name.
-        is_reg: a regularisation subset (``reg_data_dir``).
-    """
-
-    name: str
-    path: Path
-    repeats: int
-    class_tokens: str
-    images: list[ImageItem] = field(default_factory=list)
-    is_reg: bool = False
 
 
 def flat_folder_repeats(count: int) -> int:
@@ -181,17 +143,3 @@ def scan_dataset(root: Path, *, extension: str, guard: PathGuard, field_name: st
     return subsets
 
 
-def tag_frequency(subsets: list[Subset], separator: str = ",") -> dict[str, dict[str, int]]:
-    """kohya's ``ss_tag_frequency``: per folder, how many captions hold each (stripped, lower-cased) tag."""
-    frequency = {}
-    for subset in subsets:
-        counts: Counter[str] = Counter()
-        for item in subset.images:
-            counts.update(tag.strip().lower() for tag in item.caption.split(separator) if tag.strip())
-        frequency[subset.name] = dict(counts)
-    return frequency
-
-
-def dataset_dirs(subsets: list[Subset]) -> dict[str, dict[str, int]]:
-    """kohya's ``ss_dataset_dirs``: ``{folder: {"n_repeats": r, "img_count": n}}``."""
-    return {s.name: {"n_repeats": s.repeats, "img_count": len(s.images)} for s in subsets}

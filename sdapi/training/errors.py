@@ -22,9 +22,15 @@ class ConfigError(ValueError):
         self.field = field
         self.message = message
 
+    status_code = 422
+
     def as_detail(self) -> dict:
         """The item of a 422 ``detail`` list, shaped like FastAPI's own validation errors."""
         return {"loc": ["body", self.field], "msg": self.message, "type": "value_error"}
+
+    def response_body(self) -> dict:
+        """The whole 422 body: FastAPI's validation shape, naming the field (what the error handler sends)."""
+        return {"detail": [self.as_detail()]}
 
 
 @contextlib.contextmanager

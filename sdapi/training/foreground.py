@@ -1,21 +1,31 @@
 """``sdapi train CONFIG``: the server's trainer in the foreground, with a tqdm progress bar.
 
-The same validation and trainer as ``POST /lora/train``; no job record is kept (the files and their metadata
-are the record). Ctrl-C cancels at the next step boundary and saves ``{name}-cancelled.safetensors``.
+The same validation and engine as ``POST /lora/train``; no job record is kept (the files and their metadata
+are the record). The first Ctrl-C stops at the next step boundary and saves the current state, as a cancel with
+``save_current`` does on the server; a second one aborts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from sdapi.app import open_catalog
+from tqdm import tqdm
+
+from sdapi.dataset.paths import PathGuard
+from sdapi.engine.api import TrainingJob
+from sdapi.engine.factory import local_engine
 from sdapi.settings import Settings
+from sdapi.startup import open_catalog
 from sdapi.training.config_file import read_config, request_from_config
 from sdapi.training.reporter import CancelFlag
 from sdapi.training.tb_events import EventWriter, run_dir
+from sdapi.training.validate import ValidationContext, build_plan
 
 log = logging.getLogger("sdapi")
 
@@ -29,8 +39,6 @@ class ConsoleReporter:
     """
 
     def __init__(self, total: int, events: EventWriter | None):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
         self.events = events
         self.cancel = CancelFlag(save_current=True)
@@ -87,33 +95,41 @@ def train_foreground(config_path: Path, settings: Settings, device: str = "auto"
     Raises:
         ConfigError: a field that cannot work.
     """
-    import torch
-
-    from sdapi.dataset.paths import PathGuard
-    from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
-    from sdapi.training.validate import ValidationContext, build_plan
-
     req = request_from_config(read_config(config_path))
     catalog = open_catalog(settings)
     guard = PathGuard.for_settings(settings)
     job_dir = settings.data_dir / "training" / "cli" / time.strftime("%Y%m%d%H%M%S")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    plan = build_plan(req, ValidationContext(guard, settings.loras_dir, catalog.find, cuda=device == "cuda"), job_dir)
+    engine = local_engine(dataclasses.replace(settings, device=device))
+    context = ValidationContext(guard, settings.loras_dir, catalog.find, cuda=engine.device_name() == "cuda")
+    plan = build_plan(req, context, job_dir)
     events = EventWriter(run_dir(plan.logging_dir, req.log_prefix, time.time())) if plan.logging_dir else None
     reporter = ConsoleReporter(plan.schedule.total_steps, events)
     for note in plan.notes:
         reporter.log(note)
     model_hash, legacy = catalog.hashes(req.pretrained_model_name_or_path, plan.checkpoint)
-    env = TrainEnvironment(torch.device(device), settings.cache_dir, job_dir, model_hash, legacy)
-    trainer = LoraTrainer(plan, env, reporter)
     try:
-        try:
-            trainer.run()
-        except KeyboardInterrupt:
-            if trainer.step > 0:
-                reporter.log("interrupted: saving the current state")
-                trainer.save(0, f"{plan.output_name}-cancelled.safetensors")
+        with ctrl_c_cancels(reporter):
+            engine.train(TrainingJob(plan, job_dir, model_hash, legacy), reporter)
     finally:
         reporter.close()
     return reporter.outputs
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(reporter: ConsoleReporter) -> Iterator[None]:
+    """The first Ctrl-C asks the trainer to stop and save at its next step; a second one raises as usual."""
+    def on_interrupt(signum, frame) -> None:
+        if reporter.cancel.requested:
+            raise KeyboardInterrupt
+        reporter.log("interrupted: saving the current state at the next step (Ctrl-C again to abort)")
+        reporter.cancel.requested = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread (tests): no handler to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

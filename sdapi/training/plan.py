@@ -8,34 +8,14 @@ epoch. Optimizer updates per epoch divide that by ``gradient_accumulation_steps`
 from __future__ import annotations
 
 import math
-import random
-from collections import defaultdict
-from dataclasses import dataclass
 
-from sdapi.training.buckets import BucketSpec, Size, assign_bucket, bucket_resolutions
-from sdapi.training.dataset import ImageItem, Subset
+from sdapi.engine.training.buckets import BucketSpec, assign_bucket, bucket_resolutions
+from sdapi.engine.training.plan import Entry, ImageItem, Schedule, Subset, bucket_counts
 
 # kohya's ``max_train_steps`` default, used when a request sets neither limit.
 DEFAULT_MAX_TRAIN_STEPS = 1600
 # A job longer than this is a typo (10x the step limit a request may set), refused before it is queued.
 MAX_TOTAL_STEPS = 100_000_000
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One image as the trainer uses it.
-
-    Args:
-        item: the image.
-        repeats: how many times it appears per epoch.
-        bucket: its training size.
-        is_reg: a regularisation image (its loss is weighted by ``prior_loss_weight``).
-    """
-
-    item: ImageItem
-    repeats: int
-    bucket: Size
-    is_reg: bool = False
 
 
 def regularisation_repeats(reg_subsets: list[Subset], train_count: int) -> list[tuple[ImageItem, int]]:
@@ -72,34 +52,9 @@ def build_entries(subsets: list[Subset], reg_subsets: list[Subset], spec: Bucket
     return entries
 
 
-def bucket_counts(entries: list[Entry]) -> dict[Size, int]:
-    """Images × repeats per bucket."""
-    counts: dict[Size, int] = defaultdict(int)
-    for entry in entries:
-        counts[entry.bucket] += entry.repeats
-    return dict(sorted(counts.items()))
-
-
 def steps_per_epoch(entries: list[Entry], batch_size: int) -> int:
     """Batches per epoch: each bucket rounded up separately."""
     return sum(math.ceil(count / batch_size) for count in bucket_counts(entries).values())
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How long a job trains.
-
-    Args:
-        steps_per_epoch: batches per epoch.
-        updates_per_epoch: optimizer steps per epoch (``gradient_accumulation_steps`` batches each).
-        epochs: epochs to run.
-        total_steps: optimizer steps in all (what lr schedulers and progress count).
-    """
-
-    steps_per_epoch: int
-    updates_per_epoch: int
-    epochs: int
-    total_steps: int
 
 
 def schedule(entries: list[Entry], batch_size: int, accumulation: int, max_epochs: int | None,
@@ -114,15 +69,3 @@ def schedule(entries: list[Entry], batch_size: int, accumulation: int, max_epoch
     return Schedule(per_epoch, updates, math.ceil(total / updates), total)
 
 
-def epoch_batches(entries: list[Entry], batch_size: int, rng: random.Random) -> list[list[Entry]]:
-    """One epoch's batches: every bucket's repeated entries shuffled and cut, then the batches shuffled."""
-    per_bucket: dict[Size, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        per_bucket[entry.bucket].extend([entry] * entry.repeats)
-    batches = []
-    for bucket in sorted(per_bucket):
-        items = per_bucket[bucket]
-        rng.shuffle(items)
-        batches += [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    rng.shuffle(batches)
-    return batches

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdapi.loras import SHORTHASH_LENGTH, read_safetensors_header
-from sdapi.training.file_names import output_file_pattern
+from sdapi.files import read_safetensors_header, SHORTHASH_LENGTH
+from sdapi.engine.training.file_names import output_file_pattern
 from sdapi.training.reporter import log_tail
 from sdapi.training.store import JobStore
 

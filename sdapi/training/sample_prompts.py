@@ -7,8 +7,7 @@ because samples are drawn with sdapi's own txt2img loop.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
+from sdapi.engine.training.plan import SamplePrompt
 from sdapi.training.errors import ConfigError
 
 # kohya --sample_sampler / --ss value → A1111 sampler name.
@@ -19,27 +18,6 @@ KOHYA_SAMPLERS = {
     "dpmsingle": "DPM++ 2S a",
 }
 OPTION = re.compile(r"^(n|w|h|l|s|d|ss)\s+(.*)$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class SamplePrompt:
-    """One sample image drawn after an epoch.
-
-    Args:
-        prompt, negative_prompt: the texts.
-        width, height: pixels (multiples of 8).
-        cfg_scale, steps, seed: as in txt2img.
-        sampler: an A1111 sampler name.
-    """
-
-    prompt: str
-    negative_prompt: str = ""
-    width: int = 512
-    height: int = 512
-    cfg_scale: float = 7.0
-    steps: int = 24
-    seed: int = 2333
-    sampler: str = "Euler a"
 
 
 def sampler_name(kohya: str, field: str = "sample_sampler") -> str:

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sdapi.checkpoints import NotSafetensors, read_safetensors_header
+from sdapi.files import NotSafetensors, read_safetensors_header
 from sdapi.dataset.paths import PathGuard
 from sdapi.protocol.training import TrainRequest
-from sdapi.training.buckets import BucketSpec
-from sdapi.training.captions import CaptionRules
+from sdapi.engine.model_type import detect_model_type
+from sdapi.engine.training.buckets import BucketSpec
+from sdapi.engine.training.captions import CaptionRules
 from sdapi.training.dataset import scan_dataset
 from sdapi.training.errors import ConfigError, refused_as
-from sdapi.training.file_names import output_file_pattern
+from sdapi.engine.training.file_names import output_file_pattern
 from sdapi.training.options import (
     check_optimizer,
     check_scheduler,
@@ -27,9 +28,11 @@ from sdapi.training.options import (
     parse_kv_args,
     warmup_steps,
 )
-from sdapi.training.plan import MAX_TOTAL_STEPS, Schedule, build_entries, schedule
-from sdapi.training.plan_types import NetworkSpec, TrainPlan
-from sdapi.training.sample_prompts import SamplePrompt, parse_prompts, sampler_name
+from sdapi.training.plan import MAX_TOTAL_STEPS, build_entries, schedule
+from sdapi.engine.training.plan import Schedule
+from sdapi.engine.training.plan import NetworkSpec, TrainPlan
+from sdapi.training.sample_prompts import parse_prompts, sampler_name
+from sdapi.engine.training.plan import SamplePrompt
 
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOKEN_LENGTHS = (75, 150, 225)
@@ -114,8 +117,6 @@ def bucket_spec(req: TrainRequest) -> BucketSpec:
 
 def checkpoint_of(req: TrainRequest, ctx: ValidationContext) -> tuple[Path, str | None]:
     """The base model file and its type (read from the safetensors header; ``None`` for pickles)."""
-    from sdapi.engine.model_type import detect_model_type
-
     name = req.pretrained_model_name_or_path
     info = ctx.find_checkpoint(name)
     path = Path(info.filename) if info is not None else _resolve(ctx, name, "pretrained_model_name_or_path",

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from sdapi.app import create_app
+from sdapi.app import build_state, create_app
 from sdapi.settings import Settings
 from tests.api.dataset_fixtures import (built_blip, built_tagger, no_caption_models, tiny_blip,  # noqa: F401
                                         tiny_tagger, workdir)
@@ -178,7 +178,8 @@ def test_an_allow_listed_root_is_usable(client, settings, tmp_path):
     body = a1111_args(extra / "in", extra / "out")
     assert post(client, body).status_code == 403
     allowed = Settings(data_dir=settings.data_dir, cache_dir=settings.cache_dir, dataset_roots=[extra])
-    with TestClient(create_app(allowed, state=client.app.state.sdapi, load_model=False)) as other:
+    state = build_state(allowed, engine=client.app.state.sdapi.engine)  # the services follow the state's settings
+    with TestClient(create_app(allowed, state=state, load_model=False)) as other:
         assert post(other, body).json() == {"info": "preprocess complete"}
     assert names(extra / "out") == ["00000-0-x.png"]
 

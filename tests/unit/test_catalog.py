@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from sdapi.checkpoints import CheckpointCatalog, HashCache, legacy_hash, sha256_of_file
+from sdapi.checkpoints import CheckpointCatalog, HashCache
+from sdapi.files import legacy_hash, sha256_of_file
 
 
 @pytest.fixture()

@@ -27,12 +27,8 @@ from sdapi.engine.checkpoint_loader import (
     materialize_config_dir,
     read_checkpoint_header,
 )
-from sdapi.engine.demo_models import (
-    DEMO_NOTE,
-    build_tiny_sd15_pipeline,
-    write_demo_checkpoint,
-    write_demo_models,
-)
+from sdapi.engine.demo_files import write_demo_models
+from sdapi.engine.demo_models import DEMO_NOTE, build_tiny_sd15_pipeline, write_demo_checkpoint
 from sdapi.engine.ldm_layout import pipeline_to_ldm_state_dict, save_single_file, write_safetensors
 
 torch.set_num_threads(2)

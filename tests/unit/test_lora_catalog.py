@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from sdapi.loras import LoraCatalog, addnet_hash, display_metadata, read_safetensors_header
+from sdapi.loras import LoraCatalog, display_metadata
+from sdapi.files import addnet_hash, read_safetensors_header
 from tests.unit.lora_helpers import write_lora_file
 
 

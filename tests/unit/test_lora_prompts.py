@@ -10,7 +10,7 @@ import pytest
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.prompts.extra_networks import ExtraNetworkParams, parse_prompt, parse_prompts
-from sdapi.prompts.loras import LoraTag, parse_lora_tag, parse_lora_tags, select_loras
+from sdapi.lora_tags import LoraTag, parse_lora_tag, parse_lora_tags, select_loras
 from tests.unit.lora_helpers import write_lora_file
 
 

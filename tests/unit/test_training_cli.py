@@ -8,9 +8,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from sdapi.checkpoints import legacy_hash
+from sdapi.files import legacy_hash
 from sdapi.cli import build_parser, main
-from sdapi.loras import read_safetensors_header
+from sdapi.files import read_safetensors_header
 
 CONFIG = """
 [model]

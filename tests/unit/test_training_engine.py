@@ -10,7 +10,7 @@ from sdapi.engine.training.lion import Lion
 from sdapi.engine.training.network import TrainableLora
 from sdapi.engine.training.noise import make_noise, min_snr_weights
 from sdapi.engine.training.text import CaptionEncoder, chunk_ids
-from sdapi.training.plan_types import NetworkSpec
+from sdapi.engine.training.plan import NetworkSpec
 
 
 @pytest.fixture(scope="module")

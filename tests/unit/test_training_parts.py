@@ -10,14 +10,17 @@ import pytest
 from PIL import Image
 
 from sdapi.dataset.paths import PathGuard
-from sdapi.training.buckets import BucketSpec, assign_bucket, bucket_resolutions, cover_and_crop_box
-from sdapi.training.captions import CaptionRules, process_caption
+from sdapi.engine.training.buckets import BucketSpec, assign_bucket, bucket_resolutions, cover_and_crop_box
+from sdapi.engine.training.captions import CaptionRules, process_caption
 from sdapi.training.config_file import flatten
-from sdapi.training.dataset import flat_folder_repeats, scan_dataset, tag_frequency
+from sdapi.training.dataset import flat_folder_repeats, scan_dataset
+from sdapi.engine.training.plan import tag_frequency
 from sdapi.training.errors import ConfigError
 from sdapi.training.options import check_optimizer, parse_kv_args, warmup_steps
-from sdapi.training.plan import build_entries, epoch_batches, regularisation_repeats, schedule, steps_per_epoch
-from sdapi.training.sample_prompts import SamplePrompt, parse_prompts
+from sdapi.training.plan import build_entries, regularisation_repeats, schedule, steps_per_epoch
+from sdapi.engine.training.plan import epoch_batches
+from sdapi.training.sample_prompts import parse_prompts
+from sdapi.engine.training.plan import SamplePrompt
 from sdapi.training.tb_events import crc32c, event_bytes, masked_crc, record
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdapi.dataset.files import write_atomically
-from sdapi.training.buckets import Size, cover_and_crop_box
-from sdapi.training.plan import Entry
+from sdapi.files import write_atomically
+from sdapi.engine.training.buckets import Size, cover_and_crop_box
+from sdapi.engine.training.plan import Entry
 
 
 def load_bucket_image(path: Path, bucket: Size, flip: bool) -> torch.Tensor:

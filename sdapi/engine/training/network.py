@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sdapi.engine.lora_file import read_state_dict
 from sdapi.engine.lora_targets import TEXT_MODEL, kohya_name
-from sdapi.training.plan_types import NetworkSpec
+from sdapi.engine.training.plan import NetworkSpec
 
 UNET_BLOCKS = ("Transformer2DModel",)
 UNET_CONV_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
@@ -192,6 +193,4 @@ class TrainableLora(nn.Module):
 
 def load_network_weights(network: TrainableLora, path: Path) -> int:
     """Copy a kohya file's weights into ``network``; returns the number of modules matched."""
-    from sdapi.engine.lora_file import read_state_dict
-
     return network.load_kohya({k: v.float() for k, v in read_state_dict(Path(path)).items()})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -56,3 +56,12 @@ class Reporter(Protocol):
 
     def save_on_stop(self) -> bool:
         """Whether a cancelled job writes ``{name}-cancelled.safetensors``."""
+
+
+@dataclass
+class TrainResult:
+    """How a job ended: ``done`` or ``cancelled``, with its files."""
+
+    status: str
+    step: int
+    outputs: list[dict[str, Any]] = field(default_factory=list)

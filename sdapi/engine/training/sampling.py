@@ -13,7 +13,7 @@ from sdapi.engine.generation import run_txt2img
 from sdapi.engine.model import LoadedModel
 from sdapi.engine.params import Txt2ImgParams
 from sdapi.engine.sampling.registry import find_sampler
-from sdapi.training.sample_prompts import SamplePrompt
+from sdapi.engine.training.plan import SamplePrompt
 
 
 def draw_sample(pipe, sample: SamplePrompt, clip_skip: int | None, device: torch.device) -> Image.Image:

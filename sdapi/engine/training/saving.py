@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from sdapi.engine.demo_lora import write_kohya_lora
-from sdapi.loras import SHORTHASH_LENGTH, read_safetensors_header
-from sdapi.training.dataset import dataset_dirs, tag_frequency
-from sdapi.training.plan import bucket_counts
-from sdapi.training.plan_types import TrainPlan
+from sdapi.files import read_safetensors_header, SHORTHASH_LENGTH
+from sdapi.engine.training.plan import dataset_dirs, tag_frequency
+from sdapi.engine.training.plan import bucket_counts
+from sdapi.engine.training.plan import TrainPlan
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
 BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sd2-v": "sd_v2_v", None: "sd_v1"}

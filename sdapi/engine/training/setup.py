@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from sdapi.engine.checkpoint_loader import load_pipeline
-from sdapi.training.plan_types import TrainPlan
+from sdapi.engine.training.plan import TrainPlan
 
 log = logging.getLogger("sdapi")
 

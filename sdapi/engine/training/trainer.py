@@ -12,7 +12,7 @@ import collections
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from sdapi.engine.training.latents import LatentSource
 from sdapi.engine.training.network import TrainableLora, load_network_weights
 from sdapi.engine.training.noise import make_noise, min_snr_weights, sample_timesteps
 from sdapi.engine.training.optimizers import build_optimizer
-from sdapi.engine.training.reporting import Reporter, StepReport
+from sdapi.engine.training.reporting import Reporter, StepReport, TrainResult
 from sdapi.engine.training.sampling import draw_sample
 from sdapi.engine.training.saving import SAVE_DTYPES, RunFacts, lora_metadata, save_lora
 from sdapi.engine.training.setup import (
@@ -31,10 +31,10 @@ from sdapi.engine.training.setup import (
     load_base,
 )
 from sdapi.engine.training.text import CaptionEncoder
-from sdapi.training.captions import process_caption
-from sdapi.training.file_names import epoch_file_name
-from sdapi.training.plan import Entry, epoch_batches
-from sdapi.training.plan_types import TrainPlan
+from sdapi.engine.training.captions import process_caption
+from sdapi.engine.training.file_names import epoch_file_name
+from sdapi.engine.training.plan import Entry, epoch_batches
+from sdapi.engine.training.plan import TrainPlan
 
 
 @dataclass
@@ -54,15 +54,6 @@ class TrainEnvironment:
     job_dir: Path
     model_hash: str | None = None
     legacy_model_hash: str | None = None
-
-
-@dataclass
-class TrainResult:
-    """How a job ended: ``done`` or ``cancelled``, with its files."""
-
-    status: str
-    step: int
-    outputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LoraTrainer:

@@ -21,8 +21,10 @@ from typing import Any
 from sdapi.dataset.paths import PathGuard
 from sdapi.errors import NotFound
 from sdapi.protocol.training import TrainRequest
-from sdapi.training.errors import ConfigError
-from sdapi.training.plan_types import TrainPlan
+from sdapi.serving.base import ServerState
+from sdapi.engine.api import TrainingJob
+from sdapi.engine.training.plan import TrainPlan
+from sdapi.translate import job_timestamp
 from sdapi.training.recovery import recover_interrupted
 from sdapi.training.reporter import CancelFlag, JobReporter, log_tail
 from sdapi.training.store import FINAL_STATUSES, JobStore
@@ -66,7 +68,7 @@ class TrainingService:
         state: the server state (settings, queue, control, catalogs, engine).
     """
 
-    def __init__(self, state):
+    def __init__(self, state: ServerState):
         self.state = state
         self.root = state.settings.data_dir / TRAINING_SUBDIR
         self.store = JobStore(self.root / "jobs.sqlite")
@@ -82,9 +84,8 @@ class TrainingService:
         return PathGuard.for_settings(self.state.settings)
 
     def context(self) -> ValidationContext:
-        device = getattr(getattr(self.state.engine, "runtime", None), "device", None)
         return ValidationContext(self.guard(), self.state.settings.loras_dir, self.state.catalog.find,
-                                 cuda=getattr(device, "type", None) == "cuda")
+                                 cuda=self.state.engine.device_name() == "cuda")
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
@@ -228,8 +229,6 @@ class TrainingService:
         if live.cancel.requested:
             self.store.update(job_id, status="cancelled", finished_at=time.time())
             return "cancelled"
-        from sdapi.translate import job_timestamp
-
         control = self.state.control
         reporter = live.reporter = self._reporter(job_id, plan, live.cancel)
         self.store.update(job_id, status="preparing", started_at=time.time())
@@ -245,7 +244,6 @@ class TrainingService:
         finally:
             reporter.close()
             control.end()
-            self.state.engine.unload_all()  # frees the trainer's copy; generation reloads its model on demand
         if error is not None:
             error["log_tail"] = log_tail(reporter.log_path)
         reporter.log(f"job {status}")
@@ -256,18 +254,13 @@ class TrainingService:
         return status
 
     def _train(self, plan: TrainPlan, reporter: JobReporter):
-        from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment
-
-        self.state.engine.unload_all()
         model_hash, legacy = self.state.catalog.hashes(plan.config["pretrained_model_name_or_path"], plan.checkpoint)
-        env = TrainEnvironment(device=self.state.engine.runtime.device, cache_dir=self.state.settings.cache_dir,
-                               job_dir=self.job_dir(reporter.job_id), model_hash=model_hash,
-                               legacy_model_hash=legacy)
         for note in plan.notes:
             reporter.log(note)
-        reporter.log(f"training {plan.output_name} on {env.device}: {plan.schedule.epochs} epochs, "
-                     f"{plan.schedule.total_steps} steps")
-        return LoraTrainer(plan, env, reporter).run()
+        reporter.log(f"training {plan.output_name} on {self.state.engine.device_name()}: {plan.schedule.epochs} "
+                     f"epochs, {plan.schedule.total_steps} steps")
+        job = TrainingJob(plan, self.job_dir(reporter.job_id), model_hash, legacy)
+        return self.state.engine.train(job, reporter)
 
     def shutdown(self) -> None:
         """Server shutdown: ask every job of this process to stop at its next step (queued ones never start and
@@ -276,8 +269,3 @@ class TrainingService:
             live = [self._live[job_id] for job_id in self._active if job_id in self._live]
         for job in live:
             job.cancel.requested = True
-
-
-def config_error_detail(exc: ConfigError) -> list[dict]:
-    """The 422 ``detail`` of a refused request."""
-    return [exc.as_detail()]

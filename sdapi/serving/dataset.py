@@ -17,7 +17,6 @@ from sdapi.dataset.folder import overall_frequency, scan_dataset, tag_frequency
 from sdapi.dataset.models import CaptionModels
 from sdapi.dataset.paths import PathGuard
 from sdapi.dataset.preprocess import PreprocessError, PreprocessPlan, preprocess
-from sdapi.dataset.progress import JobProgress
 from sdapi.dataset.resize import MulticropBounds
 from sdapi.dataset.tag_format import TagFormat, a1111_deepbooru_format
 from sdapi.dataset.tagging import tag_dataset
@@ -29,8 +28,12 @@ from sdapi.dataset.tags import (
     SortTags,
     TagOperation,
 )
+from sdapi.engine.api import CaptionSettings
 from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
+from sdapi.serving.base import ServerState
+from sdapi.serving.control import JobControl
+from sdapi.translate import job_timestamp
 from sdapi.protocol.dataset import (
     AddTagsOperation,
     DedupeTagsOperation,
@@ -50,7 +53,7 @@ class DatasetService:
 
     Args:
         settings: roots, model folders and threads (``sdapi.settings.Settings``).
-        state: the server state: options, job control and job queue (``sdapi.serving.ServerState``).
+        state: the server state: options, job control and job queue.
         models: the installed captioning models.
     """
 
@@ -59,11 +62,11 @@ class DatasetService:
         self.guard = PathGuard.for_settings(settings)
 
     @classmethod
-    def for_server(cls, settings, state) -> DatasetService:
-        """A service whose models live in the settings' folders and whose BLIP runs on the engine's device."""
-        runtime = getattr(state.engine, "runtime", None)
-        models = CaptionModels(settings.taggers_dir, settings.blip_models_dir,
-                               device=getattr(runtime, "device", "cpu"), threads=settings.num_threads)
+    def for_server(cls, state: ServerState) -> DatasetService:
+        """A service whose models live in the settings' folders and whose BLIP runs on the server's engine."""
+        settings = state.settings
+        models = CaptionModels(settings.taggers_dir, settings.blip_models_dir, lambda: state.engine,
+                               threads=settings.num_threads)
         return cls(settings, state, models)
 
     # -- A1111: /sdapi/v1/preprocess, /sdapi/v1/interrogate -----------------------------------------------------
@@ -113,26 +116,18 @@ class DatasetService:
                 self.models.tagger_folder() if tags else None)
 
     def _run_preprocess(self, plan: PreprocessPlan, sentence: Path | None, tags: Path | None) -> None:
-        try:
-            caption = combined_caption(self._sentence_caption() if sentence else None,
-                                       self._a1111_tags_caption() if tags else None)
-            preprocess(plan, caption, JobProgress(self.state.control, "preprocess"), guard=self.guard)
-        finally:
-            self._release_captioner()
-
-    def _release_captioner(self) -> None:
-        if not self.state.options.get("interrogate_keep_models_in_memory"):
-            self.models.offload()
+        caption = combined_caption(self._sentence_caption() if sentence else None,
+                                   self._a1111_tags_caption() if tags else None)
+        preprocess(plan, caption, JobProgress(self.state.control, "preprocess"), guard=self.guard)
 
     def _sentence_caption(self) -> Caption:
-        from sdapi.engine.blip import CaptionLength
-
         options = self.state.options
-        length = CaptionLength(num_beams=int(options.get("interrogate_clip_num_beams")),
-                               min_length=int(options.get("interrogate_clip_min_length")),
-                               max_length=int(options.get("interrogate_clip_max_length")))
+        settings = CaptionSettings(num_beams=int(options.get("interrogate_clip_num_beams")),
+                                   min_length=int(options.get("interrogate_clip_min_length")),
+                                   max_length=int(options.get("interrogate_clip_max_length")),
+                                   keep_loaded=bool(options.get("interrogate_keep_models_in_memory")))
         captioner = self.models.captioner()
-        return lambda image: captioner.caption(image, length)
+        return lambda image: captioner.caption(image, settings)
 
     def _a1111_tags_caption(self) -> Caption:
         return tags_caption(self.models.tagger(), a1111_deepbooru_format(self.state.options))
@@ -158,10 +153,7 @@ class DatasetService:
             raise NotFound("Model not found")
 
         def run() -> str:
-            try:
-                return make_caption()(image)
-            finally:
-                self._release_captioner()
+            return make_caption()(image)
 
         return {"caption": self.state.queue.run_sync(run, "interrogate")}
 
@@ -220,6 +212,35 @@ class DatasetService:
 
         return {"taggers": items(self.models.taggers()), "captioners": items(self.models.captioners()),
                 "tagger_dir": str(self.models.tagger_dir), "blip_dir": str(self.models.blip_dir)}
+
+
+class JobProgress:
+    """Progress through the server's ``JobControl``, so ``/sdapi/v1/progress`` reports it as A1111 does.
+
+    Args:
+        control: the server's job control.
+        job: the job name ``/progress`` shows (A1111: ``preprocess``).
+    """
+
+    def __init__(self, control: JobControl, job: str):
+        self.control, self.job = control, job
+
+    def start(self, total: int) -> None:
+        self.control.begin(job_count=total, timestamp=job_timestamp())
+        self.control.job = self.job
+
+    def describe(self, text: str) -> None:
+        self.control.textinfo = text
+
+    def advance(self) -> None:
+        self.control.batch_done()
+
+    def should_stop(self) -> bool:
+        return self.control.interrupted
+
+    def finish(self) -> None:
+        self.control.end()
+
 
 
 def _or(value, default):

@@ -1,0 +1,32 @@
+"""The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sdapi.engine.demo_lora import write_demo_lora
+from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
+
+
+def write_demo_models(data_dir: Path) -> list[Path]:
+    """Make sure the demo checkpoints exist under ``<data_dir>/models/Stable-diffusion``.
+
+    Writes ``demo-sd15.safetensors`` (seed 0) and ``demo-sd15-b.safetensors``
+    (seed 1), and the kohya-format ``models/Lora/demo-lora.safetensors``
+    (:mod:`sdapi.engine.demo_lora`); files that already exist are left alone.
+
+    Args:
+        data_dir: the server's data directory.
+
+    Returns:
+        The paths of both demo checkpoints and of the demo LoRA (existing or newly written).
+    """
+    models_dir = Path(data_dir) / MODELS_SUBDIR
+    paths = []
+    for name, seed in DEMO_MODELS:
+        path = models_dir / name
+        if not path.exists():
+            write_demo_checkpoint(path, seed)
+        paths.append(path)
+    paths.append(write_demo_lora(data_dir))
+    return paths
