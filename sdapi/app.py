@@ -80,9 +80,7 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
                 log.error("Could not load the start-up checkpoint: %s", exc)
         yield
         if owned:  # an injected state may serve other apps (tests share one between servers)
-            if app.state.sdapi.training is not None:
-                app.state.sdapi.training.shutdown()  # a running LoRA job stops at its next step, as cancelled
-            app.state.sdapi.queue.stop()
+            app.state.sdapi.stop_jobs()
 
     # A1111 (FastAPI 0.94) parsed JSON bodies sent without a Content-Type; modern FastAPI refuses them.
     # docs_url/redoc_url None: FastAPI's pages need a CDN; install_docs serves them from a local package.

@@ -11,11 +11,14 @@ import uvicorn
 
 from sdapi.app import create_app
 from sdapi.dataset import cli as dataset_cli
-from sdapi.settings import Settings
+from sdapi.settings import Limits, Settings
 from sdapi.training.errors import ConfigError
 from sdapi.training.foreground import train_foreground
 
 log = logging.getLogger("sdapi")
+
+# After a stop signal, how long open requests (the stopped job's answer) may take before the process exits.
+GRACEFUL_SHUTDOWN_S = 5
 
 # A1111 flags that change nothing here; accepted so existing launch lines keep working.
 IGNORED_SWITCHES = (
@@ -57,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
     serve.add_argument("--queue-size", type=int, default=None,
                        help="jobs that may wait behind the running one; more get 503 (default 100)")
+    serve.add_argument("--max-side", type=int, default=None, help="largest width/height a request may ask for "
+                       "(default 8192)")
+    serve.add_argument("--max-steps", type=int, default=None, help="most sampling steps a request may ask for "
+                       "(default 1000)")
+    serve.add_argument("--max-images", type=int, default=None, help="most batch_size * n_iter (default 1000)")
+    serve.add_argument("--max-pixels", type=int, default=None, help="most width*height*batch_size, also for hires "
+                       "targets and extras results (default 67108864)")
+    serve.add_argument("--max-prompt-chars", type=int, default=None, help="longest prompt (default 32768)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -127,14 +138,30 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
     )
     if args.queue_size is not None:
         kwargs["queue_size"] = args.queue_size
+    bounds = {name: getattr(args, name) for name in ("max_pixels", "max_side", "max_steps", "max_images",
+                                                      "max_prompt_chars") if getattr(args, name) is not None}
+    kwargs["limits"] = Limits(**bounds)
     return Settings(**kwargs)
+
+
+class Server(uvicorn.Server):
+    """uvicorn, with SIGTERM/SIGINT first stopping the running job and failing the queued ones: uvicorn alone waits
+    for every open request, and a long generation holds one open for as long as it runs."""
+
+    def handle_exit(self, sig, frame) -> None:
+        state = getattr(self.config.app.state, "sdapi", None)
+        if state is not None:
+            state.stop_jobs(wait=None)
+        super().handle_exit(sig, frame)
 
 
 def serve(settings: Settings) -> None:
     if settings.ignored_flags:
         log.info("Accepted A1111 flags with no effect here: %s", " ".join(settings.ignored_flags))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_keep_alive=30, access_log=False)  # sdapi.access logs every request itself
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                            timeout_keep_alive=30, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                            access_log=False)  # sdapi.access logs every request itself
+    Server(config).run()
 
 
 def run_train(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ A1111 v1.2.1 answers every handler error with
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -64,6 +65,17 @@ class GenerationError(RuntimeError):
     """A failure inside generation that A1111 would report as a 500 with the exception text."""
 
 
+# An absolute path (two or more components) or a traceback's source reference, in an exception's text.
+_SERVER_PATH = re.compile(r"""(?<![\w.:/])/(?:[^\s'"/:,;()<>]+/)+([^\s'"/:,;()<>]*)""")
+_SOURCE_LINE = re.compile(r'File "[^"]*", line \d+(, in \S+)?')
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with absolute paths cut to their last part and traceback source lines removed: an answer never
+    shows how the server's disk is laid out."""
+    return _SERVER_PATH.sub(lambda m: m.group(1) or "/", _SOURCE_LINE.sub("", text))
+
+
 def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """Build A1111's ``{"error","detail","body","errors"}`` body and status for an exception.
 
@@ -83,7 +95,7 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
         return exc.status_code, {"error": "HTTPException", "detail": exc.detail, "body": "", "errors": ""}
     status = 422 if isinstance(exc, UnsupportedRequest) else getattr(exc, "status_code", 500)
     name = getattr(exc, "a1111_name", None) or type(exc).__name__
-    return status, {"error": name, "detail": "", "body": "", "errors": str(exc)}
+    return status, {"error": name, "detail": "", "body": "", "errors": without_server_paths(str(exc))}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from typing import Callable
 
 from PIL import Image
 
-from sdapi.infotext import format_params
+from sdapi.bounds import check_finite, check_pixels
 from sdapi.engine.upscalers import UpscalerSpec, find_upscaler
+from sdapi.errors import InvalidRequest
+from sdapi.infotext import format_params
+from sdapi.settings import Limits
 
 log = logging.getLogger("sdapi")
 
@@ -41,6 +45,36 @@ def find_named(name: str | None, upscalers: list[UpscalerSpec]) -> UpscalerSpec 
     spec = find_upscaler(name, upscalers)
     assert spec is not None, f"could not find upscaler named {name}"
     return spec
+
+
+def check_result_size(image: Image.Image, req, upscalers: list[UpscalerSpec], limits: Limits) -> None:
+    """Refuse an extras request whose result (or a model upscaler's intermediate pass) would exceed the server's
+    bounds, before any upscaling runs.
+
+    Raises:
+        InvalidRequest: naming the size fields.
+    """
+    if req.resize_mode == SCALE_TO:
+        for name in ("upscaling_resize_w", "upscaling_resize_h"):
+            if getattr(req, name) is None or getattr(req, name) < 1:
+                raise InvalidRequest(f"{name} must be at least 1 with resize_mode 1, got {getattr(req, name)}")
+        scale = max(req.upscaling_resize_w / image.width, req.upscaling_resize_h / image.height)
+    else:
+        check_finite("upscaling_resize", req.upscaling_resize)
+        if req.upscaling_resize <= 0:
+            raise InvalidRequest(f"upscaling_resize must be positive, got {req.upscaling_resize}")
+        scale = req.upscaling_resize
+    names = (req.upscaler_1, req.upscaler_2)
+    # A model upscaler runs whole passes at its own scale, then shrinks to the target: the largest pass counts.
+    passes = max([spec.scale ** math.ceil(math.log(scale, spec.scale)) for spec in upscalers
+                  if spec.name in names and spec.is_model and scale > 1 and spec.scale > 1], default=scale)
+    largest = max(scale, passes)
+    width, height = int(image.width * largest), int(image.height * largest)
+    if max(width, height) > limits.max_side:
+        raise InvalidRequest(f"upscaling {image.width}x{image.height} makes {width}x{height}, more than this server's "
+                             f"limit of {limits.max_side} pixels per side; lower upscaling_resize or its _w/_h")
+    check_pixels(f"the upscaled {width}x{height} image", width * height, limits,
+                 "lower upscaling_resize or upscaling_resize_w/_h")
 
 
 def _upscale_one(image: Image.Image, info: dict, spec: UpscalerSpec, req, upscale: Upscale) -> Image.Image:

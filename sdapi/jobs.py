@@ -144,11 +144,14 @@ class JobQueue:
         with self._cond:
             return self._running is not None or bool(self._pending)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = 5.0) -> None:
         """Refuse new jobs, fail queued ones, stop the running job at its next step and wait for it.
 
         Queued jobs fail with :class:`ShuttingDown`, so their clients get an answer rather than a dropped
         connection.
+
+        Args:
+            timeout: how long to wait for the running job; ``None``: do not wait (a signal handler).
         """
         with self._cond:
             self._stopped = True
@@ -161,7 +164,7 @@ class JobQueue:
                 self._running.cancelled = True
             self._cond.notify_all()
             worker = self._worker
-        if worker is not None:
+        if worker is not None and timeout is not None:
             worker.join(timeout)
 
     # -- the worker --------------------------------------------------------------------------------------

@@ -55,11 +55,13 @@ class LoraSelection:
         activations: files and multipliers for the engine, in prompt order.
         hashes: ``{name as written: 12-hex hash}`` of the applied files.
         appended_tag: the ``sd_lora`` tag appended to the prompts, or ``""``.
+        warnings: the tags that were not applied, and why (for the response's ``info``).
     """
 
     activations: list[LoraActivation] = field(default_factory=list)
     hashes: dict[str, str] = field(default_factory=dict)
     appended_tag: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def hashes_text(self) -> str | None:
         """The ``Lora hashes`` infotext value, or ``None`` when no applied file has a hash."""
@@ -88,15 +90,21 @@ def parse_lora_tag(params: ExtraNetworkParams) -> LoraTag:
     return LoraTag(positional[0], te, unet)
 
 
-def parse_lora_tags(params_list: list[ExtraNetworkParams]) -> list[LoraTag]:
-    """Parse every ``<lora:…>`` tag, skipping malformed ones with a log line."""
+def parse_lora_tags(params_list: list[ExtraNetworkParams], warnings: list[str] | None = None) -> list[LoraTag]:
+    """Parse every ``<lora:…>`` tag, skipping malformed ones with a warning (logged, and added to ``warnings``)."""
     tags = []
     for params in params_list:
         try:
             tags.append(parse_lora_tag(params))
         except ValueError as exc:
-            log.warning("Ignoring <lora:%s>: %s", ":".join(params.items), exc)
+            _warn(warnings, f"<lora:{':'.join(params.items)}> was ignored: {exc}")
     return tags
+
+
+def _warn(warnings: list[str] | None, message: str, level: int = logging.WARNING) -> None:
+    log.log(level, "%s", message)
+    if warnings is not None:
+        warnings.append(message)
 
 
 def default_lora_tag(tags: list[LoraTag], catalog: LoraCatalog, options: Options) -> LoraTag | None:
@@ -128,7 +136,7 @@ def select_loras(networks: dict[str, list[ExtraNetworkParams]], catalog: LoraCat
     selection = LoraSelection()
     if catalog is None:
         return selection
-    tags = parse_lora_tags(networks.get(LORA_NETWORK, []))
+    tags = parse_lora_tags(networks.get(LORA_NETWORK, []), selection.warnings)
     extra = default_lora_tag(tags, catalog, options)
     if extra is not None:
         tags.append(extra)
@@ -136,11 +144,11 @@ def select_loras(networks: dict[str, list[ExtraNetworkParams]], catalog: LoraCat
     for tag in tags:
         entry = catalog.find(tag.name)
         if entry is None:
-            log.warning("Couldn't find Lora with name %s", tag.name)
+            _warn(selection.warnings, f"Couldn't find Lora with name {tag.name}")
             continue
         if entry.problem is not None:
-            log.error("Lora %s (%s) is %s, which sdapi cannot apply; it is skipped", tag.name, entry.filename,
-                      entry.problem)
+            _warn(selection.warnings, f"Lora {tag.name} is {entry.problem}, which sdapi cannot apply; it was skipped",
+                  logging.ERROR)
             continue
         selection.activations.append(LoraActivation(str(entry.filename), tag.name, tag.te_multiplier,
                                                     tag.unet_multiplier))

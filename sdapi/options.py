@@ -52,8 +52,13 @@ class Options:
             log.warning("Ignoring unreadable %s: %s", path, exc)
             return
         for key, value in saved.items():
-            if key in self._data:
-                self._data[key] = value
+            if key not in self._data:
+                continue
+            try:
+                self._data[key] = coerce_option(key, value, self._defaults[key])
+            except InvalidRequest as exc:
+                # A value an older server saved unchecked would fail every job (or GET /options) from now on.
+                log.warning("Ignoring saved %s: %s", path.name, exc)
 
     def __contains__(self, key: str) -> bool:
         return key in self._data
@@ -169,18 +174,33 @@ def checked_option_values(options: Options | OptionsView, values: dict[str, Any]
     return checked
 
 
+# Options whose value must be one of a few words: A1111 stores anything and then fails every later job with it.
+OPTION_CHOICES = {
+    "samples_format": ("png", "jpg", "jpeg", "webp"),
+    "grid_format": ("png", "jpg", "jpeg", "webp"),
+    "randn_source": ("GPU", "CPU"),
+    "ddim_discretize": ("uniform", "quad"),
+    "live_preview_content": ("Combined", "Prompt", "Negative prompt"),
+    "show_progress_type": ("Full", "Approx NN", "Approx cheap"),
+    "uni_pc_variant": ("bh1", "bh2", "vary_coeff"),
+    "uni_pc_skip_type": ("time_uniform", "time_quadratic", "logSNR"),
+}
+
+
 def coerce_option(key: str, value: Any, default: Any) -> Any:
     """A posted option value with the type A1111's ``Options`` model gives the key.
 
     Integral numbers of integer options stay ints (A1111 keeps what was posted; only ``GET`` renders floats).
 
     Raises:
-        InvalidRequest: the value cannot have that type.
+        InvalidRequest: the value cannot have that type, or is not one of the option's choices.
     """
     try:
         coerced = _option_adapter(key).validate_python(value)
     except ValidationError as exc:
         raise InvalidRequest(f"option {key}: {exc.errors()[0]['msg']} (got {value!r})") from None
+    if key in OPTION_CHOICES and coerced not in OPTION_CHOICES[key]:
+        raise InvalidRequest(f"option {key}: must be one of {', '.join(OPTION_CHOICES[key])} (got {value!r})")
     if isinstance(default, int) and not isinstance(default, bool) and isinstance(coerced, float):
         if coerced.is_integer():
             return int(coerced)

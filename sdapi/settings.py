@@ -14,6 +14,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "sdapi"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The server's bounds on one request (``sdapi serve --max-*``).
+
+    Args:
+        max_pixels: ``width * height * batch_size`` (and a hires target or an extras result) at most this.
+        max_side: width or height at most this (A1111's UI stops at 2048).
+        max_steps: sampling steps at most this (A1111's UI stops at 150).
+        max_images: ``batch_size * n_iter`` at most this.
+        max_prompt_chars: prompt and negative prompt at most this many characters each.
+    """
+
+    max_pixels: int = 4096 * 4096 * 4
+    max_side: int = 8192
+    max_steps: int = 1000
+    max_images: int = 1000
+    max_prompt_chars: int = 32768
+
+
 @dataclass
 class Settings:
     """Everything the app needs to start. Created by the CLI or by tests; never at import time.
@@ -30,7 +49,7 @@ class Settings:
         xformers: use xformers attention when installed and on CUDA.
         sd_checkpoint_cache: how many extra loaded pipelines to keep (A1111's option of the same name).
         demo_when_empty: serve a built-in demo checkpoint when the models folder has none.
-        max_pixels: refuse ``width*height*batch_size`` above this before allocating anything.
+        limits: the bounds on one request.
         api_auth: ``--api-auth "u1:p1,u2:p2"``: HTTP Basic credentials required on every route.
         cors_allow_origins, cors_allow_origins_regex: A1111's CORS flags (comma list / regex).
         api_log: ``--api-log``: one A1111-format line per ``/sdapi`` request.
@@ -57,7 +76,7 @@ class Settings:
     xformers: bool = False
     sd_checkpoint_cache: int = 0
     demo_when_empty: bool = True
-    max_pixels: int = 4096 * 4096 * 4
+    limits: Limits = field(default_factory=Limits)
     num_threads: int | None = None
     ignored_flags: list[str] = field(default_factory=list)
     api_auth: str | None = None

@@ -17,7 +17,6 @@ from sdapi.checkpoints import CheckpointInfo
 from sdapi.seeds import image_seeds, resolve_seed
 from sdapi.engine.params import SamplerSettings, Txt2ImgParams
 from sdapi.engine.sampling.registry import SamplerSpec
-from sdapi.errors import InvalidRequest
 from sdapi.hires_plan import hires_params, plan_hires
 from sdapi.images import encode_image
 from sdapi.infotext import LaterQuoted, create_infotext, generation_params
@@ -42,35 +41,7 @@ class ResolvedRequest:
     all_prompts: list[str] = field(default_factory=list)
     denoising_strength: Any = None  # as info/infotext show it (None when a hires fix turned itself off)
     inpainting_conditioning: bool = False  # the model is an inpainting checkpoint (A1111's info flag)
-
-
-def validate_size(width: int, height: int, batch_size: int, n_iter: int, steps: int, max_pixels: int) -> None:
-    """Refuse requests that cannot work before any tensor is allocated (A1111 answers these with a 500 later).
-
-    Raises:
-        InvalidRequest: naming the offending field.
-    """
-    for field_name, value in (("width", width), ("height", height)):
-        if value is None or value <= 0 or value % 8:
-            raise InvalidRequest(f"{field_name} must be a positive multiple of 8, got {value}")
-    for field_name, value in (("batch_size", batch_size), ("n_iter", n_iter), ("steps", steps)):
-        if value is None or value < 1:
-            raise InvalidRequest(f"{field_name} must be at least 1, got {value}")
-    if width * height * batch_size > max_pixels:
-        raise InvalidRequest(
-            f"width*height*batch_size = {width * height * batch_size} pixels exceeds this server's limit of "
-            f"{max_pixels}; lower the size or batch_size"
-        )
-
-
-def validate_guidance(cfg_scale) -> None:
-    """``cfg_scale: null`` would fail deep in sampling (A1111: a 500 ``TypeError``); refuse it up front.
-
-    Raises:
-        InvalidRequest: naming the field.
-    """
-    if cfg_scale is None:
-        raise InvalidRequest("cfg_scale must be a number, got None")
+    warnings: list[str] = field(default_factory=list)  # <lora:…> tags not applied, and why
 
 
 def styled_prompts(req, styles) -> tuple[str, str]:
@@ -132,7 +103,7 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
     params.extra.update(eta_infotext(sampler, params.sampler_settings))
     if selection.hashes_text():
         params.extra["Lora hashes"] = LaterQuoted(selection.hashes_text())
-    return ResolvedRequest(params=params, seed=seed, subseed=subseed,
+    return ResolvedRequest(params=params, seed=seed, subseed=subseed, warnings=selection.warnings,
                            all_prompts=[prompt + selection.appended_tag] * count,
                            denoising_strength=plan.denoising_strength)
 

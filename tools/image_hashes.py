@@ -71,8 +71,8 @@ def requests_for(init_b64: str, mask_b64: str) -> dict[str, tuple[str, dict]]:
                                                          "prompt": "a red fox AND a blue cat :0.7"})
     cases["xyz sampler x cfg"] = ("/sdapi/v1/txt2img", {
         **BASE, "sampler_name": "Euler a", "script_name": "x/y/z plot",
-        "script_args": [4, "Euler a, DPM++ 2M Karras, DPM++ 2S a", [], 6, "4, 9", [], 0, "", [], True, False,
-                        False, False, 0]})
+        "script_args": {"x_type": "Sampler", "x_values": "Euler a, DPM++ 2M Karras, DPM++ 2S a",
+                        "y_type": "CFG Scale", "y_values": "4, 9"}})
     cases["tiling"] = ("/sdapi/v1/txt2img", {**BASE, "sampler_name": "Euler a", "tiling": True})
     cases["ensd"] = ("/sdapi/v1/txt2img", {**BASE, "sampler_name": "Euler a", "batch_size": 2,
                                            "override_settings": {"eta_noise_seed_delta": 31337}})
@@ -112,6 +112,9 @@ def run(out: Path) -> dict[str, list[str]]:
     write_demo_checkpoint(models / "demo-inpainting.safetensors", seed=5, in_channels=9)
     settings = Settings(data_dir=work, cache_dir=work / "cache", num_threads=2, ckpt=models / "tiny-sd15.safetensors")
     cases = requests_for(_image_b64(PARITY / "init-64.png"), _image_b64(PARITY / "mask-64-right-half.png"))
+    only = os.environ.get("SDAPI_HASH_CASES")
+    if only:
+        cases = {name: case for name, case in cases.items() if name in only.split(",")}
     hashes: dict[str, list[str]] = {}
     arrays: dict[str, np.ndarray] = {}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -10,9 +10,11 @@ hidden states, and then the mean over the batch is restored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
+from sdapi.engine.errors import SamplingInterrupted
 from sdapi.prompts.attention import BREAK_WEIGHT, is_break, parse_attention
 
 CHUNK_LENGTH = 75
@@ -132,7 +134,7 @@ class PromptEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
-               multiplicity: list[int] | None = None) -> torch.Tensor:
+               multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:
         """Conditioning for a batch of prompts: ``(B, 77 * chunks, hidden)``.
 
         Prompts with fewer chunks are padded with empty chunks, as A1111 does within a batch.
@@ -144,6 +146,10 @@ class PromptEncoder:
             emphasis: A1111's ``enable_emphasis``.
             multiplicity: how many times A1111's batch holds each text (it encodes repeats, we do not); it weighs
                 each text in the batch mean that emphasis restores. ``None``: once each.
+            stop: asked before each chunk: a long prompt stops encoding when the job is interrupted or cancelled.
+
+        Raises:
+            SamplingInterrupted: ``stop`` said so.
         """
         per_prompt = [self.chunks(t, backtrack, emphasis) for t in texts]
         n = max(len(c) for c in per_prompt)
@@ -153,6 +159,8 @@ class PromptEncoder:
         counts = None if multiplicity is None else torch.tensor(multiplicity, dtype=torch.float64)
         outputs = []
         for i in range(n):
+            if stop is not None and stop():
+                raise SamplingInterrupted()
             ids = torch.tensor([pad_after_end(c[i].tokens, self.end_id, self.pad_id) for c in per_prompt],
                                device=self.device)
             weights = torch.tensor([c[i].weights for c in per_prompt], device=self.device)

@@ -6,6 +6,11 @@ No torch here: callers above the engine catch these without importing it.
 from __future__ import annotations
 
 
+class SamplingInterrupted(Exception):
+    """The job was interrupted, skipped or cancelled while it worked (A1111's ``InterruptedException``); caught
+    inside the engine, which then returns what it finished."""
+
+
 class EngineError(Exception):
     """Base of every error the engine raises on purpose (anything else is a bug or the device failing).
 

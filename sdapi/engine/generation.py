@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdapi.engine.errors import NansException
+from sdapi.engine.errors import NansException, SamplingInterrupted
 from sdapi.engine.image_cond import img2img_image_cond, txt2img_image_cond
 from sdapi.engine.model import LoadedModel
 from sdapi.engine.params import HiresParams, Img2ImgParams, Txt2ImgParams
@@ -87,7 +87,8 @@ class _Batches:
         self.events = events
         self.schedules = ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps,
                                                                         p.fix_second_order_schedule),
-                                         p.clip_skip, p.comma_backtrack, p.emphasis)
+                                         p.clip_skip, p.comma_backtrack, p.emphasis,
+                                         stop=(lambda: events.interrupted) if events is not None else None)
 
     def __iter__(self):
         """Each batch's index range, until an interrupt; reports batch starts and ends."""
@@ -100,8 +101,12 @@ class _Batches:
             if self.events is not None:
                 self.events.batch_done()
 
-    def conds(self, batch: slice) -> BatchConds:
-        return self.schedules.batch(self.p.prompts[batch], self.p.negative_prompts[batch])
+    def conds(self, batch: slice) -> BatchConds | None:
+        """The batch's conditioning, or ``None`` when the job stopped while its prompts were encoded."""
+        try:
+            return self.schedules.batch(self.p.prompts[batch], self.p.negative_prompts[batch])
+        except SamplingInterrupted:
+            return None
 
     def sample(self, batch: slice, start: SamplingStart, conds: BatchConds, noise_multiplier: float = 1.0,
                sampler=None, seed_resize: bool = True) -> torch.Tensor:
@@ -140,6 +145,8 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None
     images: list[Image.Image] = []
     for batch in batches:
         conds = batches.conds(batch)
+        if conds is None:
+            break
         image_cond = txt2img_image_cond(model, len(p.seeds[batch]), p.width, p.height)
         latents = batches.sample(batch, SamplingStart(p.steps, image_cond=image_cond), conds)
         if p.hires is not None:
@@ -236,6 +243,9 @@ def run_img2img(model: LoadedModel, p: Img2ImgParams, events: BatchEvents | None
     batches = _Batches(model, p, events)
     images: list[Image.Image] = []
     for batch in batches:
-        latents = batches.sample(batch, start, batches.conds(batch), noise_multiplier=p.noise_multiplier)
+        conds = batches.conds(batch)
+        if conds is None:
+            break
+        latents = batches.sample(batch, start, conds, noise_multiplier=p.noise_multiplier)
         images.extend(decode_latents(model, check_nans(start.keep_original(latents))))
     return images

@@ -132,6 +132,17 @@ class ServerState:
         finally:
             self.control.end()
 
+    def stop_jobs(self, wait: float | None = 5.0) -> None:
+        """Shutting down: stop the running job at its next step, fail the queued ones with a 503, refuse new ones
+        (a running LoRA job stops as cancelled).
+
+        Args:
+            wait: how long to wait for the running job (``None``: return at once, as a signal handler must).
+        """
+        if self.training is not None:
+            self.training.shutdown()
+        self.queue.stop(wait)
+
     def run_sync(self, job: Job, name: str) -> Any:
         """Queue ``job`` and wait for it on the calling (non-event-loop) thread (CLI, benchmarks, tests)."""
         return self.queue.run_sync(job, name)

@@ -13,21 +13,35 @@ from PIL import Image
 
 from sdapi.engine.api import UpscaleJob
 from sdapi.engine.upscalers import Tiling, UpscalerSpec
-from sdapi.extras import run_extras
+from sdapi.extras import check_result_size, run_extras
+from sdapi.errors import InvalidRequest
 from sdapi.images import decode_image, encode_image
 from sdapi.serving.base import Job, ServerState
 
 
 def single_image_job(state: ServerState, req) -> Job:
-    """Decode ``/extra-single-image``'s image now; the job answers ``{"image", "html_info"}``."""
+    """Decode ``/extra-single-image``'s image and check the result's size now; the job answers
+    ``{"image", "html_info"}``."""
     image = decode_image(req.image)
+    _check_sizes(state, [image], req)
     return functools.partial(_single, state, image, req)
 
 
 def batch_images_job(state: ServerState, req) -> Job:
-    """Decode ``/extra-batch-images``' images now; the job answers ``{"images", "html_info"}``."""
+    """Decode ``/extra-batch-images``' images and check the results' sizes now; the job answers
+    ``{"images", "html_info"}``."""
     images = [decode_image(item.data) for item in req.imageList]
+    _check_sizes(state, images, req)
     return functools.partial(_batch, state, images, req)
+
+
+def _check_sizes(state: ServerState, images: list[Image.Image], req) -> None:
+    if len(images) > state.settings.limits.max_images:
+        raise InvalidRequest(f"imageList holds {len(images)} images, more than this server's limit of "
+                             f"{state.settings.limits.max_images}")
+    upscalers = state.upscalers()
+    for image in images:
+        check_result_size(image, req, upscalers, state.settings.limits)
 
 
 def _single(state: ServerState, image: Image.Image, req) -> dict[str, Any]:

@@ -8,14 +8,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sdapi.bounds import check_generation, check_lora_weights, check_pixels
 from sdapi.engine.sampling.registry import SamplerSpec, find_sampler
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
 from sdapi.options import OptionsView
+from sdapi.settings import Limits
 from sdapi.scripts.registry import find_script
 from sdapi.serving.base import ServerState
 from sdapi.serving.options import checked_overrides, job_options, keep_overrides, unknown_checkpoint_warning
-from sdapi.translate import validate_guidance, validate_size
 
 log = logging.getLogger("sdapi")
 
@@ -52,14 +53,14 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
     sampler = find_sampler(req.sampler_name or req.sampler_index)
     check_scripts(req, mode)
     log_ignored_fields(req)
-    validate_size(req.width, req.height, req.batch_size, req.n_iter, req.steps, state.settings.max_pixels)
-    validate_guidance(req.cfg_scale)
+    check_generation(req, state.settings.limits)
+    check_lora_weights(req.prompt)
     overrides = checked_overrides(state, req.override_settings)
     warnings = [w for w in [unknown_checkpoint_warning(state, overrides)] if w]
     for warning in warnings:
         log.warning("%s", warning)
     if mode == "txt2img":
-        validate_hires_size(req, state.options.view(overrides), state.settings.max_pixels)
+        validate_hires_size(req, state.options.view(overrides), state.settings.limits)
     return CheckedRequest(req, sampler, overrides, warnings)
 
 
@@ -83,8 +84,8 @@ def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,
     return state.run_job(job_count, run)
 
 
-def validate_hires_size(req, options: OptionsView, max_pixels: int) -> None:
-    """Refuse a hires fix whose target exceeds the pixel budget, before anything is queued.
+def validate_hires_size(req, options: OptionsView, limits: Limits) -> None:
+    """Refuse a hires fix whose target exceeds the server's bounds, before anything is queued.
 
     Raises:
         InvalidRequest: naming the target size.
@@ -96,10 +97,16 @@ def validate_hires_size(req, options: OptionsView, max_pixels: int) -> None:
         if value <= 0 or value % 8:
             raise InvalidRequest(f"{name} makes the first pass {plan.width}x{plan.height}; "
                                  "both sides must be positive multiples of 8")
-    pixels = plan.target_width * plan.target_height * (req.batch_size or 1)
-    if plan.enabled and pixels > max_pixels:
-        raise InvalidRequest(f"hires fix target {plan.target_width}x{plan.target_height} times batch_size = {pixels} "
-                             f"pixels exceeds this server's limit of {max_pixels}; lower hr_scale or hr_resize_x/y")
+    if not plan.enabled:
+        return
+    for name, value in (("hires fix target width", plan.target_width), ("hires fix target height",
+                                                                       plan.target_height)):
+        if value > limits.max_side:
+            raise InvalidRequest(f"{name} {value} exceeds this server's limit of {limits.max_side} pixels per side; "
+                                 "lower hr_scale or hr_resize_x/y")
+    check_pixels(f"hires fix target {plan.target_width}x{plan.target_height} times batch_size",
+                 plan.target_width * plan.target_height * (req.batch_size or 1), limits,
+                 "lower hr_scale or hr_resize_x/y")
 
 
 def log_ignored_fields(req) -> None:

@@ -93,6 +93,8 @@ def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, op
     prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
     resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    for warning in resolved.warnings:
+        state.control.warn(warning)
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
     outputs = state.engine.generate(GenerationJob(checkpoint.filename, resolved.params), state.control)
     return resolved, composite(outputs, prepared, resolved.params.batch_size), checkpoint

@@ -50,7 +50,7 @@ def script_info() -> list[dict[str, Any]]:
 def _xyz_job(state: ServerState, checked: CheckedRequest, mode: str, inputs: Img2ImgInputs | None) -> Job:
     req = checked.req
     context = PlotContext(mode, state.catalog, state.upscalers(), state.options.view(checked.overrides),
-                          state.settings.max_pixels)
+                          state.settings.limits)
     plan = plan_plot(req, plot_args(req.script_args), context)
     parameters = req.model_dump()
     if mode == IMG2IMG and not req.include_init_images:

@@ -39,6 +39,8 @@ def generate_txt2img(state: ServerState, req, sampler: SamplerSpec, options: Opt
     """
     checkpoint = state.load_for_job(options)
     resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers())
+    for warning in resolved.warnings:
+        state.control.warn(warning)
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
     job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))
     return resolved, state.engine.generate(job, state.control), checkpoint

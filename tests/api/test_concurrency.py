@@ -179,3 +179,24 @@ def test_unload_frees_every_tensor_the_engine_holds(client, state):
     assert live_tensors() > unloaded
     client.post("/sdapi/v1/unload-checkpoint")
     assert live_tensors() <= unloaded
+
+
+def test_stopping_the_server_fails_queued_jobs_with_a_503_and_stops_the_running_one(settings, monkeypatch):
+    with TestClient(create_app(dataclasses.replace(settings)), raise_server_exceptions=False) as client:
+        state = client.app.state.sdapi
+        held = Gate(state.control)
+        monkeypatch.setattr(state.control, "step", held.step)
+        payload = {"prompt": "x", "width": 64, "height": 64, "steps": 50}
+        running = in_background(client, "/sdapi/v1/txt2img", payload)
+        assert held.reached.wait(60)
+        queued = in_background(client, "/sdapi/v1/txt2img", payload)
+        while state.queue.pending < 1:
+            queued["thread"].join(0.01)
+        state.stop_jobs(wait=None)  # what SIGTERM does first
+        held.release.set()
+        running["thread"].join(120)
+        queued["thread"].join(120)
+        late = client.post("/sdapi/v1/txt2img", json=payload)
+    assert queued["response"].status_code == 503 and queued["response"].json()["error"] == "ShuttingDown"
+    assert late.status_code == 503
+    assert running["response"].status_code == 200 and len(running["response"].json()["images"]) <= 1

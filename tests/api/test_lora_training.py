@@ -257,7 +257,9 @@ def test_our_merge_equals_what_diffusers_applies(final_file):
     pipe = build_tiny_sd15_pipeline(0)
     targets = target_table(pipe)
     before = {name: target.module.weight.detach().clone() for name, target in targets.items()}
-    pipe.load_lora_weights(view["outputs"][-1]["path"], adapter_name="solid")
+    saved = Path(view["outputs"][-1]["path"])
+    # Folder plus weight_name: offline, diffusers before 0.37 needs the file named this way.
+    pipe.load_lora_weights(str(saved.parent), weight_name=saved.name, adapter_name="solid")
     pipe.fuse_lora(lora_scale=1.0, adapter_names=["solid"])
     for name in {split_key(k)[0] for k in tensors}:
         down = tensors[f"{name}.lora_down.weight"].float()

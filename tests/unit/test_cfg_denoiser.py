@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance, SamplingInterrupted, combine_denoised
+from sdapi.engine.errors import SamplingInterrupted
+from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance, combine_denoised
 from sdapi.serving.control import JobControl
 from sdapi.engine.sampling.conds import BatchConds
 from sdapi.engine.sampling.schedules import model_schedule

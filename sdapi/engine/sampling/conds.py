@@ -13,6 +13,7 @@ DPM++ 2S a, DPM++ SDE) calls it twice per step but the last, so A1111 doubles th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -121,11 +122,13 @@ class ScheduleEncoder:
         steps: schedule length (:func:`schedule_length`).
         clip_skip, backtrack, emphasis: A1111's ``CLIP_stop_at_last_layers``, ``comma_padding_backtrack`` and
             ``enable_emphasis``.
+        stop: asked between text-encoder calls (raises ``SamplingInterrupted`` when it says so).
     """
 
     def __init__(self, encoder: PromptEncoder, steps: int, clip_skip: int = 1, backtrack: int = 20,
-                 emphasis: bool = True):
+                 emphasis: bool = True, stop: Callable[[], bool] | None = None):
         self.encoder = encoder
+        self.stop = stop
         self.steps = steps
         self.clip_skip = clip_skip
         self.backtrack = backtrack
@@ -156,6 +159,6 @@ class ScheduleEncoder:
         distinct = list(dict.fromkeys(texts))
         counts = [texts.count(text) for text in distinct]
         conds = self.encoder.encode(distinct, self.clip_skip, self.backtrack, self.emphasis,
-                                    multiplicity=counts if max(counts) > 1 else None)
+                                    multiplicity=counts if max(counts) > 1 else None, stop=self.stop)
         rows = tuple(distinct.index(text) for text in texts)
         return CondSchedule(tuple(end for end, _ in entries), rows, conds)

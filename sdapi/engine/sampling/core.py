@@ -21,11 +21,11 @@ from typing import Callable, Protocol
 
 import torch
 
-from sdapi.engine.errors import UnsupportedRequest
+from sdapi.engine.errors import SamplingInterrupted, UnsupportedRequest
 from sdapi.engine.params import SamplerSettings
 from sdapi.engine.sampling.compvis import CompVisRun, sample_ddim, sample_plms, stochastic_encode
 from sdapi.engine.sampling.conds import BatchConds
-from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance, SamplingInterrupted
+from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance
 from sdapi.engine.sampling.kdiffusion import KDIFFUSION_FUNCTIONS
 from sdapi.engine.sampling.noise import BrownianNoise, SamplerNoise
 from sdapi.engine.sampling.registry import SamplerSpec, effective_steps, find_sampler

@@ -29,15 +29,11 @@ from typing import Protocol
 
 import torch
 
-from sdapi.engine.errors import AndWithCompVis
+from sdapi.engine.errors import AndWithCompVis, SamplingInterrupted
 from sdapi.engine.sampling.conds import BatchConds
 from sdapi.engine.sampling.schedules import DiscreteSchedule
 
 AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
-
-
-class SamplingInterrupted(Exception):
-    """The job was interrupted or skipped while sampling (A1111's ``InterruptedException``)."""
 
 
 class StopSignal(Protocol):

@@ -13,15 +13,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sdapi.bounds import check_generation
 from sdapi.checkpoints import CheckpointCatalog
 from sdapi.seeds import resolve_seed
 from sdapi.errors import InvalidRequest
 from sdapi.options import Options
+from sdapi.settings import Limits
 from sdapi.scripts.xyz.args import AxisArgs, PlotArgs
 from sdapi.scripts.xyz.axes import TXT2IMG, AxisType, axis_types, format_label
 from sdapi.scripts.xyz.cell_draft import CellDraft
 from sdapi.scripts.xyz.values import axis_values, count_values, join_values, split_values
-from sdapi.translate import validate_guidance, validate_size
 from sdapi.engine.upscalers import UpscalerSpec, find_latent_mode, find_upscaler
 
 SCRIPT_TITLE = "X/Y/Z plot"
@@ -40,14 +41,14 @@ class PlotContext:
         catalog: checkpoints (Checkpoint name axis).
         upscalers: the upscalers a hires fix may name (Hires upscaler axis).
         options: ``return_grid``, ``img_max_size_mp``.
-        max_pixels: the server's pixel budget per batch (each cell is checked like a request).
+        limits: the server's bounds (each cell is checked like a request).
     """
 
     mode: str
     catalog: CheckpointCatalog
     upscalers: list[UpscalerSpec]
     options: Options
-    max_pixels: int
+    limits: Limits
 
 
 @dataclass(frozen=True)
@@ -278,9 +279,7 @@ def build_cell(base, axes: list[Axis], place: tuple[int, int, int], ctx: PlotCon
     for axis, i in zip(axes, place):
         axis.type.apply(draft, axis.values[i], axis.values, ctx.catalog)
     request = draft.request(base)
-    validate_size(request.width, request.height, request.batch_size, request.n_iter, request.steps,
-                  ctx.max_pixels)
-    validate_guidance(request.cfg_scale)
+    check_generation(request, ctx.limits)
     return Cell(*place, request=request, overrides=draft.overrides)
 
 
