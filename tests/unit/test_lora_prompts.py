@@ -64,7 +64,7 @@ def test_malformed_tags_are_skipped_with_a_log_line(caplog):
     _, found = parse_prompt("<lora:a:lots> <lora:b:0.5> <lora::1>")
     with caplog.at_level(logging.WARNING, logger="sdapi"):
         assert parse_lora_tags(found["lora"]) == [LoraTag("b", 0.5, 0.5)]
-    assert "Ignoring <lora:a:lots>" in caplog.text and "Ignoring <lora::1>" in caplog.text
+    assert "<lora:a:lots> was ignored" in caplog.text and "<lora::1> was ignored" in caplog.text
 
 
 def test_several_loras_negative_weight_alias_and_unknown(catalog, options, caplog):

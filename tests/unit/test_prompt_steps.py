@@ -25,7 +25,7 @@ LABELS = {"cat": 1.0, "dog": 2.0, "": -1.0, "x": 3.0, "y": 4.0}
 class LabelEncoder:
     """Encodes each known text as a constant (77, 32) tensor whose value names the text."""
 
-    def encode(self, texts, clip_skip=1, backtrack=20, emphasis=True, multiplicity=None):
+    def encode(self, texts, clip_skip=1, backtrack=20, emphasis=True, multiplicity=None, stop=None):
         return torch.stack([torch.full((77, 32), LABELS[t.strip()]) for t in texts])
 
 
