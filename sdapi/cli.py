@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pixels", type=int, default=None, help="most width*height*batch_size, also for hires "
                        "targets and extras results (default 67108864)")
     serve.add_argument("--max-prompt-chars", type=int, default=None, help="longest prompt (default 32768)")
+    serve.add_argument("--max-batch", type=int, default=None, help="most images of queued requests sampled as "
+                       "one batch (default 8; 1 turns merging off)")
+    serve.add_argument("--batch-wait-ms", type=float, default=None, help="how long a request may wait for "
+                       "partners while others are arriving (default 50)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -136,8 +140,9 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
         blip_dir=args.blip_dir,
     )
-    if args.queue_size is not None:
-        kwargs["queue_size"] = args.queue_size
+    for name in ("queue_size", "max_batch", "batch_wait_ms"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     bounds = {name: getattr(args, name) for name in ("max_pixels", "max_side", "max_steps", "max_images",
                                                       "max_prompt_chars") if getattr(args, name) is not None}
     kwargs["limits"] = Limits(**bounds)

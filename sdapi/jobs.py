@@ -12,14 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Hashable, Protocol, runtime_checkable
 
 log = logging.getLogger("sdapi")
+
+
+@runtime_checkable
+class Mergeable(Protocol):
+    """A job's ``run`` that may run together with queued runs of the same ``merge_key`` (cross-request batching).
+
+    ``merge_key`` is ``None`` when it must run alone; ``images`` counts against the batch limit.
+    """
+
+    merge_key: Hashable | None
+    images: int
+
+    def __call__(self) -> Any: ...
+
+    def run_together(self, others: list["Mergeable"]) -> list[Any]:
+        """Run this and ``others`` as one job; each one's result, or the exception it failed with."""
 
 
 class JobCancelled(Exception):
@@ -41,6 +59,27 @@ class ShuttingDown(Exception):
     """The server is stopping: queued jobs are failed with this, new ones refused (503)."""
 
     status_code = 503
+
+
+@dataclass
+class Batching:
+    """How queued jobs are merged into one batch.
+
+    Args:
+        max_images: most images a merged batch holds (``--max-batch``); 1 turns merging off.
+        wait_s: how long the worker waits for partners while requests are still arriving (``--batch-wait-ms``).
+        capacity: ``run -> images`` the device fits for a batch like ``run``'s (memory-aware); default no limit
+            beyond ``max_images``.
+    """
+
+    max_images: int = 1
+    wait_s: float = 0.0
+    capacity: Callable[[Any], int] | None = None
+
+    def limit(self, run: Any) -> int:
+        if self.capacity is None:
+            return self.max_images
+        return max(1, min(self.max_images, self.capacity(run)))
 
 
 @dataclass
@@ -69,15 +108,17 @@ class JobQueue:
     """
 
     def __init__(self, on_start: Callable[[Callable[[], bool]], None] | None = None,
-                 max_pending: int | None = None):
+                 max_pending: int | None = None, batching: "Batching | None" = None):
         self._pending: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._numbers = itertools.count(1)
         self._worker: threading.Thread | None = None
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._stopped = False
         self._on_start = on_start
+        self._arriving = 0
         self.max_pending = max_pending
+        self.batching = batching or Batching()
 
     # -- submitting --------------------------------------------------------------------------------------
 
@@ -99,6 +140,18 @@ class JobQueue:
             self._cond.notify()
         return job
 
+    @contextlib.contextmanager
+    def arriving(self):
+        """A request is being checked and will be submitted: a worker merging jobs may wait for it."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
+
     def run_sync(self, run: Callable[[], Any], name: str) -> Any:
         """Queue ``run`` and wait for it on the calling (non-event-loop) thread."""
         return self.submit(run, name).future.result()
@@ -106,7 +159,10 @@ class JobQueue:
     async def run_async(self, run: Callable[[], Any], name: str,
                         client_gone: Callable[[], Awaitable[Any]] | None = None) -> Any:
         """Queue ``run`` and await it; cancel the job if the awaitable ``client_gone()`` completes first."""
-        job = self.submit(run, name)
+        return await self.wait_async(self.submit(run, name), client_gone)
+
+    async def wait_async(self, job: Job, client_gone: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """Await a submitted job; cancel it if the awaitable ``client_gone()`` completes first."""
         result = asyncio.wrap_future(job.future)
         if client_gone is None:
             return await result
@@ -140,9 +196,15 @@ class JobQueue:
             return len(self._pending)
 
     @property
+    def running(self) -> list[Job]:
+        """The running job, with the jobs merged into it."""
+        with self._cond:
+            return list(self._running)
+
+    @property
     def busy(self) -> bool:
         with self._cond:
-            return self._running is not None or bool(self._pending)
+            return bool(self._running) or bool(self._pending)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Refuse new jobs, fail queued ones, stop the running job at its next step and wait for it.
@@ -160,8 +222,8 @@ class JobQueue:
                 job.cancelled = True
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(ShuttingDown("the server is shutting down; the job did not run"))
-            if self._running is not None:
-                self._running.cancelled = True
+            for job in self._running:
+                job.cancelled = True
             self._cond.notify_all()
             worker = self._worker
         if worker is not None and timeout is not None:
@@ -174,26 +236,68 @@ class JobQueue:
             self._worker = threading.Thread(target=self._work, name="sdapi-worker", daemon=True)
             self._worker.start()
 
-    def _next(self) -> Job | None:
+    def _next(self) -> list[Job] | None:
+        """The next job, with the queued jobs it may run together with; ``None`` once stopped."""
         with self._cond:
             while not self._pending and not self._stopped:
                 self._cond.wait()
             if not self._pending:
                 return None
-            self._running = self._pending.popleft()
-            job = self._running
+            group = [self._pending.popleft()]
+            self._gather(group)
+            self._running = group
         if self._on_start is not None:
-            self._on_start(lambda: job.cancelled)
-        return job
+            self._on_start(lambda: all(job.cancelled for job in group))
+        return group
+
+    def _gather(self, group: list[Job]) -> None:
+        """Add queued jobs with the head job's merge key (in arrival order, within the batch limit), waiting up to
+        ``batching.wait_s`` while requests are still arriving. Called with the lock held."""
+        head = group[0].run
+        if not isinstance(head, Mergeable) or head.merge_key is None:
+            return
+        limit = self.batching.limit(head)
+        images = head.images
+        deadline = time.monotonic() + self.batching.wait_s
+        while images < limit:
+            for job in list(self._pending):
+                run = job.run
+                if isinstance(run, Mergeable) and run.merge_key == head.merge_key and images + run.images <= limit:
+                    self._pending.remove(job)
+                    group.append(job)
+                    images += run.images
+            remaining = deadline - time.monotonic()
+            if images >= limit or self._arriving == 0 or remaining <= 0 or self._stopped:
+                return
+            self._cond.wait(remaining)
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
+        while (group := self._next()) is not None:
             try:
-                if job.future.set_running_or_notify_cancel():
-                    try:
-                        job.future.set_result(job.run())
-                    except BaseException as exc:  # noqa: BLE001 - the submitter re-raises it
-                        job.future.set_exception(exc)
+                live = [job for job in group if job.future.set_running_or_notify_cancel()]
+                if len(live) == 1:
+                    self._settle(live[0], live[0].run)
+                elif live:
+                    self._settle_together(live)
             finally:
                 with self._cond:
-                    self._running = None
+                    self._running = []
+
+    @staticmethod
+    def _settle(job: Job, run: Callable[[], Any]) -> None:
+        try:
+            job.future.set_result(run())
+        except BaseException as exc:  # noqa: BLE001 - the submitter re-raises it
+            job.future.set_exception(exc)
+
+    def _settle_together(self, jobs: list[Job]) -> None:
+        log.info("Running jobs %s together", ", ".join(f"#{job.number}" for job in jobs))
+        try:
+            outcomes = jobs[0].run.run_together([job.run for job in jobs[1:]])
+        except BaseException as exc:  # noqa: BLE001 - every member gets the failure
+            outcomes = [exc] * len(jobs)
+        for job, outcome in zip(jobs, outcomes):
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)

@@ -105,7 +105,8 @@ def prepare_mask(mask: Image.Image, width: int, height: int, resize_mode: int, b
         mask = ImageOps.invert(mask)
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
-    if full_res:
+    # A blank mask has no region to crop to: later A1111 (v1.7+) switches to "whole picture" then, v1.2.1 crashes.
+    if full_res and mask.getbbox() is not None:
         region = crop_region(np.array(mask), padding)
         region = expand_crop_region(region, width, height, mask.width, mask.height)
         sized = resize_image(RESIZE_AND_FILL, mask.crop(region), width, height)

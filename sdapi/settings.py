@@ -61,6 +61,9 @@ class Settings:
         tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
         blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
         queue_size: jobs that may wait behind the running one (``--queue-size``); more are refused with 503.
+        max_batch: most images one merged batch of queued requests holds (``--max-batch``; 1: no merging).
+        batch_wait_ms: how long a request may wait for partners while others are still arriving
+            (``--batch-wait-ms``).
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -90,6 +93,8 @@ class Settings:
     tagger_dir: Path | None = None
     blip_dir: Path | None = None
     queue_size: int = 100
+    max_batch: int = 8
+    batch_wait_ms: float = 50.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -158,6 +158,17 @@ class Engine(Protocol):
             EngineError: an unknown sampler, NaNs, ``AND`` with a CompVis sampler, out of memory...
         """
 
+    def generate_batch(self, jobs: list[GenerationJob], events: JobEvents | None = None) -> list[list[Image.Image]]:
+        """Several jobs sampled as one batch, each job's images exactly those it gets alone (cross-request
+        batching); ``jobs`` share one :func:`sdapi.engine.batching.batch_key`.
+
+        Raises:
+            EngineError: as :meth:`generate`, for the whole batch (the caller may run the jobs alone instead).
+        """
+
+    def batch_capacity(self, pixels: int) -> int:
+        """How many images of ``pixels`` pixels one sampling batch may hold on this device (free memory)."""
+
     def upscale(self, job: UpscaleJob) -> list[Image.Image]:
         """The job's images through its upscaler."""
 

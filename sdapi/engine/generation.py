@@ -13,6 +13,7 @@ given crop the latent centre; then fresh noise from the same seeds and an image 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,7 +26,14 @@ from sdapi.engine.model import LoadedModel
 from sdapi.engine.params import HiresParams, Img2ImgParams, Txt2ImgParams
 from sdapi.engine.sampling.conds import BatchConds, ScheduleEncoder, schedule_length
 from sdapi.engine.sampling.core import SamplingStart, sample
-from sdapi.engine.sampling.noise import batch_step_noise, initial_noise, noise_device, seed_noise_shape
+from sdapi.engine.sampling.noise import (
+    SamplerNoise,
+    StackedNoise,
+    batch_step_noise,
+    initial_noise,
+    noise_device,
+    seed_noise_shape,
+)
 from sdapi.engine.upscale_model import model_runner
 from sdapi.engine.upscalers import Tiling, enlarger
 from sdapi.engine.vae_io import decode_latents, encode_pixels, images_to_pixels
@@ -34,6 +42,18 @@ from sdapi.resize import JUST_RESIZE, resize_image
 NAN_MESSAGE = ("A tensor with all NaNs was produced in Unet. "
                "Use --disable-nan-check commandline argument to disable this check.")
 FILL_LATENT_NOISE, FILL_LATENT_NOTHING = 2, 3
+
+
+class NotMergeable(Exception):
+    """Jobs offered as one batch cannot be sampled together after all (their prompts' token lengths differ).
+
+    Args:
+        lengths: per job, the token lengths its conditioning has.
+    """
+
+    def __init__(self, lengths: list[frozenset[int]]):
+        super().__init__("the jobs' prompts have different token lengths")
+        self.lengths = lengths
 
 
 class BatchEvents(Protocol):
@@ -77,58 +97,132 @@ def fixed_steps(steps: int, denoising_strength: float) -> tuple[int, int]:
     return schedule, steps - 1
 
 
-class _Batches:
-    """What every batch of a job shares: the prompt schedules (each distinct prompt encoded once) and the noise
-    settings."""
+@dataclass
+class _Piece:
+    """One job's images within a sampling batch.
 
-    def __init__(self, model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None):
+    Args:
+        job: the job's index in the group.
+        p: its parameters.
+        rows: its images in this batch (indices into ``p.seeds``).
+        schedules: its prompt encoder.
+    """
+
+    job: int
+    p: Txt2ImgParams
+    rows: slice
+    schedules: ScheduleEncoder
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.p.seeds[self.rows]
+
+
+class _Group:
+    """The jobs one run serves, batch by batch: one job (its ``n_iter`` batches), or several compatible one-batch
+    jobs sampled as one batch (:mod:`sdapi.engine.batching` says which may). Each job keeps its own prompt
+    schedules (each distinct prompt encoded once), seeds, noise streams and guidance scale, so its images are the
+    ones it gets alone."""
+
+    def __init__(self, model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None):
         self.model = model
-        self.p = p
+        self.params = params
         self.events = events
-        self.schedules = ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps,
+        stop = (lambda: events.interrupted) if events is not None else None
+        self.encoders = [ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps,
                                                                         p.fix_second_order_schedule),
-                                         p.clip_skip, p.comma_backtrack, p.emphasis,
-                                         stop=(lambda: events.interrupted) if events is not None else None)
+                                         p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop) for p in params]
+
+    @property
+    def lead(self) -> Txt2ImgParams:
+        """The first job: what every job of a merged batch shares (sampler, steps, size, hires) is read here."""
+        return self.params[0]
+
+    def _batches(self) -> list[list[_Piece]]:
+        if len(self.params) == 1:
+            return [[_Piece(0, self.lead, rows, self.encoders[0])] for rows in self.lead.batches()]
+        return [[_Piece(i, p, slice(0, p.batch_size), encoder)
+                 for i, (p, encoder) in enumerate(zip(self.params, self.encoders))]]
 
     def __iter__(self):
-        """Each batch's index range, until an interrupt; reports batch starts and ends."""
-        for batch in self.p.batches():
+        """Each batch's pieces, until an interrupt; reports batch starts and ends."""
+        for pieces in self._batches():
             if self.events is not None:
                 if self.events.interrupted:
                     return
                 self.events.next_batch()
-            yield batch
+            yield pieces
             if self.events is not None:
                 self.events.batch_done()
 
-    def conds(self, batch: slice) -> BatchConds | None:
+    def check_mergeable(self) -> None:
+        """For jobs sampled together: encode their prompts now and refuse the merge unless every conditioning has
+        one token length (a merged batch pads shorter ones, and cond/uncond of unequal length run as separate
+        calls whose batch size would change, either of which changes pixels).
+
+        Raises:
+            NotMergeable: with each job's token lengths.
+        """
+        if len(self.params) == 1:
+            return
+        lengths = []
+        for piece in self._batches()[0]:
+            conds = self.conds([piece])
+            lengths.append(frozenset() if conds is None else frozenset(conds.token_lengths()))
+        if any(len(found) != 1 for found in lengths) or len(set(lengths)) != 1:
+            raise NotMergeable(lengths)
+
+    def conds(self, pieces: list[_Piece]) -> BatchConds | None:
         """The batch's conditioning, or ``None`` when the job stopped while its prompts were encoded."""
         try:
-            return self.schedules.batch(self.p.prompts[batch], self.p.negative_prompts[batch])
+            return BatchConds.joined([piece.schedules.batch(piece.p.prompts[piece.rows],
+                                                            piece.p.negative_prompts[piece.rows])
+                                      for piece in pieces])
         except SamplingInterrupted:
             return None
 
-    def sample(self, batch: slice, start: SamplingStart, conds: BatchConds, noise_multiplier: float = 1.0,
-               sampler=None, seed_resize: bool = True) -> torch.Tensor:
-        """One sampling pass of the batch from ``start`` with fresh seeded noise at the start latent's size.
+    def sample(self, pieces: list[_Piece], start: SamplingStart, conds: BatchConds,
+               hires: bool = False) -> torch.Tensor:
+        """One sampling pass of the batch from ``start``, each piece with fresh noise from its own seeds.
 
         Args:
-            noise_multiplier: A1111's ``initial_noise_multiplier`` (img2img).
-            sampler: another sampler than the job's (the hires pass's).
-            seed_resize: apply the job's seed resize (A1111's hires pass draws its noise without it).
+            hires: the hires fix's second pass (its sampler; seeds without the seed resize, as A1111 draws them).
         """
-        p, seeds = self.p, self.p.seeds[batch]
+        p = self.lead
         shape = tuple(start.latent.shape[1:]) if start.latent is not None else (4, p.height // 8, p.width // 8)
-        resize_from = p.seed_resize_from if seed_resize else (-1, -1)
-        noise, generators = initial_noise(seeds, p.subseeds[batch], p.subseed_strength, shape, resize_from,
+        noises, streams = zip(*(self._piece_noise(piece, shape, hires) for piece in pieces))
+        step_noise = streams[0] if len(pieces) == 1 else StackedNoise(list(streams), [len(n) for n in noises])
+        seeds = [seed for piece in pieces for seed in piece.seeds]
+        scales = [piece.p.cfg_scale for piece in pieces for _ in piece.seeds]
+        cfg_scale = scales[0] if len(set(scales)) == 1 else scales
+        sampler = p.hires.sampler if hires else p.sampler
+        image_jobs = [piece.job for piece in pieces for _ in piece.seeds] if len(pieces) > 1 else None
+        latents = sample(self.model, sampler, start, torch.cat(noises), conds, cfg_scale, step_noise, seeds,
+                         p.sampler_settings, self.events, image_jobs)
+        return check_nans(latents)
+
+    def _piece_noise(self, piece: _Piece, shape: tuple[int, ...], hires: bool) -> tuple[torch.Tensor, SamplerNoise]:
+        """A piece's initial noise and step noise, drawn exactly as for its job alone."""
+        p, seeds = piece.p, piece.seeds
+        resize_from = (-1, -1) if hires else p.seed_resize_from
+        noise, generators = initial_noise(seeds, p.subseeds[piece.rows], p.subseed_strength, shape, resize_from,
                                           noise_device(self.model.device, p.randn_source))
         step_noise = batch_step_noise(seeds, generators, p.steps, seed_noise_shape(shape, resize_from),
                                       p.eta_noise_seed_delta, p.batch_seeds)
-        if noise_multiplier != 1.0:
-            noise = noise * noise_multiplier
-        latents = sample(self.model, sampler or p.sampler, start, noise, conds, p.cfg_scale, step_noise, seeds,
-                         p.sampler_settings, self.events)
-        return check_nans(latents)
+        multiplier = getattr(p, "noise_multiplier", 1.0)
+        if multiplier != 1.0 and not hires:
+            noise = noise * multiplier
+        return noise, step_noise
+
+
+def split_rows(latents: torch.Tensor, pieces: list[_Piece]) -> list[torch.Tensor]:
+    """The batch's latents cut back into its pieces."""
+    return list(torch.split(latents, [len(piece.seeds) for piece in pieces]))
+
+
+def joined(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Per-piece tensors side by side (``None`` when the model takes none)."""
+    return None if tensors[0] is None else torch.cat(tensors)
 
 
 def run_txt2img(model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None = None,
@@ -141,17 +235,30 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None
     Returns:
         ``batch_size * n_iter`` images, fewer if interrupted (later batches are not started).
     """
-    batches = _Batches(model, p, events)
-    images: list[Image.Image] = []
-    for batch in batches:
-        conds = batches.conds(batch)
+    return run_txt2img_group(model, [p], events, tiling)[0]
+
+
+def run_txt2img_group(model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None = None,
+                      tiling: Tiling = Tiling()) -> list[list[Image.Image]]:
+    """Generate the images of one txt2img job, or of several compatible one-batch jobs sampled together.
+
+    Returns:
+        Each job's images.
+    """
+    group = _Group(model, params, events)
+    group.check_mergeable()
+    images: list[list[Image.Image]] = [[] for _ in params]
+    for pieces in group:
+        conds = group.conds(pieces)
         if conds is None:
             break
-        image_cond = txt2img_image_cond(model, len(p.seeds[batch]), p.width, p.height)
-        latents = batches.sample(batch, SamplingStart(p.steps, image_cond=image_cond), conds)
-        if p.hires is not None:
-            latents = hires_pass(batches, batch, latents, conds, tiling)
-        images.extend(decode_latents(model, latents))
+        image_cond = joined([txt2img_image_cond(model, len(piece.seeds), piece.p.width, piece.p.height)
+                             for piece in pieces])
+        latents = group.sample(pieces, SamplingStart(group.lead.steps, image_cond=image_cond), conds)
+        if group.lead.hires is not None:
+            latents = hires_pass(group, pieces, latents, conds, tiling)
+        for piece, part in zip(pieces, split_rows(latents, pieces)):
+            images[piece.job].extend(decode_latents(model, part))
     return images
 
 
@@ -179,18 +286,20 @@ def upscale_latents(model: LoadedModel, latents: torch.Tensor, hires: HiresParam
     return upscaled, img2img_image_cond(model, pixels, upscaled, None, mask_weight)
 
 
-def hires_pass(batches: _Batches, batch: slice, latents: torch.Tensor, conds: BatchConds,
+def hires_pass(group: _Group, pieces: list[_Piece], latents: torch.Tensor, conds: BatchConds,
                tiling: Tiling) -> torch.Tensor:
-    """Upscale one batch's first-pass latents and refine them (a job of its own, as A1111 counts it)."""
-    p, hires = batches.p, batches.p.hires
-    upscaled, image_cond = upscale_latents(batches.model, latents, hires, p.mask_weight, tiling)
-    upscaled = truncate(upscaled, hires.truncate_x, hires.truncate_y)
-    image_cond = truncate(image_cond, hires.truncate_x, hires.truncate_y)
-    if batches.events is not None:
-        batches.events.next_pass()
+    """Upscale one batch's first-pass latents (each piece as its job alone would) and refine them (a job of its
+    own, as A1111 counts it)."""
+    hires = group.lead.hires
+    upscaled, image_cond = zip(*(upscale_latents(group.model, part, piece.p.hires, piece.p.mask_weight, tiling)
+                                 for piece, part in zip(pieces, split_rows(latents, pieces))))
+    upscaled = truncate(torch.cat(upscaled), hires.truncate_x, hires.truncate_y)
+    image_cond = truncate(joined(list(image_cond)), hires.truncate_x, hires.truncate_y)
+    if group.events is not None:
+        group.events.next_pass()
     steps, t_enc = fixed_steps(hires.steps, hires.denoising_strength)
     start = SamplingStart(steps, t_enc, upscaled, image_cond=image_cond)
-    return batches.sample(batch, start, conds, sampler=hires.sampler, seed_resize=False)
+    return group.sample(pieces, start, conds, hires=True)
 
 
 def latent_keep_mask(mask: Image.Image | None, latent: torch.Tensor) -> torch.Tensor | None:
@@ -227,6 +336,34 @@ def fill_masked_latent(latent: torch.Tensor, keep: torch.Tensor | None, p: Img2I
     return latent * keep + noise.to(latent) * (1.0 - keep)
 
 
+def img2img_start(model: LoadedModel, p: Img2ImgParams) -> SamplingStart:
+    """Where every batch of an img2img job starts: its encoded images, mask and the step range its strength
+    leaves."""
+    pixels, latent = encode_init_images(model, p)
+    keep = latent_keep_mask(p.mask, latent)
+    latent = fill_masked_latent(latent, keep, p)
+    image_cond = img2img_image_cond(model, pixels, latent, p.mask, p.mask_weight)
+    steps, t_enc = (fixed_steps if p.fix_steps else img2img_steps)(p.steps, p.denoising_strength)
+    return SamplingStart(steps, t_enc, latent, keep, image_cond=image_cond)
+
+
+def joined_start(starts: list[SamplingStart], pieces: list[_Piece]) -> SamplingStart:
+    """Several jobs' starts side by side (their step ranges agree; a mask shared by a job's images is repeated
+    for each)."""
+    if len(starts) == 1:
+        return starts[0]
+
+    def rows(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+        if tensors[0] is None:
+            return None
+        return torch.cat([t.expand(len(piece.seeds), *t.shape[1:]) for t, piece in zip(tensors, pieces)])
+
+    first = starts[0]
+    return SamplingStart(first.steps, first.t_enc, rows([s.latent for s in starts]),
+                         rows([s.mask for s in starts]), rows([s.nmask for s in starts]),
+                         rows([s.image_cond for s in starts]))
+
+
 def run_img2img(model: LoadedModel, p: Img2ImgParams, events: BatchEvents | None = None) -> list[Image.Image]:
     """Generate every image of an img2img request, batch by batch.
 
@@ -234,18 +371,26 @@ def run_img2img(model: LoadedModel, p: Img2ImgParams, events: BatchEvents | None
         ``batch_size * n_iter`` images at the processing size (fewer if interrupted), not yet composited over
         the original.
     """
-    pixels, latent = encode_init_images(model, p)
-    keep = latent_keep_mask(p.mask, latent)
-    latent = fill_masked_latent(latent, keep, p)
-    image_cond = img2img_image_cond(model, pixels, latent, p.mask, p.mask_weight)
-    steps, t_enc = (fixed_steps if p.fix_steps else img2img_steps)(p.steps, p.denoising_strength)
-    start = SamplingStart(steps, t_enc, latent, keep, image_cond=image_cond)
-    batches = _Batches(model, p, events)
-    images: list[Image.Image] = []
-    for batch in batches:
-        conds = batches.conds(batch)
+    return run_img2img_group(model, [p], events)[0]
+
+
+def run_img2img_group(model: LoadedModel, params: list[Img2ImgParams],
+                      events: BatchEvents | None = None) -> list[list[Image.Image]]:
+    """Generate the images of one img2img job, or of several compatible one-batch jobs sampled together.
+
+    Returns:
+        Each job's images.
+    """
+    group = _Group(model, params, events)
+    group.check_mergeable()
+    starts = [img2img_start(model, p) for p in params]
+    images: list[list[Image.Image]] = [[] for _ in params]
+    for pieces in group:
+        conds = group.conds(pieces)
         if conds is None:
             break
-        latents = batches.sample(batch, start, conds, noise_multiplier=p.noise_multiplier)
-        images.extend(decode_latents(model, check_nans(start.keep_original(latents))))
+        start = joined_start([starts[piece.job] for piece in pieces], pieces)
+        latents = check_nans(start.keep_original(group.sample(pieces, start, conds)))
+        for piece, part in zip(pieces, split_rows(latents, pieces)):
+            images[piece.job].extend(decode_latents(model, part))
     return images

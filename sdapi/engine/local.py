@@ -24,7 +24,8 @@ from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
-from sdapi.engine.generation import run_img2img, run_txt2img  # noqa: E402
+from sdapi.engine.batching import batch_key  # noqa: E402
+from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
 from sdapi.engine.lora_cache import LoraCache  # noqa: E402
 from sdapi.engine.lora_file import load_lora_network  # noqa: E402
@@ -32,7 +33,8 @@ from sdapi.engine.model import LoadedModel  # noqa: E402
 from sdapi.engine.params import Img2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import LatentPreview  # noqa: E402
-from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention  # noqa: E402
+from sdapi.engine.runtime import Runtime, cuda_memory, enable_attention, images_that_fit  # noqa: E402
+from sdapi.engine.batch_invariance import make_batch_invariant  # noqa: E402
 from sdapi.engine.training.reporting import Reporter, TrainResult  # noqa: E402
 from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment  # noqa: E402
 from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
@@ -99,6 +101,7 @@ class LocalEngine:
         log.info("Loading checkpoint %s on %s (%s)", path.name, self.runtime.device, self.runtime.dtype)
         pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
         attention = enable_attention(pipe, self.runtime)
+        make_batch_invariant(pipe.unet)
         log.info("Loaded %s (attention: %s)", path.name, attention)
         encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
         return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
@@ -120,21 +123,51 @@ class LocalEngine:
     # -- jobs -----------------------------------------------------------------------------------------------
 
     def generate(self, job: GenerationJob, events: JobEvents | None = None) -> list[Image.Image]:
+        return self._run([job], events)[0]
+
+    def generate_batch(self, jobs: list[GenerationJob], events: JobEvents | None = None) -> list[list[Image.Image]]:
+        if len(jobs) > 1 and (batch_key(jobs[0]) is None or len({batch_key(job) for job in jobs}) != 1):
+            raise ValueError("generate_batch takes jobs with one batch key (engine.batching.merge_groups)")
+        try:
+            return self._run(jobs, events)
+        except NotMergeable as exc:
+            log.info("Jobs offered as one batch differ in token lengths: sampling them by length")
+            return self._by_token_length(jobs, exc.lengths, events)
+
+    def _by_token_length(self, jobs: list[GenerationJob], lengths: list[frozenset[int]],
+                         events: JobEvents | None) -> list[list[Image.Image]]:
+        """Each set of jobs whose prompts share one token length as a batch, the others alone; results in order."""
+        results: list[list[Image.Image]] = [[] for _ in jobs]
+        batches: dict[frozenset[int], list[int]] = {}
+        for index, found in enumerate(lengths):
+            batches.setdefault(found if len(found) == 1 else frozenset({-index - 1}), []).append(index)
+        for indices in batches.values():
+            for index, images in zip(indices, self._run([jobs[i] for i in indices], events)):
+                results[index] = images
+        return results
+
+    def _run(self, jobs: list[GenerationJob], events: JobEvents | None) -> list[list[Image.Image]]:
+        """One job, or several with one batch key sampled together: each job's images."""
+        job = jobs[0]
         model = self.model(job.checkpoint)
         p = job.params
+        params = [j.params for j in jobs]
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
         try:
             with self.loras.applied(model.pipe, p.loras, warn), \
                     circular_padding([model.unet, model.vae], p.circular):
                 if isinstance(p, Img2ImgParams):
-                    return run_img2img(model, p, latent_events)
-                return run_txt2img(model, p, latent_events, job.tiling)
+                    return run_img2img_group(model, params, latent_events)
+                return run_txt2img_group(model, params, latent_events, job.tiling)
         except Exception as exc:
             if _out_of_memory(exc):
                 raise DeviceOutOfMemory(f"the {self.runtime.device.type} device ran out of memory: lower the size, "
                                         "batch_size or the number of LoRAs") from exc
             raise
+
+    def batch_capacity(self, pixels: int) -> int:
+        return images_that_fit(pixels, self.runtime.device)
 
     def upscale(self, job: UpscaleJob) -> list[Image.Image]:
         run_model = model_runner(self.runtime.device, job.tiling)

@@ -22,6 +22,7 @@ from sdapi.engine.lora_file import LoraLayer, LoraNetwork
 from sdapi.engine.lora_format import UnsupportedLora
 from sdapi.engine.lora_targets import TEXT_ENCODER, LoraTarget, target_table
 from sdapi.engine.params import LoraActivation
+from sdapi.engine.batch_invariance import invariant_product
 
 log = logging.getLogger("sdapi")
 
@@ -46,7 +47,8 @@ class BoundLayer:
 def linear_delta(layer: LoraLayer) -> Delta:
     """``up(down(x))`` for a Linear target (1x1 conv-shaped weights are flattened)."""
     down, up = layer.down.flatten(1), layer.up.flatten(1)
-    return lambda x: F.linear(F.linear(x, down), up)
+    # Computed as the layer itself computes its rows, so a merged batch gives each job its own result.
+    return lambda x: invariant_product(lambda rows: F.linear(F.linear(rows, down), up), x, down.shape[1])
 
 
 def conv_delta(layer: LoraLayer, module: torch.nn.Conv2d) -> Delta:

@@ -23,7 +23,7 @@ def encode_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
     """Scaled latents (float32, on the model's device) of ``(B, 3, H, W)`` pixels in ``[-1, 1]``."""
     vae = model.vae
     dist = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist
-    return (dist.mean * vae.config.scaling_factor).float()
+    return (dist.mean * vae.config.scaling_factor).float().contiguous()
 
 
 @torch.no_grad()
@@ -32,7 +32,8 @@ def decode_latents(model, latents: torch.Tensor) -> list[Image.Image]:
     vae = model.vae
     images = []
     for i in range(latents.shape[0]):
-        z = latents[i:i + 1].to(model.device, vae.dtype) / vae.config.scaling_factor
+        # The default memory layout whatever the sampler left: the layout picks the convolution kernels.
+        z = latents[i:i + 1].to(model.device, vae.dtype).contiguous() / vae.config.scaling_factor
         x = vae.decode(z).sample.float()
         x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]
         array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)

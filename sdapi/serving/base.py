@@ -19,7 +19,7 @@ from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
 from sdapi.engine.api import Engine
 from sdapi.engine.upscalers import UpscalerSpec, available_upscalers
 from sdapi.errors import ApiError
-from sdapi.jobs import JobCancelled, JobQueue
+from sdapi.jobs import Batching, JobCancelled, JobQueue
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options, OptionsView
 from sdapi.serving.control import JobControl
@@ -68,7 +68,10 @@ class ServerState:
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 
     def __post_init__(self) -> None:
-        self.queue = JobQueue(on_start=self.control.bind_job, max_pending=self.settings.queue_size)
+        batching = Batching(max(1, self.settings.max_batch), max(0.0, self.settings.batch_wait_ms) / 1000,
+                            self._batch_capacity)
+        self.queue = JobQueue(on_start=self.control.bind_job, max_pending=self.settings.queue_size,
+                              batching=batching)
         if self.styles is None:
             self.styles = StyleDatabase(self.settings.styles_path)
 
@@ -113,6 +116,12 @@ class ServerState:
             self.engine.load(info.filename)
         return info
 
+    def _batch_capacity(self, run: Any) -> int:
+        """How many images of a queued request's largest pass the device fits in one batch."""
+        req = run.checked.req
+        scale = max(1.0, float(req.hr_scale or 1)) if getattr(req, "enable_hr", False) else 1.0
+        return self.engine.batch_capacity(int(req.width * req.height * scale * scale))
+
     def upscalers(self) -> list[UpscalerSpec]:
         """Every upscaler the server can run now: the pixel ones and the model files present (rescanned)."""
         return available_upscalers(self.settings.models_root)
@@ -154,6 +163,7 @@ class ServerState:
         Raises:
             JobCancelled: the client went away first (its job was dropped or stopped).
         """
-        job = await run_in_threadpool(prepare)
-        return await self.queue.run_async(job, name, client_gone=client_gone)
+        with self.queue.arriving():  # a worker merging jobs may wait for this one
+            queued = self.queue.submit(await run_in_threadpool(prepare), name)
+        return await self.queue.wait_async(queued, client_gone=client_gone)
 

@@ -4,14 +4,18 @@ frame on the worker (its option copy, its warnings, its overrides kept or droppe
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from sdapi.bounds import check_generation, check_lora_weights, check_pixels
+from sdapi.engine.api import GenerationJob
+from sdapi.engine.batching import merge_groups
 from sdapi.engine.sampling.registry import SamplerSpec, find_sampler
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
+from sdapi.prompts.extra_networks import EXTRA_NETWORK_TAG
 from sdapi.options import OptionsView
 from sdapi.settings import Limits
 from sdapi.scripts.registry import find_script
@@ -19,6 +23,11 @@ from sdapi.serving.base import ServerState
 from sdapi.serving.options import checked_overrides, job_options, keep_overrides, unknown_checkpoint_warning
 
 log = logging.getLogger("sdapi")
+
+# What may differ between requests sampled in one batch (each image keeps its own).
+PER_IMAGE_FIELDS = {"prompt", "negative_prompt", "styles", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
+                    "seed_resize_from_w", "cfg_scale", "batch_size", "init_images", "mask", "inpainting_fill",
+                    "override_settings"}
 
 # Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.
 NOT_YET_APPLIED = {
@@ -62,6 +71,119 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
     if mode == "txt2img":
         validate_hires_size(req, state.options.view(overrides), state.settings.limits)
     return CheckedRequest(req, sampler, overrides, warnings)
+
+
+@dataclass
+class PreparedGeneration:
+    """A generation request made ready on the worker with its job's options: the engine job, its own warnings,
+    and how its images become the response.
+
+    Args:
+        job: what the engine runs.
+        warnings: what resolving the request could not apply (``<lora:…>`` tags...).
+        respond: ``(images, warnings) -> response body``.
+    """
+
+    job: GenerationJob
+    warnings: list[str]
+    respond: Callable[[list, list[str]], dict[str, Any]]
+
+
+@dataclass
+class GenerationRun:
+    """A queued txt2img/img2img request: the queue calls it alone, or merges it with queued runs of the same
+    ``merge_key`` (:meth:`run_together`), which then share one sampling batch on the engine.
+
+    Args:
+        state: the server.
+        checked: the checked request.
+        job_count: A1111's job count for ``/progress``.
+        prepare: ``options -> PreparedGeneration`` (on the worker).
+        merge_key: which queued requests it may merge with (``None``: never).
+        images: its batch size.
+    """
+
+    state: ServerState
+    checked: CheckedRequest
+    job_count: int
+    prepare: Callable[[OptionsView], PreparedGeneration]
+    merge_key: Hashable | None = None
+    images: int = 1
+
+    def __call__(self) -> dict[str, Any]:
+        return run_generation(self.state, self.checked, self.job_count, self._alone)
+
+    def _alone(self, options: OptionsView) -> dict[str, Any]:
+        prepared = self.prepare(options)
+        for warning in prepared.warnings:
+            self.state.control.warn(warning)
+        images = self.state.engine.generate(prepared.job, self.state.control)
+        return prepared.respond(images, self.state.control.warnings)
+
+    def run_together(self, others: list["GenerationRun"]) -> list[Any]:
+        """This run and ``others`` as one job: each prepared with its own options, then those whose engine jobs
+        match sampled as one batch. Each member gets its response or its own exception.
+        """
+        return self.state.run_job(self.job_count, lambda: run_merged(self.state, [self, *others]))
+
+
+def run_merged(state: ServerState, runs: list[GenerationRun]) -> list[Any]:
+    """Prepare every run, sample each set of matching engine jobs as one batch, respond to each run."""
+    outcomes: list[Any] = [None] * len(runs)
+    ready: list[tuple[int, OptionsView, PreparedGeneration]] = []
+    for index, run in enumerate(runs):
+        try:
+            options = job_options(state, run.checked.overrides)
+            ready.append((index, options, run.prepare(options)))
+        except Exception as exc:  # noqa: BLE001 - this member's failure, reported to its own client
+            outcomes[index] = exc
+    for members in merge_groups([prepared.job for _, _, prepared in ready], state.queue.batching.max_images):
+        chosen = [ready[i] for i in members]
+        images = _generate_together(state, [prepared.job for _, _, prepared in chosen])
+        engine_warnings = list(state.control.warnings)
+        for (index, options, prepared), result in zip(chosen, images):
+            run = runs[index]
+            if isinstance(result, BaseException):
+                outcomes[index] = result
+                continue
+            try:
+                warnings = run.checked.warnings + prepared.warnings + engine_warnings
+                outcomes[index] = prepared.respond(result, warnings)
+                if not run.checked.req.override_settings_restore_afterwards:
+                    keep_overrides(state, run.checked.overrides, options)
+            except Exception as exc:  # noqa: BLE001
+                outcomes[index] = exc
+    return outcomes
+
+
+def _generate_together(state: ServerState, jobs: list[GenerationJob]) -> list[Any]:
+    """Each job's images, sampled as one batch; if that fails, each job alone (so a failure is its own job's)."""
+    if len(jobs) > 1:
+        try:
+            return state.engine.generate_batch(jobs, state.control)
+        except Exception as exc:  # noqa: BLE001 - retried one by one below
+            log.warning("A merged batch of %d jobs failed (%s); running them one by one", len(jobs), exc)
+    results: list[Any] = []
+    for job in jobs:
+        try:
+            results.append(state.engine.generate(job, state.control))
+        except Exception as exc:  # noqa: BLE001
+            results.append(exc)
+    return results
+
+
+def request_merge_key(state: ServerState, checked: CheckedRequest, mode: str) -> Hashable | None:
+    """What a request must share with queued ones to be merged with them: every field but the per-image ones
+    (prompts, seeds, guidance scale, batch size, images), the checkpoint it will use and the LoRA tags of its
+    prompts. The engine checks the resolved jobs again before sampling them together.
+    """
+    req = checked.req
+    if req.script_name or (req.n_iter or 1) != 1 or state.queue.batching.max_images <= 1:
+        return None
+    fields = req.model_dump(mode="json", exclude=PER_IMAGE_FIELDS)
+    checkpoint = checked.overrides.get("sd_model_checkpoint") or state.options.get("sd_model_checkpoint")
+    networks = sorted(EXTRA_NETWORK_TAG.findall(f"{req.prompt or ''} {req.negative_prompt or ''}"))
+    return json.dumps([mode, fields, checkpoint, networks, checked.overrides], sort_keys=True, default=str)
 
 
 def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,

@@ -17,10 +17,10 @@ from sdapi.engine.api import Engine, GenerationJob, UpscaleJob
 from sdapi.engine.upscalers import Tiling, UpscalerSpec, find_upscaler
 from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
-from sdapi.img2img_images import composite, prepare_inputs
+from sdapi.img2img_images import PreparedInputs, composite, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
-from sdapi.serving.generation import CheckedRequest, run_generation
+from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.translate import ResolvedRequest
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
@@ -69,34 +69,48 @@ def decode_inputs(req, mask: Image.Image | None) -> Img2ImgInputs:
 
 def img2img_job(state: ServerState, checked: CheckedRequest, inputs: Img2ImgInputs) -> Job:
     """The job that serves a checked img2img request (without a script) on the worker."""
-    return functools.partial(run_generation, state, checked, checked.req.n_iter,
-                             functools.partial(_respond, state, checked, inputs))
+    return GenerationRun(state, checked, checked.req.n_iter, functools.partial(prepare_img2img, state, checked, inputs),
+                         request_merge_key(state, checked, "img2img"), checked.req.batch_size)
 
 
-def _respond(state: ServerState, checked: CheckedRequest, inputs: Img2ImgInputs,
-             options: OptionsView) -> dict[str, Any]:
-    resolved, outputs, checkpoint = generate_img2img(state, checked.req, checked.sampler, inputs, options)
-    return img2img_response(checked.req, resolved, outputs, checkpoint, options, state.control.job_timestamp,
-                            state.control.warnings)
+def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2ImgInputs,
+                    options: OptionsView) -> PreparedGeneration:
+    """The engine job for ``checked`` with its job's ``options``, and how its images become the response
+    (composited over the originals)."""
+    resolved, job, checkpoint, prepared = img2img_engine_job(state, checked.req, checked.sampler, inputs, options)
+
+    def respond(outputs: list, warnings: list[str]) -> dict[str, Any]:
+        images = composite(outputs, prepared, resolved.params.batch_size)
+        return img2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
+                                warnings)
+
+    return PreparedGeneration(job, resolved.warnings, respond)
 
 
-def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
-                     ) -> tuple[ResolvedRequest, list, CheckpointInfo]:
-    """Generate ``req``'s images with ``options`` (on the worker, inside a begun job).
-
-    Returns:
-        ``(ResolvedRequest, composited images, checkpoint)``, what :func:`img2img_response` takes.
-    """
+def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
+                       ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo, PreparedInputs]:
+    """Load the checkpoint ``options`` select, bring the images to the processing size and resolve ``req``."""
     checkpoint = state.load_for_job(options)
     img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), state.upscalers())
     enlarge = engine_enlarger(state.engine, img2img_upscaler, Tiling.from_options(options))
     prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
     resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
+    return resolved, GenerationJob(checkpoint.filename, resolved.params), checkpoint, prepared
+
+
+def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
+                     ) -> tuple[ResolvedRequest, list, CheckpointInfo]:
+    """Generate ``req``'s images with ``options`` (on the worker, inside a begun job; the X/Y/Z plot's cells).
+
+    Returns:
+        ``(ResolvedRequest, composited images, checkpoint)``, what :func:`img2img_response` takes.
+    """
+    resolved, job, checkpoint, prepared = img2img_engine_job(state, req, sampler, inputs, options)
     for warning in resolved.warnings:
         state.control.warn(warning)
-    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
-    outputs = state.engine.generate(GenerationJob(checkpoint.filename, resolved.params), state.control)
+    outputs = state.engine.generate(job, state.control)
     return resolved, composite(outputs, prepared, resolved.params.batch_size), checkpoint
 
 

@@ -11,7 +11,7 @@ from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.engine.upscalers import Tiling
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
-from sdapi.serving.generation import CheckedRequest, run_generation
+from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.translate import ResolvedRequest, resolve_txt2img, txt2img_response
 
 
@@ -20,27 +20,38 @@ def txt2img_job(state: ServerState, checked: CheckedRequest) -> Job:
     req = checked.req
     # A1111 counts a hires fix's second pass as a job of its own.
     job_count = req.n_iter * (2 if req.enable_hr else 1)
-    return functools.partial(run_generation, state, checked, job_count,
-                             functools.partial(_respond, state, checked))
+    return GenerationRun(state, checked, job_count, functools.partial(prepare_txt2img, state, checked),
+                         request_merge_key(state, checked, "txt2img"), req.batch_size)
 
 
-def _respond(state: ServerState, checked: CheckedRequest, options: OptionsView) -> dict[str, Any]:
-    resolved, images, checkpoint = generate_txt2img(state, checked.req, checked.sampler, options)
-    return txt2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
-                            state.control.warnings)
+def prepare_txt2img(state: ServerState, checked: CheckedRequest, options: OptionsView) -> PreparedGeneration:
+    """The engine job for ``checked`` with its job's ``options``, and how its images become the response."""
+    resolved, job, checkpoint = txt2img_engine_job(state, checked.req, checked.sampler, options)
+
+    def respond(images: list, warnings: list[str]) -> dict[str, Any]:
+        return txt2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
+                                warnings)
+
+    return PreparedGeneration(job, resolved.warnings, respond)
+
+
+def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: OptionsView
+                       ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo]:
+    """Load the checkpoint ``options`` select and resolve ``req`` into the engine's job."""
+    checkpoint = state.load_for_job(options)
+    resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers())
+    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
+    return resolved, GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options)), checkpoint
 
 
 def generate_txt2img(state: ServerState, req, sampler: SamplerSpec, options: OptionsView
                      ) -> tuple[ResolvedRequest, list, CheckpointInfo]:
-    """Generate ``req``'s images with ``options`` (on the worker, inside a begun job).
+    """Generate ``req``'s images with ``options`` (on the worker, inside a begun job; the X/Y/Z plot's cells).
 
     Returns:
         ``(ResolvedRequest, images, checkpoint)``, what :func:`sdapi.translate.txt2img_response` takes.
     """
-    checkpoint = state.load_for_job(options)
-    resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers())
+    resolved, job, checkpoint = txt2img_engine_job(state, req, sampler, options)
     for warning in resolved.warnings:
         state.control.warn(warning)
-    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
-    job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))
     return resolved, state.engine.generate(job, state.control), checkpoint

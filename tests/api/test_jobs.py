@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -100,7 +101,9 @@ def test_skip_moves_to_the_next_batch(client):
     assert r.status_code == 200 and len(r.json()["images"]) == 2
 
 
-def test_concurrent_requests_all_complete_in_order_with_their_seeds(client):
+def test_concurrent_requests_all_complete_in_order_with_their_seeds(client, state, monkeypatch):
+    # Arrival order of jobs that run one by one; merged batches finish together (tests/api/test_batching.py).
+    monkeypatch.setattr(state.queue, "batching", dataclasses.replace(state.queue.batching, max_images=1))
     finished: list[int] = []
     lock = threading.Lock()
     responses: dict[int, object] = {}

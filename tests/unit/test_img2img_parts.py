@@ -53,6 +53,11 @@ def test_only_masked_crop_and_whole_picture_masks():
     assert whole.crop is None and np.asarray(whole.mask)[0, 0] == 255 and np.asarray(whole.mask)[20, 40] == 0
 
 
+def test_a_blank_mask_in_only_masked_mode_works_on_the_whole_picture():
+    blank = prepare_mask(Image.new("L", (64, 64), 0), 64, 64, 0, blur=0, invert=False, full_res=True, padding=8)
+    assert blank.crop is None and not np.asarray(blank.mask).any()
+
+
 def _req(**fields):
     base = dict(enable_hr=True, width=64, height=64, hr_scale=2.0, hr_resize_x=0, hr_resize_y=0,
                 firstphase_width=0, firstphase_height=0, hr_second_pass_steps=0, hr_upscaler=None,

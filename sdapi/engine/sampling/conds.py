@@ -76,6 +76,19 @@ class BatchConds:
 
         return cls(tuple(((constant(c), 1.0),) for c in cond), tuple(constant(u) for u in uncond))
 
+    @classmethod
+    def joined(cls, parts: list["BatchConds"]) -> "BatchConds":
+        """Several batches' conditioning as one batch (jobs sampled together), images in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(tuple(row for part in parts for row in part.subprompts),
+                   tuple(row for part in parts for row in part.negatives))
+
+    def token_lengths(self) -> set[int]:
+        """Every token length any of its schedules has (one length means nothing is ever padded)."""
+        schedules = [schedule for parts in self.subprompts for schedule, _ in parts] + list(self.negatives)
+        return {schedule.conds.shape[1] for schedule in schedules}
+
     @property
     def composable(self) -> bool:
         """Whether any image has more than one ``AND`` part."""

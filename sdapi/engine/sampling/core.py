@@ -25,9 +25,9 @@ from sdapi.engine.errors import SamplingInterrupted, UnsupportedRequest
 from sdapi.engine.params import SamplerSettings
 from sdapi.engine.sampling.compvis import CompVisRun, sample_ddim, sample_plms, stochastic_encode
 from sdapi.engine.sampling.conds import BatchConds
-from sdapi.engine.sampling.denoiser import CfgDenoiser, CompVisGuidance
+from sdapi.engine.sampling.denoiser import CfgDenoiser, CfgScale, CompVisGuidance
 from sdapi.engine.sampling.kdiffusion import KDIFFUSION_FUNCTIONS
-from sdapi.engine.sampling.noise import BrownianNoise, SamplerNoise
+from sdapi.engine.sampling.noise import BrownianNoise, StepNoise
 from sdapi.engine.sampling.registry import SamplerSpec, effective_steps, find_sampler
 from sdapi.engine.sampling.schedules import (
     DiscreteSchedule,
@@ -107,8 +107,8 @@ def image_pass_sampler(spec: SamplerSpec) -> SamplerSpec:
 
 @torch.no_grad()
 def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, conds: BatchConds,
-           cfg_scale: float, step_noise: SamplerNoise, seeds: list[int], settings: SamplerSettings = SamplerSettings(),
-           events: SamplingEvents | None = None) -> torch.Tensor:
+           cfg_scale: CfgScale, step_noise: StepNoise, seeds: list[int], settings: SamplerSettings = SamplerSettings(),
+           events: SamplingEvents | None = None, image_jobs: list[int] | None = None) -> torch.Tensor:
     """Sample one batch; returns its latents (float32), or on interrupt what A1111 returns.
 
     Args:
@@ -117,11 +117,12 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
         start: where sampling starts.
         noise: the batch's unit noise (img2img: already times ``initial_noise_multiplier``).
         conds: the batch's scheduled conditioning.
-        cfg_scale: guidance scale.
+        cfg_scale: guidance scale, or one per image (jobs sampled together).
         step_noise: A1111's ``randn`` stream for the batch (pre-drawn ancestral noise where A1111 pre-draws it).
         seeds: the batch's seeds (DPM++ SDE seeds one Brownian tree per image with them).
         settings: eta, churn and ``s_min_uncond``.
         events: progress, interrupt and skip.
+        image_jobs: the job of each image when several jobs share the batch (``None``: one job).
 
     Raises:
         AndWithCompVis: ``AND`` with DDIM, PLMS or UniPC.
@@ -135,8 +136,9 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
             return start.latent  # a zero-strength hires pass: only the upscale remains
     if spec.kdiffusion:
         return _sample_kdiffusion(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, seeds, settings,
-                                  events)
-    return _sample_compvis(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, settings, events)
+                                  events, image_jobs)
+    return _sample_compvis(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, settings, events,
+                           image_jobs)
 
 
 class _Reporter:
@@ -156,8 +158,9 @@ class _Reporter:
 
 
 def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart,
-                       noise: torch.Tensor, conds: BatchConds, cfg_scale: float, step_noise: SamplerNoise,
-                       seeds: list[int], settings: SamplerSettings, events: SamplingEvents | None) -> torch.Tensor:
+                       noise: torch.Tensor, conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise,
+                       seeds: list[int], settings: SamplerSettings, events: SamplingEvents | None,
+                       image_jobs: list[int] | None) -> torch.Tensor:
     """A1111's ``KDiffusionSampler.sample`` / ``sample_img2img``."""
     sigmas = a1111_sigmas(schedule, start.steps, spec.karras, spec.discard_penultimate_sigma).to(model.device)
     if start.from_image:
@@ -169,7 +172,7 @@ def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, sta
         x = noise * sigmas[0]
         reporter = _Reporter(events, start.steps, x)
     denoiser = CfgDenoiser(model, schedule, conds, cfg_scale, events, start.image_cond, start.mask, start.latent,
-                           start.keep, settings.s_min_uncond)
+                           start.keep, settings.s_min_uncond, image_jobs)
     kwargs = _kdiffusion_arguments(spec, schedule, tail, start, settings)
     sampler_noise = (BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)
                      if spec.function == "dpmpp_sde" else step_noise)
@@ -201,15 +204,14 @@ def _kdiffusion_arguments(spec: SamplerSpec, schedule: DiscreteSchedule, tail: t
 
 
 def _sample_compvis(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor,
-                    conds: BatchConds, cfg_scale: float, step_noise: SamplerNoise, settings: SamplerSettings,
-                    events: SamplingEvents | None) -> torch.Tensor:
+                    conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise, settings: SamplerSettings,
+                    events: SamplingEvents | None, image_jobs: list[int] | None) -> torch.Tensor:
     """A1111's ``VanillaStableDiffusionSampler.sample`` / ``sample_img2img`` (DDIM, PLMS, UniPC)."""
     steps = effective_steps(spec, start.steps)
-    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond)
+    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond, image_jobs)
     first = start.latent if start.from_image else noise
     reporter = _Reporter(events, start.t_enc + 1 if start.from_image else steps, first)
-    global_noise = SamplerNoise(step_noise.generators, 0, tuple(noise.shape[1:]), predraw=False)
-    run = CompVisRun(guidance, schedule, global_noise, model.v_prediction, reporter, start.mask, start.keep,
+    run = CompVisRun(guidance, schedule, step_noise.global_stream(), model.v_prediction, reporter, start.mask, start.keep,
                      start.latent)
     run.last = first
     try:

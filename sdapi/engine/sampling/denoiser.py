@@ -29,11 +29,20 @@ from typing import Protocol
 
 import torch
 
+from sdapi.engine.batch_invariance import RowGroups, row_groups
 from sdapi.engine.errors import AndWithCompVis, SamplingInterrupted
 from sdapi.engine.sampling.conds import BatchConds
 from sdapi.engine.sampling.schedules import DiscreteSchedule
 
 AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
+
+# A guidance scale for the whole batch, or one per image (jobs sampled together keep their own).
+CfgScale = float | list[float]
+
+
+def image_scale(cfg_scale: CfgScale, image: int) -> float:
+    """Image ``image``'s guidance scale."""
+    return cfg_scale[image] if isinstance(cfg_scale, list) else cfg_scale
 
 
 class StopSignal(Protocol):
@@ -66,19 +75,57 @@ def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: to
         t_in: one timestep per row.
         cond: ``(cond rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``, or ``None`` to skip it.
     """
-    unet, dtype = model.unet, model.dtype
     rows = cond.shape[0]
     if uncond is None:
-        return unet(x_in.to(dtype), t_in, encoder_hidden_states=cond.to(dtype)).sample.float()
+        return _unet(model, x_in, t_in, cond)
     images = uncond.shape[0]
     if cond.shape[1] == uncond.shape[1]:
-        return unet(x_in.to(dtype), t_in, encoder_hidden_states=torch.cat([cond, uncond]).to(dtype)).sample.float()
+        return _unet(model, x_in, t_in, torch.cat([cond, uncond]))
     out = []
     for a in range(0, rows, 2 * images):
         b = min(a + 2 * images, rows)
-        out.append(unet(x_in[a:b].to(dtype), t_in[a:b], encoder_hidden_states=cond[a:b].to(dtype)).sample.float())
-    out.append(unet(x_in[rows:].to(dtype), t_in[rows:], encoder_hidden_states=uncond.to(dtype)).sample.float())
+        out.append(_unet(model, x_in[a:b], t_in[a:b], cond[a:b]))
+    out.append(_unet(model, x_in[rows:], t_in[rows:], uncond))
     return torch.cat(out)
+
+
+def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """One UNet call in the model's dtype, returning float32.
+
+    Input and output are kept in the default memory layout: a convolution may hand back channels-last output
+    depending on the batch size, and the layout picks the kernel of every later convolution (so a job's pixels
+    would depend on the batch it is sampled in).
+    """
+    out = model.unet(x_in.to(model.dtype).contiguous(), t_in, encoder_hidden_states=context.to(model.dtype)).sample
+    return out.float().contiguous()
+
+
+def job_row_groups(image_jobs: list[int] | None, cond_rows: list[int], with_uncond: bool,
+                   uncond_first: bool = False) -> RowGroups | None:
+    """Each job's rows of a UNet batch laid out as cond rows (``cond_rows[i]`` per image) and uncond rows (one per
+    image), in the order that job's batch has them alone; ``None`` for a single job.
+
+    Args:
+        image_jobs: the job of each image (``None``: one job).
+        cond_rows: cond rows per image (its ``AND`` parts).
+        with_uncond: the batch holds the uncond rows.
+        uncond_first: the uncond rows come first (the CompVis layout).
+    """
+    if image_jobs is None or len(set(image_jobs)) == 1:
+        return None
+    uncond_at = 0 if uncond_first else sum(cond_rows)
+    cond_at = len(image_jobs) if uncond_first and with_uncond else 0
+    conds: dict[int, list[int]] = {}
+    unconds: dict[int, list[int]] = {}
+    for image, (job, count) in enumerate(zip(image_jobs, cond_rows)):
+        conds.setdefault(job, []).extend(range(cond_at, cond_at + count))
+        cond_at += count
+        if with_uncond:
+            unconds.setdefault(job, []).append(uncond_at + image)
+    ordered = [(unconds.get(job, []) + rows) if uncond_first else (rows + unconds.get(job, []))
+               for job, rows in conds.items()]
+    total = sum(cond_rows) + (len(image_jobs) if with_uncond else 0)
+    return RowGroups(tuple(tuple(rows) for rows in ordered), total)
 
 
 def rows_for(per_image: torch.Tensor, repeats: list[int]) -> torch.Tensor:
@@ -87,20 +134,20 @@ def rows_for(per_image: torch.Tensor, repeats: list[int]) -> torch.Tensor:
 
 
 def combine_denoised(rows: torch.Tensor, conds_list: list[list[tuple[int, float]]], images: int,
-                     cfg_scale: float) -> torch.Tensor:
+                     cfg_scale: CfgScale) -> torch.Tensor:
     """A1111's ``combine_denoised``: each image's uncond row plus its weighted, scaled cond differences.
 
     Args:
         rows: denoised cond rows followed by ``images`` uncond rows.
         conds_list: per image, ``(cond row, weight)`` of each ``AND`` part.
         images: images in the batch.
-        cfg_scale: guidance scale.
+        cfg_scale: guidance scale, or one per image.
     """
     uncond = rows[-images:]
     denoised = torch.clone(uncond)
     for i, parts in enumerate(conds_list):
         for row, weight in parts:
-            denoised[i] += (rows[row] - uncond[i]) * (weight * cfg_scale)
+            denoised[i] += (rows[row] - uncond[i]) * (weight * image_scale(cfg_scale, i))
     return denoised
 
 
@@ -111,19 +158,21 @@ class CfgDenoiser:
         model: the loaded model (``unet``, ``dtype``, ``v_prediction``).
         schedule: the model's discrete noise schedule (sigma to fractional timestep).
         conds: the batch's scheduled conditioning.
-        cfg_scale: classifier-free guidance scale.
+        cfg_scale: classifier-free guidance scale, or one per image.
         stop: checked for interrupt/skip before each call.
         image_cond: an inpainting UNet's extra input channels per image, or ``None``.
         mask, init_latent: img2img's mask (1 keeps the original) and encoded original, or ``None``.
         nmask: the repaint weights (A1111 keeps its own ``latmask`` for these rather than computing ``1 - mask``,
             which can differ in the last bit); default ``1 - mask``.
         s_min_uncond: A1111's ``s_min_uncond`` (0: never skip the uncond rows).
+        image_jobs: the job of each image when several jobs share the batch (``None``: one job).
     """
 
-    def __init__(self, model: UnetModel, schedule: DiscreteSchedule, conds: BatchConds, cfg_scale: float,
+    def __init__(self, model: UnetModel, schedule: DiscreteSchedule, conds: BatchConds, cfg_scale: CfgScale,
                  stop: StopSignal | None = None, image_cond: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, init_latent: torch.Tensor | None = None,
-                 nmask: torch.Tensor | None = None, s_min_uncond: float = 0.0):
+                 nmask: torch.Tensor | None = None, s_min_uncond: float = 0.0,
+                 image_jobs: list[int] | None = None):
         self.model = model
         self.schedule = schedule
         self.conds = conds
@@ -134,6 +183,7 @@ class CfgDenoiser:
         self.init_latent = init_latent
         self.nmask = nmask if nmask is not None or mask is None else 1.0 - mask
         self.s_min_uncond = s_min_uncond
+        self.image_jobs = image_jobs
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -153,8 +203,9 @@ class CfgDenoiser:
         if skip_uncond:
             x_in, sigma_in = x_in[:-images], sigma_in[:-images]
             image_cond_in = image_cond_in[:-images] if image_cond_in is not None else None
-        out = self._model_rows(x_in, sigma_in, image_cond_in, cond.to(x.device),
-                               None if skip_uncond else uncond.to(x.device))
+        with row_groups(job_row_groups(self.image_jobs, repeats, with_uncond=not skip_uncond)):
+            out = self._model_rows(x_in, sigma_in, image_cond_in, cond.to(x.device),
+                                   None if skip_uncond else uncond.to(x.device))
         if skip_uncond:
             # A1111 puts each image's first cond row where its uncond row would be.
             out = torch.cat([out, torch.cat([out[parts[0][0]:parts[0][0] + 1] for parts in conds_list])])
@@ -194,16 +245,17 @@ class CompVisGuidance:
     Args:
         model: the loaded model.
         conds: the batch's scheduled conditioning (one ``AND`` part per image).
-        cfg_scale: classifier-free guidance scale.
+        cfg_scale: classifier-free guidance scale, or one per image (none of them 1 then, or all).
         stop: checked for interrupt/skip before each sampler update.
         image_cond: an inpainting UNet's extra input channels per image, or ``None``.
+        image_jobs: the job of each image when several jobs share the batch (``None``: one job).
 
     Raises:
         AndWithCompVis: a prompt with ``AND`` (A1111's assertion).
     """
 
-    def __init__(self, model: UnetModel, conds: BatchConds, cfg_scale: float, stop: StopSignal | None = None,
-                 image_cond: torch.Tensor | None = None):
+    def __init__(self, model: UnetModel, conds: BatchConds, cfg_scale: CfgScale, stop: StopSignal | None = None,
+                 image_cond: torch.Tensor | None = None, image_jobs: list[int] | None = None):
         if conds.composable:
             raise AndWithCompVis(AND_WITH_COMPVIS_MESSAGE)
         self.model = model
@@ -211,6 +263,7 @@ class CompVisGuidance:
         self.cfg_scale = cfg_scale
         self.stop = stop
         self.image_cond = image_cond
+        self.image_jobs = image_jobs
         self.step = 0  # sampler updates so far: A1111's hook counter picks the prompt schedule entry
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -218,9 +271,16 @@ class CompVisGuidance:
         cond, _ = self.conds.cond_at(self.step, weighted=False)
         cond = cond.to(x.device)
         model_in = x if self.image_cond is None else torch.cat([x, self.image_cond.to(x)], dim=1)
-        if self.cfg_scale == 1.0:
-            return unet_rows(self.model, model_in, t, cond, None)
+        scales = self.cfg_scale if isinstance(self.cfg_scale, list) else [self.cfg_scale]
+        one_row = [1] * x.shape[0]
+        if all(scale == 1.0 for scale in scales):
+            with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=False)):
+                return unet_rows(self.model, model_in, t, cond, None)
         uncond = pad_uncond(self.conds.uncond_at(self.step).to(x.device), cond.shape[1])
-        out = unet_rows(self.model, torch.cat([model_in] * 2), torch.cat([t] * 2), torch.cat([uncond, cond]), None)
+        with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=True, uncond_first=True)):
+            out = unet_rows(self.model, torch.cat([model_in] * 2), torch.cat([t] * 2), torch.cat([uncond, cond]),
+                            None)
         out_uncond, out_cond = out.chunk(2)
-        return out_uncond + self.cfg_scale * (out_cond - out_uncond)
+        scale = (torch.tensor(self.cfg_scale, dtype=out.dtype, device=out.device).view(-1, 1, 1, 1)
+                 if isinstance(self.cfg_scale, list) else self.cfg_scale)
+        return out_uncond + scale * (out_cond - out_uncond)

@@ -163,6 +163,31 @@ class SamplerNoise:
                 return noise.to(like.device, like.dtype)
         return randn_on(self.generators[-1], tuple(like.shape)).to(like.device, like.dtype)
 
+    def global_stream(self) -> "SamplerNoise":
+        """The stream ldm's samplers draw from (A1111's global generator: the last image's, nothing pre-drawn)."""
+        return SamplerNoise(self.generators, 0, self.shape, predraw=False)
+
+
+class StackedNoise:
+    """The step noise of several jobs sampled as one batch: each job's rows come from that job's own source, so
+    every image gets exactly the numbers it gets when its job runs alone.
+
+    Args:
+        parts: each job's noise source (:class:`SamplerNoise`), in batch order.
+        sizes: each job's row count.
+    """
+
+    def __init__(self, parts: list[SamplerNoise], sizes: list[int]):
+        self.parts = parts
+        self.sizes = sizes
+
+    def __call__(self, like: torch.Tensor, sigma=None, sigma_next=None) -> torch.Tensor:
+        rows = torch.split(like, self.sizes)
+        return torch.cat([part(row, sigma, sigma_next) for part, row in zip(self.parts, rows)])
+
+    def global_stream(self) -> "StackedNoise":
+        return StackedNoise([part.global_stream() for part in self.parts], self.sizes)
+
 
 def batch_step_noise(seeds: list[int], generators: list[torch.Generator], steps: int, shape: tuple[int, ...],
                      delta: int = 0, batch_seeds: bool = True) -> SamplerNoise:
@@ -203,3 +228,7 @@ class BrownianNoise:
         low, high, sign = (t0, t1, 1) if t0 < t1 else (t1, t0, -1)
         w = torch.stack([tree(low, high) for tree in self.trees]) * (self.sign * sign)
         return w / (t1 - t0).abs().sqrt()
+
+
+# What the sampling core draws step noise from: one job's stream, or several jobs' side by side.
+StepNoise = SamplerNoise | StackedNoise
