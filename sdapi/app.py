@@ -13,6 +13,7 @@ from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.routes import (
+    agent_scheduler,
     catalog,
     config,
     dataset,
@@ -27,6 +28,7 @@ from sdapi.routes import scripts as script_routes
 from sdapi.routes import training as training_routes
 from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving.base import ServerState
+from sdapi.serving.tasks import task_service
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
@@ -105,8 +107,12 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
                 log.info("Model loaded: %s", info.title)
             except Exception as exc:  # noqa: BLE001 - the server still answers; generation reports the error
                 log.error("Could not load the start-up checkpoint: %s", exc)
+        if owned:
+            task_service(app.state.sdapi)  # after the model: resumes the tasks a previous process left queued
         yield
         if owned:  # an injected state may serve other apps (tests share one between servers)
+            if app.state.sdapi.tasks is not None:
+                app.state.sdapi.tasks.shutdown()  # before the queue stops: its running task stays pending
             if app.state.sdapi.training is not None:
                 app.state.sdapi.training.shutdown()  # a running LoRA job stops at its next step, as cancelled
             app.state.sdapi.queue.stop()
@@ -123,6 +129,6 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_outer_habits(app, http_settings)
     install_docs(app)
     for module in (generation, extras_routes, catalog, config, progress, utility, script_routes, lora_routes,
-                   dataset, training_routes, lora_scripts):
+                   dataset, training_routes, lora_scripts, agent_scheduler):
         app.include_router(module.router)
     return app

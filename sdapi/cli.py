@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
     serve.add_argument("--queue-size", type=int, default=None,
                        help="jobs that may wait behind the running one; more get 503 (default 100)")
+    serve.add_argument("--task-queue-size", type=int, default=None,
+                       help="Agent Scheduler tasks that may be pending; more get 503 (default 1000)")
+    serve.add_argument("--task-history-days", type=int, default=None,
+                       help="days finished Agent Scheduler tasks are kept, 0: for ever (default 30)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -122,6 +126,10 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
     )
     if args.queue_size is not None:
         kwargs["queue_size"] = args.queue_size
+    if args.task_queue_size is not None:
+        kwargs["task_queue_size"] = args.task_queue_size
+    if args.task_history_days is not None:
+        kwargs["task_history_days"] = args.task_history_days
     return Settings(**kwargs)
 
 

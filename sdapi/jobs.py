@@ -131,6 +131,20 @@ class JobQueue:
                 self._pending.remove(job)
                 job.future.cancel()
 
+    def withdraw(self, job: Job) -> bool:
+        """Drop ``job`` if it has not started; unlike :meth:`cancel`, a started job is left alone.
+
+        Returns:
+            Whether the job was dropped.
+        """
+        with self._cond:
+            if job not in self._pending:
+                return False
+            self._pending.remove(job)
+            job.cancelled = True
+            job.future.cancel()
+            return True
+
     # -- state -------------------------------------------------------------------------------------------
 
     @property

@@ -42,6 +42,10 @@ class Settings:
         tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
         blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
         queue_size: jobs that may wait behind the running one (``--queue-size``); more are refused with 503.
+        task_queue_size: Agent Scheduler tasks that may be pending or running (``--task-queue-size``); more are
+            refused with 503.
+        task_history_days: days finished Agent Scheduler tasks and their images are kept (``--task-history-days``;
+            0: for ever; bookmarked tasks are always kept).
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -71,6 +75,8 @@ class Settings:
     tagger_dir: Path | None = None
     blip_dir: Path | None = None
     queue_size: int = 100
+    task_queue_size: int = 1000
+    task_history_days: int = 30
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -79,6 +85,8 @@ class Settings:
             self.ckpt_dir = Path(self.ckpt_dir).expanduser()
         if self.ckpt is not None:
             self.ckpt = Path(self.ckpt).expanduser()
+        if self.task_queue_size < 1 or self.task_history_days < 0:
+            raise ValueError("task_queue_size must be at least 1 and task_history_days at least 0")
 
     @property
     def models_dir(self) -> Path:
@@ -114,6 +122,11 @@ class Settings:
     def blip_models_dir(self) -> Path:
         """``models/BLIP`` or ``--blip-dir``: one transformers folder per BLIP captioning model."""
         return Path(self.blip_dir).expanduser() if self.blip_dir else self.data_dir / "models" / "BLIP"
+
+    @property
+    def tasks_dir(self) -> Path:
+        """The Agent Scheduler's task database and result images."""
+        return self.data_dir / "agent_scheduler"
 
     @property
     def config_file(self) -> Path:

@@ -49,6 +49,7 @@ class ServerState:
         styles: ``styles.csv``.
         loras: ``models/Lora``; ``None``: ``<lora:…>`` tags are only stripped.
         dataset, training: the dataset and LoRA training services, built in the lifespan.
+        tasks: the Agent Scheduler's queued tasks (``sdapi.serving.tasks.TaskService``), built in the lifespan.
     """
 
     settings: Settings
@@ -59,6 +60,7 @@ class ServerState:
     loras: LoraCatalog | None = None
     dataset: Any = None
     training: Any = None
+    tasks: Any = None
     control: JobControl = field(default_factory=JobControl)
     queue: JobQueue = field(init=False)
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
