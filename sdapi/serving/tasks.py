@@ -8,8 +8,8 @@ first or deleting a task only changes the store. There are as many waiting slots
 withdraws its slots (nothing is handed to the worker) and resuming gives them back, at the end of the job queue.
 
 Restarts. Tasks and results live in ``DATA_DIR/agent_scheduler`` (SQLite, result images as files). A new process
-re-queues the pending tasks in their order. A task that was running when the process died is re-queued once, at
-the front; if the process dies again while it runs, it is marked failed (so one task that kills the server cannot
+re-queues the pending tasks in their order. A task that was running when the process died is re-queued once, in
+its place (first, unless tasks were moved before it); if the process dies again while it runs, it is marked failed (so one task that kills the server cannot
 kill it forever). A task stopped by a graceful shutdown goes back to pending without counting as an attempt.
 Finished tasks are kept ``task_history_days`` days (bookmarked ones for ever).
 """
