@@ -1,4 +1,5 @@
-"""Helpers for the Agent Scheduler tests: a callback receiver on localhost and polling without timing asserts."""
+"""Helpers for the Agent Scheduler tests: requests, fixtures (the shared server's task service left clean, a held
+worker), a callback receiver on localhost, and polling without timing asserts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+import pytest
+
 FINAL = ("done", "failed", "interrupted")
+BASE = "/agent-scheduler/v1"
+TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2}
+PNG_URL = "data:image/png;base64,"
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
@@ -92,3 +98,49 @@ def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float =
             return value
         time.sleep(every)
     raise AssertionError(f"condition not reached in {timeout} s; last value: {str(value)[:2000]}")
+
+
+
+def queue_task(client, kind: str = "txt2img", **fields) -> str:
+    r = client.post(f"{BASE}/queue/{kind}", json={**TINY, **fields})
+    assert r.status_code == 200, r.text
+    return r.json()["task_id"]
+
+
+def task(client, task_id: str) -> dict:
+    body = client.get(f"{BASE}/task/{task_id}").json()
+    assert body["success"], body
+    return body["data"]
+
+
+def wait_final(client, task_id: str, timeout: float = 120) -> dict:
+    return poll(lambda: task(client, task_id), lambda t: t["status"] in FINAL, timeout)
+
+
+def queued_ids(client) -> list[str]:
+    return [t["id"] for t in client.get(f"{BASE}/queue", params={"limit": 1000}).json()["pending_tasks"]]
+
+
+@pytest.fixture()
+def tasks(client, state):
+    """The shared server's task service, left empty, resumed and idle afterwards."""
+    yield state.tasks
+    client.post(f"{BASE}/queue/resume")
+    client.post(f"{BASE}/queue/clear")
+    poll(lambda: client.get(f"{BASE}/queue").json(), lambda q: q["total_pending_tasks"] == 0)
+    client.post(f"{BASE}/history/clear")
+
+
+@pytest.fixture()
+def worker_held(state):
+    """Hold the worker with a blocker job, so what is queued meanwhile waits; set the event to let it go."""
+    started, release = threading.Event(), threading.Event()
+
+    def block():
+        started.set()
+        release.wait(120)
+
+    state.queue.submit(block, "test blocker")
+    assert started.wait(60)
+    yield release
+    release.set()

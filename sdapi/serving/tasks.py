@@ -548,7 +548,8 @@ class TaskService:
                 else task["checkpoint"]
             request = {**task["request"], **{k: v for k, v in (params or {}).items() if k not in TASK_FIELDS}}
             model = self._checked_request(task["type"], request, new_checkpoint)
-            changes.update(request=model.model_dump(exclude_unset=True), checkpoint=new_checkpoint,
+            # Stored without the checkpoint, which is applied when it runs (so a later edit can drop it).
+            changes.update(request=request, checkpoint=new_checkpoint,
                            params=display_params(model, new_checkpoint, task["vae"]))
         if changes:
             self.store.update(task_id, **changes)
@@ -729,7 +730,7 @@ class TaskService:
         fields = {"checkpoint": checkpoint, "vae": vae, "callback_url": self._checked_callback(item.get("api_task_callback")),
                   "name": self._checked_task_name(name) if isinstance(name, str) else None}
         model = self._checked_request(kind, request, checkpoint)
-        return kind, model.model_dump(exclude_unset=True), display_params(model, checkpoint, vae), fields
+        return kind, request, display_params(model, checkpoint, vae), fields
 
     # -- live events -----------------------------------------------------------------------------------------
 
