@@ -206,7 +206,7 @@ class TaskService:
         self.callbacks.stop()
 
     def _housekeep(self) -> None:
-        # A slot refused because the job queue was full is retried here; history is pruned now and then.
+        # Slots are topped up here too (a safety net: every change already does it); history is pruned hourly.
         last_prune = time.monotonic()
         while not self._housekeeping_stop.wait(HOUSEKEEPING_S):
             try:
@@ -231,13 +231,14 @@ class TaskService:
     # -- slots (the service lock is held) --------------------------------------------------------------------
 
     def _submit_slot(self, task_id: str | None = None) -> Slot:
-        """Put a slot on the job queue.
+        """Put a slot on the job queue (outside its ``--queue-size`` bound: tasks have ``task_queue_size``).
 
         Raises:
-            QueueFull, ShuttingDown: the job queue refused it.
+            ShuttingDown: the job queue is stopping.
         """
         slot = Slot(task_id)
-        slot.job = self.state.queue.submit(functools.partial(self._run_slot, slot), "agent-scheduler task")
+        slot.job = self.state.queue.submit(functools.partial(self._run_slot, slot), "agent-scheduler task",
+                                           bounded=False)
         if task_id is None:
             self._waiting.append(slot)
         return slot
@@ -249,8 +250,8 @@ class TaskService:
         for _ in range(self.store.count([PENDING]) - len(self._waiting)):
             try:
                 self._submit_slot()
-            except (QueueFull, ShuttingDown):
-                break  # the housekeeper tries again
+            except ShuttingDown:
+                break
 
     def _withdraw_surplus(self) -> None:
         """Take back waiting slots that no pending task needs (after deletes) while they have not started."""
@@ -363,7 +364,7 @@ class TaskService:
 
         Raises:
             InvalidRequest, NotFound, ApiError, UnknownSampler, KeyError: what the synchronous route answers.
-            QueueFull: the task queue or the job queue is full (503).
+            TaskQueueFull: ``task_queue_size`` tasks are pending or running (503).
         """
         checkpoint = self._checked_name("checkpoint", req.checkpoint)
         vae = self._checked_name("vae", req.vae)
@@ -409,7 +410,7 @@ class TaskService:
             if self.store.count([PENDING, RUNNING]) >= self.max_tasks:
                 raise TaskQueueFull(self.max_tasks)
             if not self._paused and not self._stopping:
-                self._submit_slot()  # first, so a full job queue refuses the task (503) before it is stored
+                self._submit_slot()  # its job cannot start before the row is in: starting takes this lock
             self.store.add({"id": task_id, "type": kind, "status": PENDING, "request": request, "params": params,
                             "priority": self.store.next_priority(), **fields})
         log.info("Task %s (%s) queued", task_id, kind)
@@ -707,7 +708,7 @@ class TaskService:
             if len(items) > self.max_tasks - self.store.count([PENDING, RUNNING]):
                 raise ValueError("more tasks than the task queue has room for")
             checked = [self._imported(item) for item in sorted(items, key=lambda i: i.get("priority") or 0)]
-        except (ValueError, TypeError, KeyError, AttributeError, InvalidRequest, ApiError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any refusal of any task refuses the import, as in the extension
             log.warning("Import refused: %s", exc)
             return {"success": False, "message": f"Import Failed: {failure_message(exc)}"}
         for kind, request, params, fields in checked:

@@ -1,5 +1,6 @@
 """The callback sender's policy (what is retried, how often, bounded) and its transport's guards (no redirect
-followed, a receiver that never answers is cut off), plus the task store's ordering."""
+followed, a receiver that never answers is cut off), the task store's ordering, and the job queue's unbounded jobs
+(task slots) and withdrawal."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 
 import pytest
 
+from sdapi.jobs import JobQueue, QueueFull
 from sdapi.tasks.callbacks import (
     CallbackPolicy,
     CallbackSender,
@@ -136,3 +138,20 @@ def test_store_runs_pending_tasks_by_priority_and_tracks_positions(tmp_path):
     store.close()
     reopened = TaskStore(tmp_path / "tasks.sqlite3")
     assert reopened.get("b")["status"] == "running" and reopened.count(["pending"]) == 2
+
+
+def test_task_slots_wait_in_line_without_counting_against_the_bound_and_can_be_withdrawn():
+    queue = JobQueue(max_pending=1)
+    started, release, ran = threading.Event(), threading.Event(), []
+    queue.submit(lambda: (started.set(), release.wait(30)), "blocker")
+    assert started.wait(30)
+    slots = [queue.submit(lambda i=i: ran.append(f"slot {i}"), f"slot {i}", bounded=False) for i in range(3)]
+    request = queue.submit(lambda: ran.append("request"), "request")
+    with pytest.raises(QueueFull):
+        queue.submit(lambda: None, "second request")
+    assert queue.withdraw(slots[1]) and slots[1].future.cancelled() and not queue.withdraw(slots[1])
+    release.set()
+    request.future.result(30)
+    assert ran == ["slot 0", "slot 2", "request"]
+    assert not queue.withdraw(slots[0])  # it ran: left alone
+    queue.stop()
