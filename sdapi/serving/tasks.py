@@ -177,13 +177,13 @@ class TaskService:
     def _recover(self) -> None:
         """After a restart: running tasks re-queued once (or failed), old history pruned, callbacks resumed,
         pending tasks queued."""
-        for task in self.store.page([RUNNING], MAX_PAGE * 1000, 0, newest_first=False):
+        for task in self.store.page([RUNNING], self.max_tasks, 0, newest_first=False):
             if task["attempts"] >= MAX_RUNS:
                 log.warning("Task %s was running when the server stopped, again: marked failed", task["id"])
                 self._finish(task, FAILED, f"the server stopped while this task ran, {task['attempts']} times; "
                                            "it is not run again (requeue it to try once more)")
             else:
-                log.warning("Task %s was running when the server stopped: queued again, first", task["id"])
+                log.warning("Task %s was running when the server stopped: queued again in its place", task["id"])
                 self.store.update(task["id"], when_status=RUNNING, status=PENDING)
         self.prune_history()
         for task_id in self.store.pending_callbacks():

@@ -158,7 +158,7 @@ def full_task_queue(response) -> bool:
         error = response.json()
     except ValueError:
         return False
-    return (response.status_code == 503 and "Retry-After" in response.headers and isinstance(error, dict)
+    return (response.status_code == 503 and "retry-after" in response.headers and isinstance(error, dict)
             and error.get("error") == "TaskQueueFull")
 
 
