@@ -14,6 +14,7 @@ from sdapi.http import install_inner_habits, install_outer_habits
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options
 from sdapi.routes import (
+    agent_scheduler,
     catalog,
     config,
     dataset,
@@ -30,6 +31,7 @@ from sdapi.routes.docs import docs_metadata, install_docs
 from sdapi.serving.base import ServerState
 from sdapi.serving.dataset import DatasetService
 from sdapi.serving.training import TrainingService
+from sdapi.serving.tasks import task_service
 from sdapi.settings import Settings
 from sdapi.startup import open_catalog
 
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
                 log.info("Model loaded: %s", info.title)
             except Exception as exc:  # noqa: BLE001 - the server still answers; generation reports the error
                 log.error("Could not load the start-up checkpoint: %s", exc)
+        if owned:
+            task_service(app.state.sdapi)  # after the model: resumes the tasks a previous process left queued
         yield
         if owned:  # an injected state may serve other apps (tests share one between servers)
             app.state.sdapi.stop_jobs()
@@ -94,6 +98,6 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_outer_habits(app, http_settings)
     install_docs(app)
     for module in (generation, extras_routes, catalog, config, progress, utility, script_routes, lora_routes,
-                   dataset, training_routes, lora_scripts):
+                   dataset, training_routes, lora_scripts, agent_scheduler):
         app.include_router(module.router)
     return app

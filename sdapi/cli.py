@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "one batch (default 8; 1 turns merging off)")
     serve.add_argument("--batch-wait-ms", type=float, default=None, help="how long a request may wait for "
                        "partners while others are arriving (default 50)")
+    serve.add_argument("--task-queue-size", type=int, default=None,
+                       help="Agent Scheduler tasks that may be pending; more get 503 (default 1000)")
+    serve.add_argument("--task-history-days", type=int, default=None,
+                       help="days finished Agent Scheduler tasks are kept, 0: for ever (default 30)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -140,7 +144,8 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
         blip_dir=args.blip_dir,
     )
-    for name in ("queue_size", "max_batch", "batch_wait_ms"):
+    for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
+                 "task_history_days"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     bounds = {name: getattr(args, name) for name in ("max_pixels", "max_side", "max_steps", "max_images",

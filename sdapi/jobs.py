@@ -5,7 +5,8 @@ A FIFO queue with one worker keeps arrival order, and lets a job whose client we
 starts (or stopped while it runs) instead of running for nobody. Cancelling marks that one job: the running job
 sees its own flag (``on_start`` hands it over), so a cancel can never reach the job after it. The queue holds
 at most ``max_pending`` waiting jobs; past that it refuses new ones (A1111 has no limit and no answer but a
-timeout).
+timeout). Jobs submitted with ``bounded=False`` (queued Agent Scheduler tasks, bounded by their own limit) wait in
+the same line but do not count: a long task queue must not turn away a synchronous request.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Job:
         run: called on the worker thread; its return value (or exception) resolves ``future``.
         name: for logs (e.g. ``txt2img``).
         number: arrival order.
+        bounded: counts towards ``max_pending``.
     """
 
     run: Callable[[], Any]
@@ -97,6 +99,7 @@ class Job:
     number: int
     future: Future = field(default_factory=Future)
     cancelled: bool = False
+    bounded: bool = True
 
 
 class JobQueue:
@@ -122,8 +125,11 @@ class JobQueue:
 
     # -- submitting --------------------------------------------------------------------------------------
 
-    def submit(self, run: Callable[[], Any], name: str) -> Job:
+    def submit(self, run: Callable[[], Any], name: str, bounded: bool = True) -> Job:
         """Queue ``run``; the returned job's future resolves when it has run.
+
+        Args:
+            bounded: refuse the job when ``max_pending`` bounded jobs wait, and count it among them.
 
         Raises:
             QueueFull: ``max_pending`` jobs are already waiting.
@@ -132,9 +138,10 @@ class JobQueue:
         with self._cond:
             if self._stopped:
                 raise ShuttingDown("the server is shutting down")
-            if self.max_pending is not None and len(self._pending) >= self.max_pending:
+            if bounded and self.max_pending is not None and \
+                    sum(job.bounded for job in self._pending) >= self.max_pending:
                 raise QueueFull(self.max_pending)
-            job = Job(run=run, name=name, number=next(self._numbers))
+            job = Job(run=run, name=name, number=next(self._numbers), bounded=bounded)
             self._pending.append(job)
             self._ensure_worker()
             self._cond.notify()
@@ -186,6 +193,20 @@ class JobQueue:
             if job in self._pending:
                 self._pending.remove(job)
                 job.future.cancel()
+
+    def withdraw(self, job: Job) -> bool:
+        """Drop ``job`` if it has not started; unlike :meth:`cancel`, a started job is left alone.
+
+        Returns:
+            Whether the job was dropped.
+        """
+        with self._cond:
+            if job not in self._pending:
+                return False
+            self._pending.remove(job)
+            job.cancelled = True
+            job.future.cancel()
+            return True
 
     # -- state -------------------------------------------------------------------------------------------
 

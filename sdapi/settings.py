@@ -64,6 +64,10 @@ class Settings:
         max_batch: most images one merged batch of queued requests holds (``--max-batch``; 1: no merging).
         batch_wait_ms: how long a request may wait for partners while others are still arriving
             (``--batch-wait-ms``).
+        task_queue_size: Agent Scheduler tasks that may be pending or running (``--task-queue-size``); more are
+            refused with 503.
+        task_history_days: days finished Agent Scheduler tasks and their images are kept (``--task-history-days``;
+            0: for ever; bookmarked tasks are always kept).
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -95,6 +99,8 @@ class Settings:
     queue_size: int = 100
     max_batch: int = 8
     batch_wait_ms: float = 50.0
+    task_queue_size: int = 1000
+    task_history_days: int = 30
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -103,6 +109,8 @@ class Settings:
             self.ckpt_dir = Path(self.ckpt_dir).expanduser()
         if self.ckpt is not None:
             self.ckpt = Path(self.ckpt).expanduser()
+        if self.task_queue_size < 1 or self.task_history_days < 0:
+            raise ValueError("task_queue_size must be at least 1 and task_history_days at least 0")
 
     @property
     def models_dir(self) -> Path:
@@ -138,6 +146,11 @@ class Settings:
     def blip_models_dir(self) -> Path:
         """``models/BLIP`` or ``--blip-dir``: one transformers folder per BLIP captioning model."""
         return Path(self.blip_dir).expanduser() if self.blip_dir else self.data_dir / "models" / "BLIP"
+
+    @property
+    def tasks_dir(self) -> Path:
+        """The Agent Scheduler's task database and result images."""
+        return self.data_dir / "agent_scheduler"
 
     @property
     def config_file(self) -> Path:

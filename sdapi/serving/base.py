@@ -53,6 +53,7 @@ class ServerState:
         styles: ``styles.csv``.
         loras: ``models/Lora``; ``None``: ``<lora:…>`` tags are only stripped.
         dataset, training: the dataset and LoRA training services, built in the lifespan.
+        tasks: the Agent Scheduler's queued tasks (``sdapi.serving.tasks.TaskService``), built in the lifespan.
     """
 
     settings: Settings
@@ -63,6 +64,7 @@ class ServerState:
     loras: LoraCatalog | None = None
     dataset: Any = None
     training: Any = None
+    tasks: Any = None
     control: JobControl = field(default_factory=JobControl)
     queue: JobQueue = field(init=False)
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
@@ -148,6 +150,8 @@ class ServerState:
         Args:
             wait: how long to wait for the running job (``None``: return at once, as a signal handler must).
         """
+        if self.tasks is not None:
+            self.tasks.shutdown()  # before the queue stops: its running task goes back to pending
         if self.training is not None:
             self.training.shutdown()
         self.queue.stop(wait)
