@@ -61,6 +61,8 @@ class Settings:
         tagger_dir: WD14 tagger folders (``--tagger-dir``); defaults to ``data_dir/models/tagger``.
         blip_dir: BLIP captioning folders (``--blip-dir``); defaults to ``data_dir/models/BLIP``.
         queue_size: jobs that may wait behind the running one (``--queue-size``); more are refused with 503.
+        web_ui: serve the built-in page at ``/`` too (``--nowebui`` turns it off, as it turns off A1111's UI; the
+            page stays at ``/ui``).
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -90,6 +92,7 @@ class Settings:
     tagger_dir: Path | None = None
     blip_dir: Path | None = None
     queue_size: int = 100
+    web_ui: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
