@@ -38,7 +38,11 @@ async function loadLists() {
   await Promise.all([
     fill("sdapi/v1/samplers", (samplers) => fillSelect(generateFields.sampler_name, samplers.map((s) => s.name), "Euler a")),
     fill("sdapi/v1/sd-models", (models) => fillSelect(generateFields.sd_model_checkpoint, models.map((m) => m.title), current)),
-    fill("sdapi/v1/loras", (loras) => fillSelect(document.getElementById("lora"), loras.map((l) => l.name))),
+    fill("sdapi/v1/loras", (loras) => {
+      const picker = document.getElementById("lora");
+      fillSelect(picker, loras.map((l) => l.name));
+      picker.disabled = document.getElementById("add-lora").disabled = !loras.length; // nothing to add
+    }),
     fill("sdapi/v1/script-info", (scripts) => {
       const plot = scripts.find((s) => s.name === "x/y/z plot" && !s.is_img2img);
       const types = plot ? plot.args[0].choices : ["Nothing"];

@@ -27,9 +27,3 @@ export function imageUrl(base64) {
   const type = base64.startsWith("/9j/") ? "jpeg" : base64.startsWith("UklGR") ? "webp" : "png";
   return `data:image/${type};base64,${base64}`;
 }
-
-// A path the API returns ("/lora/train/…") made relative, so it keeps a proxy's prefix as the page's own
-// requests do.
-export function relative(path) {
-  return path.replace(/^\/+/, "");
-}

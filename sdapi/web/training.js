@@ -3,7 +3,7 @@
 // few seconds, only while the tab is shown.
 import { get, post } from "./api.js";
 import { drawLoss } from "./chart.js";
-import { el, relative } from "./dom.js";
+import { el } from "./dom.js";
 import { showError } from "./status.js";
 
 const REFRESH_MS = 2000;
@@ -52,6 +52,9 @@ function describe(view) {
   return parts.join(" · ");
 }
 
+// GET /lora/train/{id}/samples/{file}, relative to the page like every other call.
+const sampleUrl = (id, file) => `lora/train/${encodeURIComponent(id)}/samples/${encodeURIComponent(file)}`;
+
 function renderJob(view) {
   panel.hidden = false;
   title.textContent = `${outputName(view)} (${view.job_id.slice(0, 8)})`;
@@ -63,7 +66,7 @@ function renderJob(view) {
   // Samples are only ever appended; redrawing all of them each refresh would make the images flicker.
   for (const sample of view.samples.slice(selected.samples)) {
     samples.append(el("figure", { class: "card sample" },
-      el("img", { src: relative(sample.url), alt: `Epoch ${sample.epoch} sample`, loading: "lazy" }),
+      el("img", { src: sampleUrl(selected.id, sample.file), alt: `Epoch ${sample.epoch} sample`, loading: "lazy" }),
       el("figcaption", {}, `epoch ${sample.epoch} · step ${sample.step} · seed ${sample.seed}`,
         el("br"), sample.prompt)));
   }

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import re
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +22,7 @@ from sdapi.settings import Settings
 
 ASSET_URL = re.compile(r"""(?:src|href)="(ui/[^"]+)\"""")
 IMPORT = re.compile(r"""^import .*?"\./([^"]+)";$""", re.MULTILINE)
+ROOT = Path(__file__).resolve().parents[2]
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 
 
@@ -95,3 +99,12 @@ def test_api_auth_protects_the_page(tmp_path, path):
     assert client.get(path, headers=basic("alice", "wrong")).status_code == 401
     expected = 404 if path.endswith("nothing.js") else 200
     assert client.get(path, headers=basic("alice", "s3:cr3t")).status_code == expected
+
+
+def test_a_wheel_carries_the_pages_files():
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["sdapi"]
+    files = [p.relative_to(ROOT / "sdapi").as_posix() for p in (ROOT / "sdapi" / "web").iterdir()
+             if p.is_file() and p.suffix in CONTENT_TYPES]
+    assert "web/index.html" in files
+    assert [f for f in files if not any(fnmatch(f, g) for g in globs)] == []
