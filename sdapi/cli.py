@@ -27,7 +27,7 @@ IGNORED_SWITCHES = (
     "--opt-sdp-no-mem-attention", "--no-download-sd-model", "--disable-nan-check", "--no-hashing",
     "--freeze-settings", "--hide-ui-dir-config", "--autolaunch", "--share", "--disable-safe-unpickle",
     "--skip-version-check", "--skip-python-version-check", "--reinstall-xformers", "--reinstall-torch",
-    "--update-check", "--do-not-download-clip", "--upcast-sampling", "--no-half-vae", "--theme", "--nowebui",
+    "--update-check", "--do-not-download-clip", "--upcast-sampling", "--no-half-vae", "--theme",
 )
 IGNORED_WITH_VALUE = (
     "--embeddings-dir", "--hypernetwork-dir", "--vae-dir", "--gradio-auth", "--server-name", "--tls-keyfile", "--tls-certfile",
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_flags(serve)
     serve.add_argument("--port", type=int, default=None, help="port (default 7860; 7861 with --nowebui)")
     serve.add_argument("--listen", action="store_true", help="listen on 0.0.0.0 instead of 127.0.0.1")
+    serve.add_argument("--nowebui", action="store_true", help="API only: no page at / (it stays at /ui)")
     serve.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     serve.add_argument("--no-half", action="store_true", help="fp32 weights on CUDA")
     serve.add_argument("--precision", choices=["autocast", "full"], default="autocast")
@@ -133,7 +134,7 @@ def launch_flags(args: argparse.Namespace) -> dict:
 def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings:
     """Map parsed ``serve`` flags onto ``Settings``."""
     ignored = [f for f in IGNORED_SWITCHES + IGNORED_WITH_VALUE if getattr(args, _dest(f), None)] + unknown
-    port = args.port if args.port is not None else (7861 if args.ignored_nowebui else 7860)
+    port = args.port if args.port is not None else (7861 if args.nowebui else 7860)
     device = "cpu" if args.use_cpu and "all" in args.use_cpu else args.device
     kwargs = dict(
         folder_settings(args), host="0.0.0.0" if args.listen else "127.0.0.1", port=port,
@@ -142,7 +143,7 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
-        blip_dir=args.blip_dir,
+        blip_dir=args.blip_dir, web_ui=not args.nowebui,
     )
     for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
                  "task_history_days"):

@@ -68,6 +68,8 @@ class Settings:
             refused with 503.
         task_history_days: days finished Agent Scheduler tasks and their images are kept (``--task-history-days``;
             0: for ever; bookmarked tasks are always kept).
+        web_ui: serve the built-in page at ``/`` too (``--nowebui`` turns it off, as it turns off A1111's UI; the
+            page stays at ``/ui``).
     """
 
     data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SDAPI_DATA_DIR", "data")))
@@ -101,6 +103,7 @@ class Settings:
     batch_wait_ms: float = 50.0
     task_queue_size: int = 1000
     task_history_days: int = 30
+    web_ui: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
