@@ -46,6 +46,8 @@ def build_state(settings: Settings, engine: Engine | None = None) -> ServerState
             device).
     """
     options = Options(settings.config_file)
+    if settings.fast:
+        options.set("sdapi_fast_mode", True)  # the flag wins over a saved config.json for this run
     catalog = open_catalog(settings)
     if settings.ckpt is not None:
         first = catalog.find(settings.ckpt.name) or (catalog.items() or [None])[0]

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Agent Scheduler tasks that may be pending; more get 503 (default 1000)")
     serve.add_argument("--task-history-days", type=int, default=None,
                        help="days finished Agent Scheduler tasks are kept, 0: for ever (default 30)")
+    serve.add_argument("--fast", action="store_true", help="fast mode by default (compiled models, channels_last, "
+                       "bf16/fp16 autocast; changes pixels): the sdapi_fast_mode option's start value")
+    serve.add_argument("--fast-compile", choices=["full", "regional"], default=None,
+                       help="fast mode compiles whole models (full, the default) or their repeated blocks (regional)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -143,10 +147,10 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
-        blip_dir=args.blip_dir, web_ui=not args.nowebui,
+        blip_dir=args.blip_dir, web_ui=not args.nowebui, fast=args.fast,
     )
     for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
-                 "task_history_days"):
+                 "task_history_days", "fast_compile"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     bounds = {name: getattr(args, name) for name in ("max_pixels", "max_side", "max_steps", "max_images",

@@ -19,15 +19,17 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sdapi.errors import InvalidRequest
+from sdapi.protocol.settings import SDAPI_OPTION_SCHEMAS
 from sdapi.protocol.settings import Options as OptionsModel
 
 log = logging.getLogger("sdapi")
 
 
 def default_options() -> dict[str, Any]:
-    """A fresh copy of the v1.2.1 option defaults."""
+    """A fresh copy of the v1.2.1 option defaults, followed by sdapi's own options' defaults."""
     text = resources.files("sdapi.data").joinpath("options_v1.2.1.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    sdapi_defaults = {key: schema["default"] for key, schema in SDAPI_OPTION_SCHEMAS.items()}
+    return {**json.loads(text), **sdapi_defaults}
 
 
 class Options:

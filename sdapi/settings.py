@@ -68,6 +68,10 @@ class Settings:
             refused with 503.
         task_history_days: days finished Agent Scheduler tasks and their images are kept (``--task-history-days``;
             0: for ever; bookmarked tasks are always kept).
+        fast: start with fast mode on (``--fast``): the ``sdapi_fast_mode`` option's value at start-up, which
+            ``POST /options`` and a request's ``override_settings`` may change like any option.
+        fast_compile: how fast mode compiles (``--fast-compile``): ``full`` (one graph per model) or
+            ``regional`` (the repeated blocks; compiles faster, runs slower, see the README).
         web_ui: serve the built-in page at ``/`` too (``--nowebui`` turns it off, as it turns off A1111's UI; the
             page stays at ``/ui``).
     """
@@ -104,6 +108,8 @@ class Settings:
     task_queue_size: int = 1000
     task_history_days: int = 30
     web_ui: bool = True
+    fast: bool = False
+    fast_compile: str = "full"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -97,6 +97,7 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         mask_weight=float(options.get("inpainting_mask_weight")),
         circular=bool(req.tiling),
         sampler_settings=sampler_settings(req, sampler, options),
+        fast=bool(options.get("sdapi_fast_mode")),
         **noise_settings(options),
     )
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs
@@ -131,6 +132,12 @@ def eta_infotext(sampler: SamplerSpec, settings: SamplerSettings) -> dict[str, f
     if sampler.kdiffusion:
         return {"Eta": settings.eta} if sampler.ancestral and settings.eta != 1.0 else {}
     return {"Eta DDIM": settings.eta} if settings.eta != 0.0 else {}
+
+
+def mark_fast_mode(params: Txt2ImgParams, precision: str) -> None:
+    """Name fast mode and its precision in a fast job's infotext (``Fast mode: bf16``, an sdapi key A1111's
+    parser ignores), so the image can be made again the same way."""
+    params.extra["Fast mode"] = precision
 
 
 def noise_settings(options: Options) -> dict[str, Any]:

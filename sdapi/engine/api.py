@@ -194,6 +194,10 @@ class Engine(Protocol):
     def device_name(self) -> str:
         """The device jobs run on (``cpu``, ``cuda``...)."""
 
+    def fast_precision(self) -> str:
+        """The precision fast-mode jobs compute in on this device (``bf16``, ``fp16`` or ``fp32``), for their
+        infotext."""
+
 
 # Builds the engine for a process: the app's lifespan calls it once (the local engine imports torch lazily).
 EngineFactory = Callable[[], Engine]

@@ -12,6 +12,9 @@ it splits the reduction between threads for up to about ``inputs / 10`` rows; ei
 * inside a merged batch (:func:`row_groups` names each job's rows), a product with fewer rows per job than
   :func:`split_free_rows` is computed job by job, on exactly the rows the job has alone;
 * everything else is one product, where the row count no longer matters.
+
+Fast mode makes no such promise (:func:`invariance_off`): its products are plain, so a compiled UNet has no
+data-dependent branch to break its graph on.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RowGroups:
 
 # The worker samples one batch at a time on one thread; training uses its own model, which is never changed here.
 _active: RowGroups | None = None
+_off = False
 
 
 @contextlib.contextmanager
@@ -52,6 +56,17 @@ def row_groups(groups: RowGroups | None) -> Iterator[None]:
         yield
     finally:
         _active = previous
+
+
+@contextlib.contextmanager
+def invariance_off() -> Iterator[None]:
+    """Plain products inside the block (fast mode: batch invariance is not promised there)."""
+    global _off
+    previous, _off = _off, True
+    try:
+        yield
+    finally:
+        _off = previous
 
 
 def split_free_rows(inputs: int) -> int:
@@ -68,6 +83,8 @@ def repeated_row(x: torch.Tensor) -> bool:
 def invariant_product(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, inputs: int) -> torch.Tensor:
     """``f(x)`` for a row-wise product ``f`` over ``inputs`` features, computed so that each row's result does not
     depend on the batch (a fresh tensor either way, so callers may add to it in place)."""
+    if _off:
+        return f(x)
     if repeated_row(x):
         return f(x[:1]).repeat(x.shape[0], 1)
     groups = _active

@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,6 +25,8 @@ from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
+from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16  # noqa: E402
+from sdapi.engine.fast_model import fast_model  # noqa: E402
 from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
@@ -83,10 +86,14 @@ class LocalEngine:
         runtime: device/dtype/attention choices.
         cache_dir: where assembled diffusers config dirs are kept.
         extra_cached: A1111's ``sd_checkpoint_cache``: pipelines kept besides the current one.
+        fast_plan: what fast-mode jobs do (default: chosen for the runtime's device).
     """
 
-    def __init__(self, runtime: Runtime, cache_dir: Path, extra_cached: int = 0):
+    def __init__(self, runtime: Runtime, cache_dir: Path, extra_cached: int = 0, fast_plan: FastPlan | None = None):
         self.runtime = runtime
+        self.fast_plan = fast_plan or choose_fast_plan(runtime.device.type, cpu_has_native_bf16())
+        # One fast version per loaded UNet, kept as long as the checkpoint stays loaded (it holds compiled code).
+        self._fast_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.cache_dir = cache_dir
         self.pipelines: PipelineCache[LoadedModel] = PipelineCache(self._load, extra_cached)
         self.loras = LoraApplier(LoraCache(functools.partial(load_lora_network, device=runtime.device,
@@ -109,6 +116,15 @@ class LocalEngine:
     def model(self, path: Path) -> LoadedModel:
         """The loaded model for a checkpoint file (loaded once, then cached)."""
         return self.pipelines.get(Path(path))
+
+    def fast_version(self, model: LoadedModel) -> LoadedModel:
+        """``model`` as fast-mode jobs run it, built on first use."""
+        fast = self._fast_models.get(model.pipe.unet)
+        if fast is None:
+            log.info("Fast mode on %s: %s, %s compilation (compiled on first use)", self.runtime.device,
+                     self.fast_plan.precision, self.fast_plan.compile_scope)
+            fast = self._fast_models[model.pipe.unet] = fast_model(model, self.fast_plan)
+        return fast
 
     def load(self, checkpoint: Path) -> ModelInfo:
         model = self.model(checkpoint)
@@ -157,9 +173,10 @@ class LocalEngine:
         try:
             with self.loras.applied(model.pipe, p.loras, warn), \
                     circular_padding([model.unet, model.vae], p.circular):
+                runs_on = self.fast_version(model) if p.fast else model
                 if isinstance(p, Img2ImgParams):
-                    return run_img2img_group(model, params, latent_events)
-                return run_txt2img_group(model, params, latent_events, job.tiling)
+                    return run_img2img_group(runs_on, params, latent_events)
+                return run_txt2img_group(runs_on, params, latent_events, job.tiling)
         except Exception as exc:
             if _out_of_memory(exc):
                 raise DeviceOutOfMemory(f"the {self.runtime.device.type} device ran out of memory: lower the size, "
@@ -209,6 +226,9 @@ class LocalEngine:
 
     def device_name(self) -> str:
         return self.runtime.device.type
+
+    def fast_precision(self) -> str:
+        return self.fast_plan.precision
 
     def unload_all(self) -> None:
         self.pipelines.clear()

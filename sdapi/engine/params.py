@@ -73,6 +73,8 @@ class Txt2ImgParams:
             on the CPU's.
         circular: the request's ``tiling``: UNet and VAE convolutions pad circularly (seamless tiles).
         sampler_settings: eta, churn and ``s_min_uncond``.
+        fast: sdapi's fast mode (the ``sdapi_fast_mode`` option): compiled UNet and VAE decoder, channels_last,
+            reduced-precision autocast; pixels differ slightly from the default mode's.
     """
 
     prompts: list[str]
@@ -101,6 +103,7 @@ class Txt2ImgParams:
     randn_source: str = "GPU"
     circular: bool = False
     sampler_settings: SamplerSettings = field(default_factory=SamplerSettings)
+    fast: bool = False
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from .coercion import LaxBool, LaxFloat, LaxInt, LaxList, LaxStr
 
-__all__ = ["Options", "Flags", "OPTION_TYPES", "OptionsUpdate"]
+__all__ = ["Options", "Flags", "OPTION_TYPES", "OptionsUpdate", "SDAPI_OPTION_SCHEMAS"]
 
 # JSON schema type → the pydantic-v1-lax type A1111's model used. "null" is what A1111's schema says for a few
 # extension options whose type pydantic v1 could not name; their values ("None", "Alias from file", false) are
@@ -43,7 +43,23 @@ def _model(name: str, schema: dict[str, Any]) -> type[BaseModel]:
     return create_model(name, __config__=config, **fields)
 
 
-_SCHEMAS = _schemas()
+# sdapi's own options, after A1111's (as an extension's options follow A1111's in its ``Options`` model).
+SDAPI_OPTION_SCHEMAS: dict[str, dict[str, Any]] = {
+    "sdapi_fast_mode": {
+        "title": "Sdapi Fast Mode", "type": "boolean", "default": False,
+        "description": "sdapi: fast mode (compiled UNet and VAE decoder, channels_last, bf16/fp16 autocast); "
+                       "changes pixels, so the infotext says so",
+    },
+}
+
+
+def _with_sdapi_options(schemas: dict[str, Any]) -> dict[str, Any]:
+    options = schemas["Options"]
+    properties = {**options["properties"], **SDAPI_OPTION_SCHEMAS}
+    return {**schemas, "Options": {**options, "properties": properties}}
+
+
+_SCHEMAS = _with_sdapi_options(_schemas())
 Options = _model("Options", _SCHEMAS["Options"])
 Flags = _model("Flags", _SCHEMAS["Flags"])
 OPTION_TYPES: dict[str, str] = {k: p.get("type", "null") for k, p in _SCHEMAS["Options"]["properties"].items()}

@@ -21,7 +21,7 @@ from sdapi.img2img_images import PreparedInputs, composite, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
-from sdapi.translate import ResolvedRequest
+from sdapi.translate import ResolvedRequest, mark_fast_mode
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
 
@@ -96,6 +96,8 @@ def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, 
     prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
     resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    if resolved.params.fast:
+        mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
     return resolved, GenerationJob(checkpoint.filename, resolved.params), checkpoint, prepared
 

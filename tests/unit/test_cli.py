@@ -26,3 +26,9 @@ def test_defaults_and_value_flags():
     assert str(s.models_dir) == "/m" and s.ckpt.name == "x.safetensors"
     assert str(s.loras_dir) == "/l" and "--lora-dir" not in s.ignored_flags
     assert "--some-future-flag" in s.ignored_flags
+
+
+def test_fast_mode_flags():
+    assert (parse("serve").fast, parse("serve").fast_compile) == (False, "full")
+    s = parse("serve", "--fast", "--fast-compile", "regional")
+    assert (s.fast, s.fast_compile) == (True, "regional")

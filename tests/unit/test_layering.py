@@ -25,6 +25,7 @@ UPPER_LAYERS = ("sdapi.engine", "sdapi.serving", "sdapi.routes", "sdapi.scripts"
 LAZY_IMPORTS = {
     ("sdapi.engine.factory", "sdapi.engine.local"): "building the engine loads torch; importing the factory does not",
     ("sdapi.engine.factory", "sdapi.engine.runtime"): "device choice imports torch",
+    ("sdapi.engine.factory", "sdapi.engine.fast_mode"): "fast mode's plan reads the CPU's features through torch",
     ("sdapi.startup", "sdapi.engine.demo_models"): "only an empty models folder needs the demo checkpoint written",
     ("sdapi.cli", "sdapi.engine.demo_files"): "`sdapi demo-models` alone builds pipelines",
 }

@@ -1,0 +1,153 @@
+"""A loaded model as fast mode runs it: the same modules and weights, called compiled, channels_last, autocast.
+
+Nothing here changes what the default mode computes: the compiled graphs wrap the modules without replacing
+them (a regional block's eager ``forward`` still runs unless fast mode is active), weights keep their layout
+(only the activations are channels_last), and autocast is entered only around fast calls. LoRA hooks installed
+on the modules for a job are traced into the graphs like any module code; their weights are graph inputs, not
+constants, so another LoRA of the same ranks reuses the compiled code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from sdapi.engine.batch_invariance import invariance_off
+from sdapi.engine.fast_mode import FULL, FastPlan
+from sdapi.engine.model import LoadedModel
+
+# Each regional block kind is one code object that every instance of it shares; instances of another width or
+# input size each add an entry, and an SD UNet has a few dozen of them.
+RECOMPILE_LIMIT = 256
+
+_active = False
+
+
+@contextlib.contextmanager
+def _fast_calls(plan: FastPlan) -> Iterator[None]:
+    """The context every fast call runs in: regional blocks compiled, plain products, autocast."""
+    global _active
+    previous, _active = _active, True
+    autocast = torch.autocast(plan.device_type, dtype=plan.autocast_dtype, enabled=plan.autocast_dtype is not None)
+    try:
+        with invariance_off(), autocast:
+            yield
+    finally:
+        _active = previous
+
+
+class _RegionForward:
+    """A block's ``forward``: compiled while fast mode calls, the original otherwise."""
+
+    def __init__(self, eager: Callable, compiled: Callable):
+        self.eager = eager
+        self.compiled = compiled
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return (self.compiled if _active else self.eager)(*args, **kwargs)
+
+
+def regional_block_types() -> tuple[type, ...]:
+    """The repeated blocks of SD UNets and VAEs that regional compilation compiles."""
+    from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
+    return ResnetBlock2D, Transformer2DModel
+
+
+def compile_regions(module: torch.nn.Module, plan: FastPlan) -> int:
+    """Give each repeated block of ``module`` a compiled ``forward`` for fast calls.
+
+    Returns:
+        How many blocks got one.
+    """
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
+    torch._dynamo.config.accumulated_cache_size_limit = max(torch._dynamo.config.accumulated_cache_size_limit,
+                                                            RECOMPILE_LIMIT)
+    blocks = [m for m in module.modules() if isinstance(m, regional_block_types())]
+    for block in blocks:
+        eager = block.forward
+        compiled = torch.compile(eager, dynamic=False, mode=plan.compile_mode)
+        block.forward = _RegionForward(eager, compiled)
+    return len(blocks)
+
+
+def compiled_callable(module: torch.nn.Module, call: Callable, plan: FastPlan) -> Callable:
+    """``call`` (a method of ``module``) as fast mode runs it: compiled whole, or eager over compiled blocks."""
+    if plan.compile_scope == FULL:
+        return torch.compile(call, dynamic=False, mode=plan.compile_mode)
+    compile_regions(module, plan)
+    return call
+
+
+def _layout(x: torch.Tensor, plan: FastPlan) -> torch.Tensor:
+    return x.to(memory_format=torch.channels_last) if plan.channels_last and x.dim() == 4 else x
+
+
+class FastUnet:
+    """The UNet called the fast way; the same signature as the module's ``__call__``.
+
+    Args:
+        unet: the loaded UNet (its weights and hooks are shared with the default mode).
+        plan: the device's fast-mode plan.
+    """
+
+    def __init__(self, unet: torch.nn.Module, plan: FastPlan):
+        self.module = unet
+        self.config = unet.config
+        self.plan = plan
+        self._call = compiled_callable(unet, unet.__call__, plan)
+
+    def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, **kwargs: Any) -> Any:
+        with _fast_calls(self.plan):
+            return self._call(_layout(sample, self.plan), timestep, **kwargs)
+
+
+class FastVae:
+    """The VAE with a fast ``decode``; encoding stays the default mode's (it runs once per img2img job).
+
+    Args:
+        vae: the loaded ``AutoencoderKL``.
+        plan: the device's fast-mode plan.
+    """
+
+    def __init__(self, vae: torch.nn.Module, plan: FastPlan):
+        self.module = vae
+        self.config = vae.config
+        self.dtype = vae.dtype
+        self.encode = vae.encode
+        self.plan = plan
+        self._decode = compiled_callable(vae.decoder, vae.decode, plan)
+
+    def decode(self, z: torch.Tensor) -> Any:
+        with _fast_calls(self.plan):
+            return self._decode(_layout(z, self.plan))
+
+
+@dataclass
+class FastModel(LoadedModel):
+    """A loaded model whose ``unet`` and ``vae`` are their fast-mode callables (built by :func:`fast_model`).
+
+    Args:
+        fast_unet, fast_vae: the fast callables over ``pipe.unet`` and ``pipe.vae``.
+    """
+
+    fast_unet: FastUnet | None = field(default=None)
+    fast_vae: FastVae | None = field(default=None)
+
+    @property
+    def unet(self):
+        return self.fast_unet
+
+    @property
+    def vae(self):
+        return self.fast_vae
+
+
+def fast_model(model: LoadedModel, plan: FastPlan) -> FastModel:
+    """``model`` as fast mode runs it (compilation itself happens on the first call)."""
+    return FastModel(pipe=model.pipe, encoder=model.encoder, device=model.device, dtype=model.dtype,
+                     fast_unet=FastUnet(model.pipe.unet, plan), fast_vae=FastVae(model.pipe.vae, plan))
