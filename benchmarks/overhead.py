@@ -135,7 +135,8 @@ def free_port() -> int:
 class HttpSide:
     """A real ``sdapi serve`` process on loopback."""
 
-    def __init__(self, data_dir: Path, cache_dir: Path, args: argparse.Namespace, env: dict[str, str], log: Path):
+    def __init__(self, data_dir: Path, cache_dir: Path, args: argparse.Namespace, env: dict[str, str], log: Path,
+                 serve_flags: tuple[str, ...] = ()):
         import requests
 
         self.requests = requests
@@ -144,7 +145,7 @@ class HttpSide:
         self.payload = {"prompt": PROMPT, "steps": args.steps, "width": args.size, "height": args.size,
                         "seed": args.seed, "sampler_name": "Euler a", "cfg_scale": args.cfg}
         cmd = [sys.executable, "-m", "sdapi", "serve", "--data-dir", str(data_dir), "--cache-dir", str(cache_dir),
-               "--port", str(self.port), "--threads", str(args.threads)]
+               "--port", str(self.port), "--threads", str(args.threads), *serve_flags]
         started = time.perf_counter()
         with open(log, "wb") as f:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)

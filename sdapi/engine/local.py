@@ -26,6 +26,7 @@ from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
 from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16  # noqa: E402
+from sdapi.engine.fast_lora import fast_loras  # noqa: E402
 from sdapi.engine.fast_model import fast_model  # noqa: E402
 from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
@@ -171,8 +172,9 @@ class LocalEngine:
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
         try:
-            with self.loras.applied(model.pipe, p.loras, warn), \
-                    circular_padding([model.unet, model.vae], p.circular):
+            loras = fast_loras(self.loras, model.pipe, p.loras, warn) if p.fast else \
+                self.loras.applied(model.pipe, p.loras, warn)
+            with loras, circular_padding([model.unet, model.vae], p.circular):
                 runs_on = self.fast_version(model) if p.fast else model
                 if isinstance(p, Img2ImgParams):
                     return run_img2img_group(runs_on, params, latent_events)

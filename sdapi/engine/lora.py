@@ -37,11 +37,13 @@ class BoundLayer:
         module: the targeted ``Linear`` or ``Conv2d``.
         delta: ``x -> up(down(x))`` for that module's input.
         scale: ``multiplier * alpha / rank``.
+        layer: the low-rank pair behind ``delta`` (fast mode merges it into the weights instead of hooking).
     """
 
     module: torch.nn.Module
     delta: Delta
     scale: float
+    layer: LoraLayer | None = None
 
 
 def linear_delta(layer: LoraLayer) -> Delta:
@@ -90,7 +92,7 @@ def bind(network: LoraNetwork, activation: LoraActivation, targets: dict[str, Lo
             misfit.append(name)
             continue
         delta = linear_delta(layer) if isinstance(target.module, torch.nn.Linear) else conv_delta(layer, target.module)
-        bound.append(BoundLayer(target.module, delta, multiplier * layer.scale))
+        bound.append(BoundLayer(target.module, delta, multiplier * layer.scale, layer))
     if unmatched:
         log.warning("Lora %s: %d layers match nothing in this model and are skipped (e.g. %s)",
                     activation.name, len(unmatched), ", ".join(sorted(unmatched)[:3]))
