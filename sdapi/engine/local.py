@@ -10,7 +10,6 @@ import gc
 import logging
 import os
 import threading
-import weakref
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,8 +92,6 @@ class LocalEngine:
     def __init__(self, runtime: Runtime, cache_dir: Path, extra_cached: int = 0, fast_plan: FastPlan | None = None):
         self.runtime = runtime
         self.fast_plan = fast_plan or choose_fast_plan(runtime.device.type, cpu_has_native_bf16())
-        # One fast version per loaded UNet, kept as long as the checkpoint stays loaded (it holds compiled code).
-        self._fast_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.cache_dir = cache_dir
         self.pipelines: PipelineCache[LoadedModel] = PipelineCache(self._load, extra_cached)
         self.loras = LoraApplier(LoraCache(functools.partial(load_lora_network, device=runtime.device,
@@ -120,12 +117,11 @@ class LocalEngine:
 
     def fast_version(self, model: LoadedModel) -> LoadedModel:
         """``model`` as fast-mode jobs run it, built on first use."""
-        fast = self._fast_models.get(model.pipe.unet)
-        if fast is None:
+        if model.fast is None:
             log.info("Fast mode on %s: %s, %s compilation (compiled on first use)", self.runtime.device,
                      self.fast_plan.precision, self.fast_plan.compile_scope)
-            fast = self._fast_models[model.pipe.unet] = fast_model(model, self.fast_plan)
-        return fast
+            model.fast = fast_model(model, self.fast_plan)
+        return model.fast
 
     def load(self, checkpoint: Path) -> ModelInfo:
         model = self.model(checkpoint)

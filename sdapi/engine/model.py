@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,12 +19,14 @@ class LoadedModel:
         pipe: the diffusers pipeline (its components are used, not its ``__call__``).
         encoder: A1111-style prompt encoder over the pipeline's tokenizer/text encoder.
         device, dtype: where and in which precision the UNet/VAE run.
+        fast: the same model as fast-mode jobs run it, once one has (it lives and goes with this one).
     """
 
     pipe: object
     encoder: PromptEncoder
     device: torch.device
     dtype: torch.dtype
+    fast: "LoadedModel | None" = field(default=None, repr=False, compare=False)
 
     @property
     def unet(self):
