@@ -49,6 +49,8 @@ from typing import Any
 
 from PIL import Image
 
+from sdapi.protocol.settings import SDAPI_OPTION_SCHEMAS
+
 # -- what is noisy, and why ---------------------------------------------------------------------------------
 
 _SEED_REASON = ("random when the request's seed is -1 (the default): A1111 resolves it with "
@@ -151,8 +153,9 @@ def _shape(value: str) -> str:
     return "text"
 
 
-# Keys sdapi adds on purpose (documented extensions A1111's clients ignore); everything else must match.
-SDAPI_EXTENSIONS = frozenset({"info.warnings"})
+# Keys sdapi adds on purpose (documented extensions A1111's clients ignore); everything else must match. sdapi's
+# own options follow A1111's in the options map, as an extension's do.
+SDAPI_EXTENSIONS = frozenset({"info.warnings", *SDAPI_OPTION_SCHEMAS})
 
 class _Comparison:
     def __init__(self, substitutions: dict[str, str], noisy: frozenset[str], not_implemented: frozenset[str]):
