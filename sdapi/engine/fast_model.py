@@ -2,9 +2,9 @@
 
 Nothing here changes what the default mode computes: the compiled graphs wrap the modules without replacing
 them (a regional block's eager ``forward`` still runs unless fast mode is active), weights keep their layout
-(only the activations are channels_last), and autocast is entered only around fast calls. LoRA hooks installed
-on the modules for a job are traced into the graphs like any module code; their weights are graph inputs, not
-constants, so another LoRA of the same ranks reuses the compiled code.
+(only the activations are channels_last), and autocast is entered only around fast calls. The weights are graph
+inputs, not constants, so a LoRA merged into them for a job (:mod:`sdapi.engine.fast_lora`) reuses the compiled
+code.
 """
 
 from __future__ import annotations
@@ -83,6 +83,12 @@ def compiled_callable(module: torch.nn.Module, call: Callable, plan: FastPlan) -
     return call
 
 
+def _begin_replay(plan: FastPlan) -> None:
+    """Tell CUDA graph trees a new call begins: its callers have copied the previous outputs (to float32)."""
+    if plan.cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def _layout(x: torch.Tensor, plan: FastPlan) -> torch.Tensor:
     return x.to(memory_format=torch.channels_last) if plan.channels_last and x.dim() == 4 else x
 
@@ -102,6 +108,7 @@ class FastUnet:
         self._call = compiled_callable(unet, unet.__call__, plan)
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, **kwargs: Any) -> Any:
+        _begin_replay(self.plan)
         with _fast_calls(self.plan):
             return self._call(_layout(sample, self.plan), timestep, **kwargs)
 
@@ -123,6 +130,7 @@ class FastVae:
         self._decode = compiled_callable(vae.decoder, vae.decode, plan)
 
     def decode(self, z: torch.Tensor) -> Any:
+        _begin_replay(self.plan)
         with _fast_calls(self.plan):
             return self._decode(_layout(z, self.plan))
 
