@@ -7,8 +7,8 @@ Each targeted ``Linear``/``Conv2d`` is changed one of two ways, chosen per layer
   as A1111's built-in Lora extension does, and the weight is copied back from a backup afterwards. Sampling
   then runs at the speed of the bare model; the merge costs a few weight-sized passes per job.
 * **hooked**: a forward hook adds ``multiplier * alpha/rank * up(down(x))`` to the layer's output (A1111's
-  ``lora_functional`` way, kohya's forward). Cheaper where a layer sees few rows in all: tiny jobs, the text
-  encoder, many LoRAs on one big weight.
+  ``lora_functional`` way, kohya's forward). Cheaper where a big weight sees few rows in all: one-step jobs,
+  the deepest UNet levels of a tiny image, a large text encoder.
 
 Either way a job without LoRA after one with LoRA gives exactly a fresh server's image: hooks are removed and
 merged weights restored bit for bit, also when the job fails or is interrupted.
