@@ -28,6 +28,7 @@ from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
 from sdapi.engine.lora_cache import LoraCache  # noqa: E402
+from sdapi.engine.lora_cost import sampling_work  # noqa: E402
 from sdapi.engine.lora_file import load_lora_network  # noqa: E402
 from sdapi.engine.model import LoadedModel  # noqa: E402
 from sdapi.engine.params import Img2ImgParams  # noqa: E402
@@ -155,7 +156,8 @@ class LocalEngine:
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
         try:
-            with self.loras.applied(model.pipe, p.loras, warn), \
+            # Every job of a batch shares the LoRA set and the per-image work: one merge serves them all.
+            with self.loras.applied(model.pipe, p.loras, warn, sampling_work(p)), \
                     circular_padding([model.unet, model.vae], p.circular):
                 if isinstance(p, Img2ImgParams):
                     return run_img2img_group(model, params, latent_events)
