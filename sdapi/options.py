@@ -25,9 +25,12 @@ log = logging.getLogger("sdapi")
 
 
 def default_options() -> dict[str, Any]:
-    """A fresh copy of the v1.2.1 option defaults."""
-    text = resources.files("sdapi.data").joinpath("options_v1.2.1.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    """A fresh copy of the v1.2.1 option defaults, with the later options sdapi honours (their A1111 defaults)."""
+    data = resources.files("sdapi.data")
+    defaults = json.loads(data.joinpath("options_v1.2.1.json").read_text(encoding="utf-8"))
+    later = json.loads(data.joinpath("options_later.json").read_text(encoding="utf-8"))
+    defaults.update({key: schema["default"] for key, schema in later.items()})
+    return defaults
 
 
 class Options:

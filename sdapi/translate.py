@@ -97,6 +97,8 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         mask_weight=float(options.get("inpainting_mask_weight")),
         circular=bool(req.tiling),
         sampler_settings=sampler_settings(req, sampler, options),
+        sdxl_crop=(int(options.get("sdxl_crop_top")), int(options.get("sdxl_crop_left"))),
+        sdxl_clip_l_skip=options.get("sdxl_clip_l_skip") is True,
         **noise_settings(options),
     )
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs

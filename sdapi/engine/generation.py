@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdapi.engine.conditioning_sdxl import SizeConditioning
 from sdapi.engine.errors import NansException, SamplingInterrupted
 from sdapi.engine.image_cond import img2img_image_cond, txt2img_image_cond
 from sdapi.engine.model import LoadedModel
@@ -73,6 +74,14 @@ class BatchEvents(Protocol):
     def step(self, step: int, latents: torch.Tensor) -> None: ...
 
     def batch_done(self) -> None: ...
+
+
+def size_conditioning(model: LoadedModel, p: Txt2ImgParams) -> SizeConditioning | None:
+    """SDXL's size and crop conditioning of a job (``None`` for SD 1.x/2.x): A1111 gives the size being generated
+    as both original and target size."""
+    if not model.sdxl:
+        return None
+    return SizeConditioning(p.width, p.height, *p.sdxl_crop, clip_l_skip=p.sdxl_clip_l_skip)
 
 
 def check_nans(latents: torch.Tensor) -> torch.Tensor:
@@ -131,7 +140,8 @@ class _Group:
         stop = (lambda: events.interrupted) if events is not None else None
         self.encoders = [ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps,
                                                                         p.fix_second_order_schedule),
-                                         p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop) for p in params]
+                                         p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop,
+                                         size=size_conditioning(model, p)) for p in params]
 
     @property
     def lead(self) -> Txt2ImgParams:

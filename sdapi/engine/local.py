@@ -22,7 +22,6 @@ from sdapi.engine.api import CaptionSettings, GenerationJob, JobEvents, ModelInf
 from sdapi.engine.blip import BlipCaptioner  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
-from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
 from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
@@ -30,7 +29,7 @@ from sdapi.engine.lora import LoraApplier  # noqa: E402
 from sdapi.engine.lora_cache import LoraCache  # noqa: E402
 from sdapi.engine.lora_cost import sampling_work  # noqa: E402
 from sdapi.engine.lora_file import load_lora_network  # noqa: E402
-from sdapi.engine.model import LoadedModel  # noqa: E402
+from sdapi.engine.model import LoadedModel, prompt_encoder  # noqa: E402
 from sdapi.engine.params import Img2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import LatentPreview  # noqa: E402
@@ -104,7 +103,7 @@ class LocalEngine:
         attention = enable_attention(pipe, self.runtime)
         make_batch_invariant(pipe.unet)
         log.info("Loaded %s (attention: %s)", path.name, attention)
-        encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
+        encoder = prompt_encoder(pipe, self.runtime.device)
         return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
 
     def model(self, path: Path) -> LoadedModel:

@@ -73,6 +73,8 @@ class Txt2ImgParams:
             on the CPU's.
         circular: the request's ``tiling``: UNet and VAE convolutions pad circularly (seamless tiles).
         sampler_settings: eta, churn and ``s_min_uncond``.
+        sdxl_crop: A1111's ``(sdxl_crop_top, sdxl_crop_left)``: SDXL's crop conditioning.
+        sdxl_clip_l_skip: A1111's ``sdxl_clip_l_skip``: SDXL's CLIP-L follows ``clip_skip`` (else penultimate).
     """
 
     prompts: list[str]
@@ -101,6 +103,8 @@ class Txt2ImgParams:
     randn_source: str = "GPU"
     circular: bool = False
     sampler_settings: SamplerSettings = field(default_factory=SamplerSettings)
+    sdxl_crop: tuple[int, int] = (0, 0)
+    sdxl_clip_l_skip: bool = False
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""
