@@ -39,6 +39,7 @@ from sdapi.engine.training.reporting import Reporter, TrainResult  # noqa: E402
 from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment  # noqa: E402
 from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
 from sdapi.engine.upscalers import enlarger, upscale_by  # noqa: E402
+from sdapi.engine.vae_precision import upcast_vae_if_needed  # noqa: E402
 
 log = logging.getLogger("sdapi")
 
@@ -101,6 +102,7 @@ class LocalEngine:
         log.info("Loading checkpoint %s on %s (%s)", path.name, self.runtime.device, self.runtime.dtype)
         pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
         attention = enable_attention(pipe, self.runtime)
+        upcast_vae_if_needed(pipe)
         make_batch_invariant(pipe.unet)
         log.info("Loaded %s (attention: %s)", path.name, attention)
         encoder = prompt_encoder(pipe, self.runtime.device)

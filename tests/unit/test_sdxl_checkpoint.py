@@ -117,3 +117,24 @@ def test_a_real_sdxl_file_without_metadata_gets_the_shipped_config_with_both_tok
         assert (folder / tokenizer / "vocab.json").is_file() and (folder / tokenizer / "merges.txt").is_file()
     assert json.loads((folder / "tokenizer_2" / "tokenizer_config.json").read_text())["pad_token"] == "!"
     assert json.loads((folder / "unet" / "config.json").read_text())["cross_attention_dim"] == 2048
+
+
+def test_demo_models_write_the_tiny_sdxl_file_on_request(tmp_path):
+    from sdapi.engine.demo_files import write_demo_models
+
+    assert not any(p.name == "demo-sdxl.safetensors" for p in write_demo_models(tmp_path))
+    paths = write_demo_models(tmp_path, sdxl=True)
+    assert paths[-1] == tmp_path / "models" / "Stable-diffusion" / "demo-sdxl.safetensors"
+    assert mt.detect_model_type(read_checkpoint_header(paths[-1]).shapes) == mt.SDXL
+
+
+def test_a_half_precision_sdxl_model_keeps_its_vae_in_float32():
+    from sdapi.engine.demo_models import build_tiny_sd15_pipeline
+    from sdapi.engine.vae_precision import upcast_vae_if_needed
+
+    sdxl = build_tiny_sdxl_pipeline(0).to(dtype=torch.float16)
+    assert upcast_vae_if_needed(sdxl) == torch.float32 and sdxl.unet.dtype == torch.float16
+    sd15 = build_tiny_sd15_pipeline(0).to(dtype=torch.float16)
+    assert upcast_vae_if_needed(sd15) == torch.float16
+    full = build_tiny_sdxl_pipeline(0)
+    assert upcast_vae_if_needed(full) == torch.float32
