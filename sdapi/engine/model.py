@@ -40,6 +40,11 @@ class LoadedModel:
         return self.pipe.scheduler.config.get("prediction_type") == "v_prediction"
 
     @property
+    def sdxl(self) -> bool:
+        """An SDXL UNet (it takes pooled text embeddings and size conditioning: ``addition_embed_type``)."""
+        return self.unet.config.get("addition_embed_type") == "text_time"
+
+    @property
     def inpainting(self) -> bool:
         """The UNet takes the inpainting conditioning (A1111's ``hybrid``/``concat`` key): 9 input channels."""
         return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
