@@ -19,6 +19,8 @@ class SamplerSettings:
             rows: ``eta`` or ``eta_ddim``).
         s_churn, s_tmin, s_tmax, s_noise: Karras' churn for Euler, Heun and DPM2.
         s_min_uncond: below this sigma every second k-diffusion call skips the negative prompt.
+        schedule_type: a later A1111 schedule type (``exponential``, …) replacing the sampler's own sigma
+            schedule; ``None``: the sampler's (hires fix too: later A1111's "Use same scheduler").
     """
 
     eta: float = 1.0
@@ -27,6 +29,7 @@ class SamplerSettings:
     s_tmax: float = float("inf")
     s_noise: float = 1.0
     s_min_uncond: float = 0.0
+    schedule_type: str | None = None
 
 
 @dataclass(frozen=True)
