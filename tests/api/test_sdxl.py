@@ -12,10 +12,13 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdapi.app import create_app
+from sdapi.engine.sampling import core
+from sdapi.engine.sampling.schedules import align_your_steps_sigmas
 from sdapi.settings import Settings
 from tests.conftest import decode_png, txt2img
 
@@ -190,3 +193,20 @@ def test_the_hires_pass_is_conditioned_on_the_hires_size(sdxl_client):
         handle.remove()
     assert seen[0] == [48.0, 64.0, 8.0, 0.0, 48.0, 64.0]
     assert seen[-1] == [96.0, 128.0, 8.0, 0.0, 96.0, 128.0]
+
+
+def test_align_your_steps_takes_its_sdxl_table_on_sdxl(sdxl_client, monkeypatch):
+    seen = []
+    real = core.a1111_sigmas
+
+    def spy(*args):
+        sigmas = real(*args)
+        seen.append(sigmas)
+        return sigmas
+
+    monkeypatch.setattr(core, "a1111_sigmas", spy)
+    body = generate(sdxl_client, sampler_name="Euler", scheduler="Align Your Steps", steps=10, seed=1)
+    assert "Schedule type: Align Your Steps" in json.loads(body["info"])["infotexts"][0]
+    # NVIDIA's SDXL table differs from the SD 1.5 one from its second value on (6.315 vs 6.475), interpolated to 10.
+    assert len(seen) == 1 and not torch.equal(seen[0], align_your_steps_sigmas(10, sdxl=False))
+    assert torch.equal(seen[0], align_your_steps_sigmas(10, sdxl=True))
