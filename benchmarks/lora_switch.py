@@ -2,13 +2,15 @@
 
 What one txt2img request with LoRAs adds before and after its sampling loop is exactly
 ``Engine.loras.applied(pipe, activations)``: look the files up in the LoRA cache (reading them on a miss), bind
-their layers to the model's modules and install the forward hooks, then remove the hooks when the job ends.
+their layers to the model's modules and merge them into the weights (``applied`` without a job's work merges every
+layer), then restore the weights when the job ends. On the ``meta`` device the merge does no arithmetic, so the
+sd15-size figures are lookup and binding only; ``lora_overhead.py`` measures merging and hooks in real jobs.
 This script times that enter+exit, in-process, on CPU:
 
 * **tiny**: the built-in demo checkpoint (tiny weights, but the SD 1.5 block layout: 16 transformer blocks, so
   the demo LoRA binds as many UNet layers as a real SD 1.5 LoRA does) with ``demo-lora`` and a second LoRA:
   warm switches A → B → A … (both cached), cold loads (cache cleared), and for reference one 64×64 8-step
-  txt2img with and without a LoRA (the hooks' compute during sampling, which is not switching cost);
+  txt2img with and without a LoRA (what the LoRA adds during sampling, which is not switching cost);
 * **sd15-size**: real SD 1.5 module shapes (UNet and CLIP ViT-L text encoder built on the ``meta`` device from
   the shipped configs: no weights, no memory) and two rank-32 fp16 kohya LoRAs of real size (792 tensors,
   ~37 MB each) written to a temporary folder: warm switches and cold loads from disk.
@@ -75,6 +77,7 @@ def tiny_case(engine, workdir: Path, switches: int) -> dict:
     from sdapi.engine.demo_lora import write_demo_lora
     from sdapi.engine.demo_files import write_demo_models
     from sdapi.seeds import image_seeds
+    from sdapi.engine.api import GenerationJob
     from sdapi.engine.params import LoraActivation, Txt2ImgParams
     from sdapi.engine.sampling.registry import find_sampler
 
@@ -90,7 +93,7 @@ def tiny_case(engine, workdir: Path, switches: int) -> dict:
                                subseed_strength=0.0, sampler=find_sampler("Euler a"), steps=8, cfg_scale=7.0,
                                width=64, height=64, loras=loras)
         started = time.perf_counter()
-        engine.txt2img(paths[0], params)
+        engine.generate(GenerationJob(paths[0], params))
         return time.perf_counter() - started
 
     generate([])

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/...")
     demo.add_argument("dir", type=Path)
+    demo.add_argument("--sdxl", action="store_true", help="also write the tiny SDXL checkpoint demo-sdxl.safetensors")
     dataset_cli.add_commands(sub)
     return parser
 
@@ -206,5 +207,5 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         from sdapi.engine.demo_files import write_demo_models  # builds pipelines: torch loads only for this
 
-        for path in write_demo_models(args.dir):
+        for path in write_demo_models(args.dir, sdxl=args.sdxl):
             print(path)

@@ -53,6 +53,7 @@ def generation_params(
     steps: int,
     sampler: str,
     cfg_scale: Any,
+    schedule_type: str | None = None,
     seed: int,
     width: int,
     height: int,
@@ -77,6 +78,7 @@ def generation_params(
     params: dict[str, Any] = {
         "Steps": steps,
         "Sampler": sampler,
+        "Schedule type": schedule_type,  # later A1111; only for a schedule type v1.2.1 has no sampler name for
         "CFG scale": cfg_scale,
         "Image CFG scale": image_cfg_scale,
         "Seed": seed,

@@ -26,10 +26,14 @@ log = logging.getLogger("sdapi")
 
 
 def default_options() -> dict[str, Any]:
-    """A fresh copy of the v1.2.1 option defaults, followed by sdapi's own options' defaults."""
-    text = resources.files("sdapi.data").joinpath("options_v1.2.1.json").read_text(encoding="utf-8")
-    sdapi_defaults = {key: schema["default"] for key, schema in SDAPI_OPTION_SCHEMAS.items()}
-    return {**json.loads(text), **sdapi_defaults}
+    """A fresh copy of the v1.2.1 option defaults, with the later options sdapi honours (their A1111 defaults),
+    then sdapi's own options' defaults."""
+    data = resources.files("sdapi.data")
+    defaults = json.loads(data.joinpath("options_v1.2.1.json").read_text(encoding="utf-8"))
+    later = json.loads(data.joinpath("options_later.json").read_text(encoding="utf-8"))
+    defaults.update({key: schema["default"] for key, schema in later.items()})
+    defaults.update({key: schema["default"] for key, schema in SDAPI_OPTION_SCHEMAS.items()})
+    return defaults
 
 
 class Options:

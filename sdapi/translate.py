@@ -17,6 +17,7 @@ from sdapi.checkpoints import CheckpointInfo
 from sdapi.seeds import image_seeds, resolve_seed
 from sdapi.engine.params import SamplerSettings, Txt2ImgParams
 from sdapi.engine.sampling.registry import SamplerSpec
+from sdapi.engine.sampling.schedulers import resolve_sampler, schedule_label
 from sdapi.hires_plan import hires_params, plan_hires
 from sdapi.images import encode_image
 from sdapi.infotext import LaterQuoted, create_infotext, generation_params
@@ -97,6 +98,8 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         mask_weight=float(options.get("inpainting_mask_weight")),
         circular=bool(req.tiling),
         sampler_settings=sampler_settings(req, sampler, options),
+        sdxl_crop=(int(options.get("sdxl_crop_top")), int(options.get("sdxl_crop_left"))),
+        sdxl_clip_l_skip=options.get("sdxl_clip_l_skip") is True,
         fast=bool(options.get("sdapi_fast_mode")),
         **noise_settings(options),
     )
@@ -124,6 +127,7 @@ def sampler_settings(req, sampler: SamplerSpec, options: Options) -> SamplerSett
         s_tmax=float(req.s_tmax or float("inf")),
         s_noise=float(req.s_noise or options.get("s_noise")),
         s_min_uncond=float(req.s_min_uncond or options.get("s_min_uncond")),
+        schedule_type=resolve_sampler(sampler.name, req.scheduler).schedule_type,
     )
 
 
@@ -153,6 +157,7 @@ def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: Check
     params = generation_params(
         steps=req.steps,
         sampler=p.sampler.name,
+        schedule_type=schedule_label(p.sampler_settings.schedule_type),
         cfg_scale=req.cfg_scale,
         seed=p.seeds[index],
         width=p.width,

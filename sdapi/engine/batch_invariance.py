@@ -7,8 +7,6 @@ Below 16 rows it takes a small-matrix path, and with several threads and a long 
 it splits the reduction between threads for up to about ``inputs / 10`` rows; either rounds differently. So every
 ``Linear`` of the UNet becomes an :class:`InvariantLinear`:
 
-* a batch of one row repeated (the timestep embedding: every row of a sampling batch is at the same timestep) is
-  computed as one row;
 * inside a merged batch (:func:`row_groups` names each job's rows), a product with fewer rows per job than
   :func:`split_free_rows` is computed job by job, on exactly the rows the job has alone;
 * everything else is one product, where the row count no longer matters.
@@ -75,18 +73,11 @@ def split_free_rows(inputs: int) -> int:
     return 16 if inputs < 1024 else inputs // 2
 
 
-def repeated_row(x: torch.Tensor) -> bool:
-    """Whether ``x`` is a 2-D batch of one row repeated."""
-    return x.dim() == 2 and x.shape[0] > 1 and torch.equal(x, x[:1].expand_as(x))
-
-
 def invariant_product(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, inputs: int) -> torch.Tensor:
     """``f(x)`` for a row-wise product ``f`` over ``inputs`` features, computed so that each row's result does not
     depend on the batch (a fresh tensor either way, so callers may add to it in place)."""
     if _off:
         return f(x)
-    if repeated_row(x):
-        return f(x[:1]).repeat(x.shape[0], 1)
     groups = _active
     if groups is None or x.shape[0] != groups.total:
         return f(x)

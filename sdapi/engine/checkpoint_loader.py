@@ -13,14 +13,18 @@ Every checkpoint, real or tiny, goes through :func:`load_pipeline`:
      assemble the shipped ``sdapi/configs/<type>/`` into
      ``<cache_dir>/configs/<type>-<content hash>/``;
 
-   in both cases the shipped CLIP ``vocab.json``/``merges.txt`` are copied in,
+   in both cases the shipped CLIP ``vocab.json``/``merges.txt`` are copied into
+   every tokenizer folder (SDXL's second tokenizer is the same vocabulary),
    so they are stored only once in the package; an ldm ``<checkpoint>.yaml``
    beside the file is then applied over these configs, as A1111 builds its
    model from it (:mod:`.ldm_yaml`);
-3. ``StableDiffusionPipeline.from_single_file(path, config=<that dir>,
-   local_files_only=True)``. ``original_config`` is never passed: it would
-   make diffusers rebuild the UNet/VAE from the yaml (ignoring our configs)
-   and fetch the text encoder from the hub.
+3. ``<pipeline class>.from_single_file(path, config=<that dir>,
+   local_files_only=True)``, the class named by the dir's ``model_index.json``
+   (``StableDiffusionPipeline`` for SD 1.x/2.x, ``StableDiffusionXLPipeline``
+   for SDXL, whose dir has a second text encoder and tokenizer).
+   ``original_config`` is never passed: it would make diffusers rebuild the
+   UNet/VAE from the yaml (ignoring our configs) and fetch the text encoders
+   from the hub.
 """
 
 from __future__ import annotations
@@ -64,16 +68,22 @@ _COMPONENT_FILES = {
     "text_encoder": "text_encoder/config.json",
     "scheduler": "scheduler/scheduler_config.json",
 }
+# What an SDXL pipeline needs besides: the OpenCLIP bigG text encoder and its tokenizer (config key -> folder).
+_SDXL_COMPONENT_FILES = {"text_encoder_2": "text_encoder_2/config.json"}
+_TOKENIZER_FOLDERS = {"tokenizer": "tokenizer", "tokenizer_2": "tokenizer_2"}
+SD_PIPELINE = "StableDiffusionPipeline"
+SDXL_PIPELINE = "StableDiffusionXLPipeline"
+# The pipeline class each model family loads as (a metadata config must agree with the keys).
+_FAMILY_PIPELINES = {"sd1": SD_PIPELINE, "sd2": SD_PIPELINE, "sdxl": SDXL_PIPELINE}
 # Components from_single_file must not try to load (they would need files we do not ship).
 _NULL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 _SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 _UNSUPPORTED_TYPE_MESSAGES = {
-    mt.SDXL: "SDXL checkpoints are not supported yet",
-    mt.SDXL_INPAINT: "SDXL checkpoints are not supported yet",
-    mt.SDXL_REFINER: "SDXL refiner checkpoints are not supported",
+    mt.SDXL_INPAINT: "SDXL inpainting checkpoints are not served yet",
+    mt.SDXL_REFINER: "SDXL refiner checkpoints are not served yet",
     mt.UNKNOWN: (
-        "not a Stable Diffusion 1.x/2.x checkpoint sdapi recognises "
-        "(no model.diffusion_model.* UNet with a cond_stage_model.* text encoder; "
+        "not a Stable Diffusion 1.x/2.x/SDXL checkpoint sdapi recognises "
+        "(no model.diffusion_model.* UNet with a cond_stage_model.* or conditioner.embedders.* text encoder; "
         "is it a VAE, LoRA or embedding file?)"
     ),
 }
@@ -195,13 +205,14 @@ def read_checkpoint_header(path: Path) -> CheckpointHeader:
 # --------------------------------------------------------------------------- config directories
 
 
-def _tokenizer_files(tokenizer_config: dict[str, Any]) -> dict[str, bytes]:
-    """Build the ``tokenizer/`` files from a tokenizer config and the shipped vocab.
+def _tokenizer_files(tokenizer_config: dict[str, Any], folder: str = "tokenizer") -> dict[str, bytes]:
+    """Build a tokenizer folder's files from a tokenizer config and the shipped vocab.
 
     Args:
         tokenizer_config: a ``CLIPTokenizer`` tokenizer_config (extra keys such as a
             descriptive ``vocab`` string are dropped; transformers would take
             ``vocab`` as the vocabulary itself).
+        folder: ``tokenizer``, or ``tokenizer_2`` for SDXL's second one.
 
     Returns:
         relative path -> file content.
@@ -209,12 +220,16 @@ def _tokenizer_files(tokenizer_config: dict[str, Any]) -> dict[str, bytes]:
     config = {k: v for k, v in tokenizer_config.items() if k not in ("vocab", "merges")}
     special = {k: config[k] for k in _SPECIAL_TOKENS if k in config}
     files = {
-        "tokenizer/tokenizer_config.json": ldm_yaml.json_bytes(config),
-        "tokenizer/special_tokens_map.json": ldm_yaml.json_bytes(special),
+        f"{folder}/tokenizer_config.json": ldm_yaml.json_bytes(config),
+        f"{folder}/special_tokens_map.json": ldm_yaml.json_bytes(special),
     }
-    for name in TOKENIZER_FILES:
-        files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
+    files.update(_vocab_files(folder))
     return files
+
+
+def _vocab_files(folder: str) -> dict[str, bytes]:
+    """The shipped CLIP ``vocab.json``/``merges.txt`` for one tokenizer folder."""
+    return {f"{folder}/{name}": (TOKENIZER_DIR / name).read_bytes() for name in TOKENIZER_FILES}
 
 
 def _offline_model_index(model_index: dict[str, Any]) -> dict[str, Any]:
@@ -252,14 +267,19 @@ def config_files_from_metadata(config_json: str) -> dict[str, bytes]:
     if not isinstance(config, dict) or config.get("format") != DIFFUSERS_CONFIG_FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} has unknown format {found!r}")
-    if config.get("pipeline", "StableDiffusionPipeline") != "StableDiffusionPipeline":
-        raise UnsupportedCheckpoint(f"pipeline {config.get('pipeline')!r} is not supported yet")
-    missing = [k for k in (*_COMPONENT_FILES, "tokenizer") if not isinstance(config.get(k), dict)]
+    pipeline = config.get("pipeline", SD_PIPELINE)
+    if pipeline not in (SD_PIPELINE, SDXL_PIPELINE):
+        raise UnsupportedCheckpoint(f"pipeline {pipeline!r} is not supported yet")
+    components = {**_COMPONENT_FILES, **(_SDXL_COMPONENT_FILES if pipeline == SDXL_PIPELINE else {})}
+    tokenizers = ("tokenizer", "tokenizer_2") if pipeline == SDXL_PIPELINE else ("tokenizer",)
+    missing = [k for k in (*components, *tokenizers) if not isinstance(config.get(k), dict)]
     if missing:
         raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} lacks {', '.join(missing)}")
-    files = {rel: ldm_yaml.json_bytes(config[name]) for name, rel in _COMPONENT_FILES.items()}
-    files["model_index.json"] = ldm_yaml.json_bytes(_offline_model_index(config["model_index"]))
-    files.update(_tokenizer_files(config["tokenizer"]))
+    files = {rel: ldm_yaml.json_bytes(config[name]) for name, rel in components.items()}
+    files["model_index.json"] = ldm_yaml.json_bytes(_offline_model_index({**config["model_index"],
+                                                                          "_class_name": pipeline}))
+    for name in tokenizers:
+        files.update(_tokenizer_files(config[name], _TOKENIZER_FOLDERS[name]))
     return files
 
 
@@ -297,9 +317,26 @@ def config_files_for_type(model_type: str) -> dict[str, bytes]:
         unet = json.loads(files["unet/config.json"])
         unet["in_channels"] = 9
         files["unet/config.json"] = ldm_yaml.json_bytes(unet)
-    for name in TOKENIZER_FILES:
-        files[f"tokenizer/{name}"] = (TOKENIZER_DIR / name).read_bytes()
+    for folder in sorted({rel.split("/")[0] for rel in files if rel.startswith("tokenizer")}):
+        files.update(_vocab_files(folder))
     return files
+
+
+def pipeline_class_name(files: dict[str, bytes]) -> str:
+    """The pipeline class a config dir's ``model_index.json`` names."""
+    return json.loads(files["model_index.json"]).get("_class_name", SD_PIPELINE)
+
+
+def check_family(header: CheckpointHeader, pipeline: str, path: Path) -> None:
+    """Refuse a metadata config whose pipeline does not fit the checkpoint's keys (SDXL keys, SD config...).
+
+    Raises:
+        UnsupportedCheckpoint: the keys are of a family that loads as another pipeline.
+    """
+    expected = _FAMILY_PIPELINES.get(mt.model_family(header.shapes))
+    if expected is not None and expected != pipeline:
+        raise UnsupportedCheckpoint(f"{path.name}: its {DIFFUSERS_CONFIG_KEY} describes a {pipeline} but its keys "
+                                    f"are those of a {expected}")
 
 
 def materialize_config_dir(files: dict[str, bytes], target: Path) -> Path:
@@ -367,6 +404,7 @@ def resolve_config_dir(path: Path, header: CheckpointHeader, cache_dir: Path) ->
     config_json = header.metadata.get(DIFFUSERS_CONFIG_KEY)
     if config_json is not None:
         files = config_files_from_metadata(config_json)
+        check_family(header, pipeline_class_name(files), path)
         key = hashlib.sha256(config_json.encode("utf-8")).hexdigest()
     else:
         model_type = mt.detect_model_type(header.shapes, path=path)
@@ -402,7 +440,7 @@ def load_pipeline(
     dtype: torch.dtype = torch.float32,
     cache_dir: Path,
 ) -> Any:
-    """Load a single-file SD checkpoint as a ``StableDiffusionPipeline``, offline.
+    """Load a single-file SD/SDXL checkpoint as its diffusers pipeline, offline.
 
     Args:
         path: a ``.safetensors`` (preferred) or ``.ckpt`` checkpoint in the
@@ -412,20 +450,22 @@ def load_pipeline(
         cache_dir: a writable directory for assembled config dirs.
 
     Returns:
-        A ``diffusers.StableDiffusionPipeline`` with progress bars disabled.
+        A ``diffusers.StableDiffusionPipeline`` (SD 1.x/2.x) or ``StableDiffusionXLPipeline`` (SDXL) with
+        progress bars disabled.
 
     Raises:
         UnsupportedCheckpoint: for unreadable files, pickles with non-tensor objects,
-            SDXL/inpainting/unknown models, or any failure inside diffusers' loader.
+            SDXL refiner/inpainting or unknown models, or any failure inside diffusers' loader.
     """
     path = Path(path)
     header = read_checkpoint_header(path)
     config_dir = resolve_config_dir(path, header, Path(cache_dir))
     _quiet_libraries()
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
+    pipeline_class = getattr(diffusers, json.loads((config_dir / "model_index.json").read_text())["_class_name"])
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
+        pipe = pipeline_class.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype
         )
     except Exception as exc:  # the server must report a bad file, not crash

@@ -151,40 +151,59 @@ class PromptEncoder:
         Raises:
             SamplingInterrupted: ``stop`` said so.
         """
+        return self.encode_pooled(texts, clip_skip, backtrack, emphasis, multiplicity, stop)[0]
+
+    @torch.no_grad()
+    def encode_pooled(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
+                      multiplicity: list[int] | None = None,
+                      stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode`, plus the pooled output of each prompt's first chunk where the encoder has one.
+
+        Returns:
+            ``(B, 77 * chunks, hidden)`` and ``(B, projection)`` (``None`` for encoders without a pooled output).
+        """
         per_prompt = [self.chunks(t, backtrack, emphasis) for t in texts]
         n = max(len(c) for c in per_prompt)
         empty = self.chunks("")[0]
         for chunks in per_prompt:
             chunks.extend([empty] * (n - len(chunks)))
         counts = None if multiplicity is None else torch.tensor(multiplicity, dtype=torch.float64)
-        outputs = []
+        outputs, first_pooled = [], None
         for i in range(n):
             if stop is not None and stop():
                 raise SamplingInterrupted()
             ids = torch.tensor([pad_after_end(c[i].tokens, self.end_id, self.pad_id) for c in per_prompt],
                                device=self.device)
             weights = torch.tensor([c[i].weights for c in per_prompt], device=self.device)
-            outputs.append(self._encode_chunk(ids, weights, clip_skip, counts))
-        return torch.cat(outputs, dim=1)
+            z, pooled = self._encode_chunk(ids, weights, clip_skip, counts)
+            outputs.append(z)
+            # A1111 takes the pooled output of the first chunk only.
+            first_pooled = pooled if i == 0 else first_pooled
+        return torch.cat(outputs, dim=1), first_pooled
 
-    def _encode_chunk(self, ids: torch.Tensor, weights: torch.Tensor, clip_skip: int,
-                      counts: torch.Tensor | None = None) -> torch.Tensor:
+    def transformer(self, ids: torch.Tensor, clip_skip: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The hidden states A1111's SD 1.x/2.x rule picks (no pooled output).
+
+        CLIP skip > 1 takes an earlier layer's output through the final LayerNorm.
+        """
         out = self.text_encoder(input_ids=ids, output_hidden_states=clip_skip > 1)
         if clip_skip > 1:
-            # A1111's CLIP skip: an earlier layer's output through the final LayerNorm.
             text_model = getattr(self.text_encoder, "text_model", self.text_encoder)
-            z = text_model.final_layer_norm(out.hidden_states[-clip_skip])
-        else:
-            z = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            return text_model.final_layer_norm(out.hidden_states[-clip_skip]), None
+        return (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]), None
+
+    def _encode_chunk(self, ids: torch.Tensor, weights: torch.Tensor, clip_skip: int,
+                      counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z, pooled = self.transformer(ids, clip_skip)
         if torch.all(weights == 1.0):
-            return z
+            return z, pooled
         original_mean = _batch_mean(z, counts)
         z = z * weights.unsqueeze(-1).to(z.dtype)
         new_mean = _batch_mean(z, counts)
         # Random tiny encoders can have a mean of exactly 0; dividing by it would turn the image to NaN.
         if new_mean.abs() > 1e-6:
             z = z * (original_mean / new_mean)
-        return z
+        return z, pooled  # emphasis leaves the pooled output alone, as in A1111
 
 
 def _batch_mean(z: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA."""
+"""The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA, and on
+request the tiny SDXL checkpoint."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from pathlib import Path
 
 from sdapi.engine.demo_lora import write_demo_lora
 from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
+from sdapi.engine.demo_sdxl import write_demo_sdxl
 
 
-def write_demo_models(data_dir: Path) -> list[Path]:
+def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
     """Make sure the demo checkpoints exist under ``<data_dir>/models/Stable-diffusion``.
 
     Writes ``demo-sd15.safetensors`` (seed 0) and ``demo-sd15-b.safetensors``
@@ -17,9 +19,10 @@ def write_demo_models(data_dir: Path) -> list[Path]:
 
     Args:
         data_dir: the server's data directory.
+        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`).
 
     Returns:
-        The paths of both demo checkpoints and of the demo LoRA (existing or newly written).
+        The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL one.
     """
     models_dir = Path(data_dir) / MODELS_SUBDIR
     paths = []
@@ -29,4 +32,6 @@ def write_demo_models(data_dir: Path) -> list[Path]:
             write_demo_checkpoint(path, seed)
         paths.append(path)
     paths.append(write_demo_lora(data_dir))
+    if sdxl:
+        paths.append(write_demo_sdxl(data_dir))
     return paths

@@ -39,11 +39,11 @@ MODELS_SUBDIR = Path("models") / "Stable-diffusion"
 _SD15_CONFIGS = CONFIGS_DIR / "sd15"
 _TOKENIZER_VOCAB_NOTE = "openai/clip-vit-large-patch14 vocab.json + merges.txt (49408 tokens); shipped in sdapi/configs/tokenizers/clip"
 # transformers config keys that only describe the library run, not the model.
-_VOLATILE_TE_KEYS = ("transformers_version", "_name_or_path", "dtype", "torch_dtype")
+VOLATILE_TE_KEYS = ("transformers_version", "_name_or_path", "dtype", "torch_dtype")
 _KEPT_PRIVATE_KEYS = ("_class_name", "_diffusers_version")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON file.
 
     Args:
@@ -55,15 +55,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _build_tokenizer() -> Any:
-    """Load the shipped real CLIP tokenizer with SD 1.x settings.
+def build_tokenizer(config_dir: Path = _SD15_CONFIGS / "tokenizer") -> Any:
+    """Load the shipped real CLIP tokenizer with the settings of a shipped tokenizer folder.
+
+    Args:
+        config_dir: the folder with its ``tokenizer_config.json`` (SD 1.x's by default; SD 2.x's and SDXL's
+            second one pad with ``!``).
 
     Returns:
-        A ``CLIPTokenizer`` (bos 49406, eos 49407, pad = eos, 77 tokens).
+        A ``CLIPTokenizer`` (bos 49406, eos 49407, pad = eos for SD 1.x, 77 tokens).
     """
     from transformers import CLIPTokenizer
 
-    settings = _read_json(_SD15_CONFIGS / "tokenizer" / "tokenizer_config.json")
+    settings = read_json(Path(config_dir) / "tokenizer_config.json")
     settings.pop("tokenizer_class", None)
     # from_pretrained, not CLIPTokenizer(vocab_file=...): transformers 5 silently ignores those kwargs.
     return CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), **settings)
@@ -94,8 +98,11 @@ def _build_unet(in_channels: int = 4) -> Any:
     )
 
 
-def _build_vae() -> Any:
+def build_tiny_vae(scaling_factor: float = 0.18215) -> Any:
     """Build the tiny VAE: 4 levels, so it downscales by 8 like SD's.
+
+    Args:
+        scaling_factor: the latent scale (SD 1.x/2.x 0.18215, SDXL 0.13025).
 
     Returns:
         A randomly initialised ``AutoencoderKL``.
@@ -110,7 +117,7 @@ def _build_vae() -> Any:
         norm_num_groups=4,
         latent_channels=4,
         sample_size=64,
-        scaling_factor=0.18215,
+        scaling_factor=scaling_factor,
     )
 
 
@@ -142,7 +149,7 @@ def _build_text_encoder(tokenizer: Any) -> Any:
 
 
 @torch.no_grad()
-def _make_weights_interesting(unet: Any, text_encoder: Any) -> None:
+def make_weights_interesting(unet: Any, *text_encoders: Any) -> None:
     """Adjust random weights so the tiny model behaves usefully.
 
     * Text-encoder LayerNorms get random weights and biases: with the default
@@ -153,9 +160,10 @@ def _make_weights_interesting(unet: Any, text_encoder: Any) -> None:
 
     Args:
         unet: the UNet (modified in place).
-        text_encoder: the text encoder (modified in place).
+        text_encoders: the text encoder(s) (modified in place).
     """
-    for module in text_encoder.modules():
+    modules = [module for text_encoder in text_encoders for module in text_encoder.modules()]
+    for module in modules:
         if isinstance(module, torch.nn.LayerNorm):
             module.weight.copy_(1.0 + 0.2 * torch.randn_like(module.weight))
             module.bias.copy_(0.1 + 0.2 * torch.randn_like(module.bias))
@@ -180,15 +188,15 @@ def build_tiny_sd15_pipeline(seed: int, in_channels: int = 4) -> Any:
     """
     from diffusers import PNDMScheduler, StableDiffusionPipeline
 
-    tokenizer = _build_tokenizer()
+    tokenizer = build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = _build_unet(in_channels)
-        vae = _build_vae()
+        vae = build_tiny_vae()
         text_encoder = _build_text_encoder(tokenizer)
-        _make_weights_interesting(unet, text_encoder)
+        make_weights_interesting(unet, text_encoder)
     # from_config keeps SD-1.5's extra keys (clip_sample: false) for later scheduler swaps.
-    scheduler = PNDMScheduler.from_config(_read_json(_SD15_CONFIGS / "scheduler" / "scheduler_config.json"))
+    scheduler = PNDMScheduler.from_config(read_json(_SD15_CONFIGS / "scheduler" / "scheduler_config.json"))
     pipe = StableDiffusionPipeline(
         vae=vae.eval(),
         text_encoder=text_encoder.eval(),
@@ -203,7 +211,7 @@ def build_tiny_sd15_pipeline(seed: int, in_channels: int = 4) -> Any:
     return pipe
 
 
-def _plain(config: Any) -> dict[str, Any]:
+def plain_config(config: Any) -> dict[str, Any]:
     """Turn a diffusers FrozenDict config into plain, deterministic JSON-ready data.
 
     Private keys are dropped (as diffusers' ``save_config`` does): notably
@@ -230,20 +238,20 @@ def diffusers_config_json(pipe: Any) -> str:
         Deterministic JSON (sorted keys) for the checkpoint metadata.
     """
     text_encoder = pipe.text_encoder.config.to_dict()
-    for key in _VOLATILE_TE_KEYS:
+    for key in VOLATILE_TE_KEYS:
         text_encoder.pop(key, None)
     text_encoder["architectures"] = ["CLIPTextModel"]
-    tokenizer = _read_json(_SD15_CONFIGS / "tokenizer" / "tokenizer_config.json")
+    tokenizer = read_json(_SD15_CONFIGS / "tokenizer" / "tokenizer_config.json")
     tokenizer["vocab"] = _TOKENIZER_VOCAB_NOTE
     config = {
         "format": DIFFUSERS_CONFIG_FORMAT,
         "pipeline": "StableDiffusionPipeline",
-        "model_index": _read_json(_SD15_CONFIGS / "model_index.json"),
-        "scheduler": _plain(pipe.scheduler.config),
+        "model_index": read_json(_SD15_CONFIGS / "model_index.json"),
+        "scheduler": plain_config(pipe.scheduler.config),
         "text_encoder": text_encoder,
         "tokenizer": tokenizer,
-        "unet": _plain(pipe.unet.config),
-        "vae": _plain(pipe.vae.config),
+        "unet": plain_config(pipe.unet.config),
+        "vae": plain_config(pipe.vae.config),
     }
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 

@@ -3,8 +3,8 @@
 Nothing here changes what the default mode computes: the compiled graphs wrap the modules without replacing
 them (a regional block's eager ``forward`` still runs unless fast mode is active), weights keep their layout
 (only the activations are channels_last), and autocast is entered only around fast calls. The weights are graph
-inputs, not constants, so a LoRA merged into them for a job (:mod:`sdapi.engine.fast_lora`) reuses the compiled
-code.
+inputs, not constants, so a LoRA merged into them for a job (:mod:`sdapi.engine.lora_merge`: a fast job merges
+every layer) reuses the compiled code.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdapi.engine.conditioning_sdxl import SizeConditioning
 from sdapi.engine.errors import NansException, SamplingInterrupted
 from sdapi.engine.image_cond import img2img_image_cond, txt2img_image_cond
 from sdapi.engine.model import LoadedModel
@@ -75,6 +76,14 @@ class BatchEvents(Protocol):
     def batch_done(self) -> None: ...
 
 
+def size_conditioning(model: LoadedModel, p: Txt2ImgParams, width: int, height: int) -> SizeConditioning | None:
+    """SDXL's size and crop conditioning of a job's pass at ``width`` x ``height`` (``None`` for SD 1.x/2.x):
+    A1111 gives the size being generated as both original and target size."""
+    if not model.sdxl:
+        return None
+    return SizeConditioning(width, height, *p.sdxl_crop, clip_l_skip=p.sdxl_clip_l_skip)
+
+
 def check_nans(latents: torch.Tensor) -> torch.Tensor:
     """``latents`` unchanged, or A1111's ``NansException`` when sampling produced NaNs."""
     if torch.isnan(latents).any():
@@ -128,10 +137,15 @@ class _Group:
         self.model = model
         self.params = params
         self.events = events
-        stop = (lambda: events.interrupted) if events is not None else None
-        self.encoders = [ScheduleEncoder(model.encoder, schedule_length(p.sampler, p.steps,
-                                                                        p.fix_second_order_schedule),
-                                         p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop) for p in params]
+        self.encoders = [self._encoder(p, p.width, p.height) for p in params]
+        self._hires_encoders: list[ScheduleEncoder] | None = None
+
+    def _encoder(self, p: Txt2ImgParams, width: int, height: int) -> ScheduleEncoder:
+        """A job's prompt encoder; SDXL's size numbers say ``width`` x ``height``."""
+        stop = (lambda: self.events.interrupted) if self.events is not None else None
+        return ScheduleEncoder(self.model.encoder, schedule_length(p.sampler, p.steps, p.fix_second_order_schedule),
+                               p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop,
+                               size=size_conditioning(self.model, p, width, height))
 
     @property
     def lead(self) -> Txt2ImgParams:
@@ -172,14 +186,26 @@ class _Group:
         if any(len(found) != 1 for found in lengths) or len(set(lengths)) != 1:
             raise NotMergeable(lengths)
 
-    def conds(self, pieces: list[_Piece]) -> BatchConds | None:
-        """The batch's conditioning, or ``None`` when the job stopped while its prompts were encoded."""
+    def conds(self, pieces: list[_Piece], encoders: list[ScheduleEncoder] | None = None) -> BatchConds | None:
+        """The batch's conditioning, or ``None`` when the job stopped while its prompts were encoded.
+
+        Args:
+            encoders: each job's encoder (default: the pieces' own, at the first pass's size).
+        """
         try:
-            return BatchConds.joined([piece.schedules.batch(piece.p.prompts[piece.rows],
-                                                            piece.p.negative_prompts[piece.rows])
-                                      for piece in pieces])
+            return BatchConds.joined([(piece.schedules if encoders is None else encoders[piece.job]).batch(
+                piece.p.prompts[piece.rows], piece.p.negative_prompts[piece.rows]) for piece in pieces])
         except SamplingInterrupted:
             return None
+
+    def hires_conds(self, pieces: list[_Piece], first_pass: BatchConds) -> BatchConds | None:
+        """The hires pass's conditioning: the first pass's, except that SDXL's size numbers say the hires size
+        (A1111's ``calculate_hr_conds``)."""
+        if not self.model.sdxl:
+            return first_pass
+        if self._hires_encoders is None:
+            self._hires_encoders = [self._encoder(p, p.hires.width, p.hires.height) for p in self.params]
+        return self.conds(pieces, self._hires_encoders)
 
     def sample(self, pieces: list[_Piece], start: SamplingStart, conds: BatchConds,
                hires: bool = False) -> torch.Tensor:
@@ -299,7 +325,8 @@ def hires_pass(group: _Group, pieces: list[_Piece], latents: torch.Tensor, conds
         group.events.next_pass()
     steps, t_enc = fixed_steps(hires.steps, hires.denoising_strength)
     start = SamplingStart(steps, t_enc, upscaled, image_cond=image_cond)
-    return group.sample(pieces, start, conds, hires=True)
+    # Stopped while encoding: the first pass's conditioning serves, the sampler stops at its first check.
+    return group.sample(pieces, start, group.hires_conds(pieces, conds) or conds, hires=True)
 
 
 def latent_keep_mask(mask: Image.Image | None, latent: torch.Tensor) -> torch.Tensor | None:

@@ -6,7 +6,9 @@ A1111 and most model sites use the CompVis/ldm ("original") key layout:
   ``output_blocks``),
 * VAE under ``first_stage_model.`` (``encoder.down.N.block.M`` ...),
 * text encoder under ``cond_stage_model.transformer.text_model.`` (SD 1.x,
-  OpenAI CLIP) or ``cond_stage_model.model.`` (SD 2.x, OpenCLIP).
+  OpenAI CLIP) or ``cond_stage_model.model.`` (SD 2.x, OpenCLIP); SDXL (Stability's
+  sgm layout) has two, CLIP ViT-L under ``conditioner.embedders.0.transformer.`` and
+  OpenCLIP ViT-bigG (with its ``text_projection``) under ``conditioner.embedders.1.model.``.
 
 diffusers only ships the original -> diffusers direction, so this module holds
 the reverse mapping. It is generic over the number of blocks and res-blocks per
@@ -33,6 +35,8 @@ UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 OPENCLIP_PREFIX = "cond_stage_model.model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 # diffusers ResnetBlock2D names -> ldm ResBlock names (UNet only).
 _UNET_RESNET_NAMES = (
@@ -359,16 +363,21 @@ def pipeline_to_ldm_state_dict(pipe: Any, *, text_encoder_layout: str | None = N
     """Convert a diffusers SD pipeline to one original-layout state dict.
 
     Args:
-        pipe: a ``StableDiffusionPipeline`` (needs ``unet``, ``vae``, ``text_encoder``).
+        pipe: a ``StableDiffusionPipeline`` (needs ``unet``, ``vae``, ``text_encoder``), or a
+            ``StableDiffusionXLPipeline`` (also ``text_encoder_2``: written in the SDXL layout).
         text_encoder_layout: ``"clip"`` (SD 1.x), ``"openclip"`` (SD 2.x), or
-            ``None`` to pick from the text encoder's activation.
+            ``None`` to pick from the text encoder's activation (ignored for SDXL).
 
     Returns:
         ``{original_key: tensor}``; tensors are the pipeline's own (not copies).
     """
-    layout = text_encoder_layout or _text_encoder_layout(pipe.text_encoder)
-    te_sd = pipe.text_encoder.state_dict()
-    text = openclip_to_ldm(te_sd) if layout == "openclip" else clip_to_ldm(te_sd)
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        text = clip_to_ldm(pipe.text_encoder.state_dict(), SDXL_CLIP_PREFIX)
+        text.update(openclip_to_ldm(pipe.text_encoder_2.state_dict(), SDXL_OPENCLIP_PREFIX))
+    else:
+        layout = text_encoder_layout or _text_encoder_layout(pipe.text_encoder)
+        te_sd = pipe.text_encoder.state_dict()
+        text = openclip_to_ldm(te_sd) if layout == "openclip" else clip_to_ldm(te_sd)
     out: dict[str, torch.Tensor] = {}
     out.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
     out.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
@@ -457,10 +466,10 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata:
 
 
 def save_single_file(pipe: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Save a diffusers SD pipeline as an original-layout ``.safetensors`` checkpoint.
+    """Save a diffusers SD/SDXL pipeline as an original-layout ``.safetensors`` checkpoint.
 
     Args:
-        pipe: a ``StableDiffusionPipeline``.
+        pipe: a ``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``.
         path: destination ``.safetensors`` file.
         metadata: optional string metadata stored in the header.
 

@@ -22,17 +22,16 @@ from sdapi.engine.api import CaptionSettings, GenerationJob, JobEvents, ModelInf
 from sdapi.engine.blip import BlipCaptioner  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
-from sdapi.engine.conditioning import PromptEncoder  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
 from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16  # noqa: E402
-from sdapi.engine.fast_lora import fast_loras  # noqa: E402
 from sdapi.engine.fast_model import fast_model  # noqa: E402
 from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
 from sdapi.engine.lora_cache import LoraCache  # noqa: E402
+from sdapi.engine.lora_cost import MERGE, sampling_work  # noqa: E402
 from sdapi.engine.lora_file import load_lora_network  # noqa: E402
-from sdapi.engine.model import LoadedModel  # noqa: E402
+from sdapi.engine.model import LoadedModel, prompt_encoder  # noqa: E402
 from sdapi.engine.params import Img2ImgParams  # noqa: E402
 from sdapi.engine.pipeline_cache import PipelineCache  # noqa: E402
 from sdapi.engine.preview import LatentPreview  # noqa: E402
@@ -42,6 +41,7 @@ from sdapi.engine.training.reporting import Reporter, TrainResult  # noqa: E402
 from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment  # noqa: E402
 from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
 from sdapi.engine.upscalers import enlarger, upscale_by  # noqa: E402
+from sdapi.engine.vae_precision import upcast_vae_if_needed  # noqa: E402
 
 log = logging.getLogger("sdapi")
 
@@ -106,9 +106,10 @@ class LocalEngine:
         log.info("Loading checkpoint %s on %s (%s)", path.name, self.runtime.device, self.runtime.dtype)
         pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
         attention = enable_attention(pipe, self.runtime)
+        upcast_vae_if_needed(pipe)
         make_batch_invariant(pipe.unet)
         log.info("Loaded %s (attention: %s)", path.name, attention)
-        encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder, self.runtime.device)
+        encoder = prompt_encoder(pipe, self.runtime.device)
         return LoadedModel(pipe=pipe, encoder=encoder, device=self.runtime.device, dtype=self.runtime.dtype)
 
     def model(self, path: Path) -> LoadedModel:
@@ -168,9 +169,10 @@ class LocalEngine:
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
         try:
-            loras = fast_loras(self.loras, model.pipe, p.loras, warn) if p.fast else \
-                self.loras.applied(model.pipe, p.loras, warn)
-            with loras, circular_padding([model.unet, model.vae], p.circular):
+            # Every job of a batch shares the LoRA set and the per-image work: one merge serves them all. A fast
+            # job merges every layer: its compiled UNet would not see hooks added after it was traced.
+            with self.loras.applied(model.pipe, p.loras, warn, sampling_work(p), MERGE if p.fast else None), \
+                    circular_padding([model.unet, model.vae], p.circular):
                 runs_on = self.fast_version(model) if p.fast else model
                 if isinstance(p, Img2ImgParams):
                     return run_img2img_group(runs_on, params, latent_events)

@@ -1,9 +1,17 @@
-"""Applying LoRA files to a loaded pipeline for one job, without touching its weights.
+"""Applying LoRA files to a loaded pipeline for one job; the pipeline is exactly as before once the job ends.
 
-Each targeted ``Linear``/``Conv2d`` gets a forward hook that adds ``multiplier * alpha/rank * up(down(x))`` to
-its output (A1111's ``lora_functional`` way, kohya's forward). The hooks live only for the job: base weights are
-never modified, so a job without LoRA after one with LoRA gives exactly a fresh server's image, and switching
-LoRA sets costs a dictionary walk and a few hundred hook registrations, not a weight merge.
+Each targeted ``Linear``/``Conv2d`` is changed one of two ways, chosen per layer by a small cost model
+(:mod:`.lora_cost`):
+
+* **merged** (:mod:`.lora_merge`): ``multiplier * alpha/rank * up @ down`` is added to the weight for the job,
+  as A1111's built-in Lora extension does, and the weight is copied back from a backup afterwards. Sampling
+  then runs at the speed of the bare model; the merge costs a few weight-sized passes per job.
+* **hooked**: a forward hook adds ``multiplier * alpha/rank * up(down(x))`` to the layer's output (A1111's
+  ``lora_functional`` way, kohya's forward). Cheaper where a big weight sees few rows in all: one-step jobs,
+  the deepest UNet levels of a tiny image, a large text encoder.
+
+Either way a job without LoRA after one with LoRA gives exactly a fresh server's image: hooks are removed and
+merged weights restored bit for bit, also when the job fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from sdapi.engine.lora_cache import LoraCache
+from sdapi.engine.lora_cost import AUTO, SamplingWork, split_by_mode
 from sdapi.engine.lora_file import LoraLayer, LoraNetwork
 from sdapi.engine.lora_format import UnsupportedLora
+from sdapi.engine.lora_merge import merged
 from sdapi.engine.lora_targets import TEXT_ENCODER, LoraTarget, target_table
 from sdapi.engine.params import LoraActivation
 from sdapi.engine.batch_invariance import invariant_product
@@ -35,15 +45,29 @@ class BoundLayer:
 
     Args:
         module: the targeted ``Linear`` or ``Conv2d``.
-        delta: ``x -> up(down(x))`` for that module's input.
-        scale: ``multiplier * alpha / rank``.
-        layer: the low-rank pair behind ``delta`` (fast mode merges it into the weights instead of hooking).
+        layer: the LoRA layer.
+        multiplier: the prompt's multiplier for the module's component.
+        component: ``"te"`` or ``"unet"``.
+        level: the UNet resolution level the module runs at (:class:`.lora_targets.LoraTarget`).
     """
 
     module: torch.nn.Module
-    delta: Delta
-    scale: float
-    layer: LoraLayer | None = None
+    layer: LoraLayer
+    multiplier: float
+    component: str
+    level: int = 0
+
+    @property
+    def scale(self) -> float:
+        """``multiplier * alpha / rank``."""
+        return self.multiplier * self.layer.scale
+
+    @property
+    def delta(self) -> Delta:
+        """``x -> up(down(x))`` for the module's input."""
+        if isinstance(self.module, torch.nn.Linear):
+            return linear_delta(self.layer)
+        return conv_delta(self.layer, self.module)
 
 
 def linear_delta(layer: LoraLayer) -> Delta:
@@ -91,8 +115,7 @@ def bind(network: LoraNetwork, activation: LoraActivation, targets: dict[str, Lo
         if not fits(layer, target.module):
             misfit.append(name)
             continue
-        delta = linear_delta(layer) if isinstance(target.module, torch.nn.Linear) else conv_delta(layer, target.module)
-        bound.append(BoundLayer(target.module, delta, multiplier * layer.scale, layer))
+        bound.append(BoundLayer(target.module, layer, multiplier, target.component, target.level))
     if unmatched:
         log.warning("Lora %s: %d layers match nothing in this model and are skipped (e.g. %s)",
                     activation.name, len(unmatched), ", ".join(sorted(unmatched)[:3]))
@@ -106,13 +129,13 @@ class _AddLoraOutputs:
     """Forward hook adding every bound layer's contribution to one module's output."""
 
     def __init__(self, layers: list[BoundLayer]):
-        self.layers = layers
+        self.deltas = [(layer.delta, layer.scale) for layer in layers]
 
     def __call__(self, module, args, kwargs, output):
         x = args[0] if args else next(iter(kwargs.values()))
-        for layer in self.layers:
+        for delta, scale in self.deltas:
             # In place, scale fused into the add: the module's output is fresh and seen by nobody yet.
-            output = output.add_(layer.delta(x), alpha=layer.scale)
+            output = output.add_(delta(x), alpha=scale)
         return output
 
 
@@ -137,10 +160,12 @@ class LoraApplier:
 
     Args:
         cache: the loaded-file cache.
+        mode: ``"auto"`` (the cost model picks per layer), ``"merge"`` or ``"hooks"`` (benchmarks compare them).
     """
 
-    def __init__(self, cache: LoraCache):
+    def __init__(self, cache: LoraCache, mode: str = AUTO):
         self.cache = cache
+        self.mode = mode
         self._tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def targets(self, pipe) -> dict[str, LoraTarget]:
@@ -181,15 +206,21 @@ class LoraApplier:
         return bound
 
     @contextlib.contextmanager
-    def applied(self, pipe, activations: list[LoraActivation],
-                warn: Callable[[str], None] | None = None) -> Iterator[list[BoundLayer]]:
-        """Apply ``activations`` to ``pipe`` inside the block; the pipeline is unchanged afterwards.
+    def applied(self, pipe, activations: list[LoraActivation], warn: Callable[[str], None] | None = None,
+                work: SamplingWork | None = None, mode: str | None = None) -> Iterator[list[BoundLayer]]:
+        """Apply ``activations`` to ``pipe`` inside the block; the pipeline is exactly as before afterwards.
 
         Args:
             warn: told about each LoRA that could not be applied.
+            work: what the job asks per image, for the merge-or-hook choice; ``None`` merges every layer.
+            mode: ``"auto"`` (the cost model), or ``"merge"``/``"hooks"`` for every layer; default: the applier's.
+
+        Raises:
+            MemoryError, torch.OutOfMemoryError: no room to merge; nothing stays changed.
         """
         bound = self.bound_layers(pipe, activations, warn)
-        with hooked(bound):
+        to_merge, to_hook = split_by_mode(bound, work, mode or self.mode)
+        with merged(to_merge), hooked(to_hook):
             yield bound
 
     def clear(self) -> None:

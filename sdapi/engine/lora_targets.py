@@ -9,6 +9,7 @@ registered. SD2's text encoder is a ``CLIPTextModel`` in diffusers, so its kohya
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import torch
@@ -37,10 +38,32 @@ class LoraTarget:
     Args:
         module: the ``Linear`` or ``Conv2d``.
         component: ``"te"`` or ``"unet"`` (which multiplier applies).
+        level: how many times the UNet has halved the latent's sides where the layer runs (0 for the text
+            encoder); the LoRA cost model uses it to count the rows the layer sees.
     """
 
     module: torch.nn.Module
     component: str
+    level: int = 0
+
+
+_BLOCK = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.")
+
+
+def resolution_level(path: str, blocks: int) -> int:
+    """How many times the latent's sides are halved where the UNet layer at ``path`` runs.
+
+    Args:
+        path: the layer's module path in the diffusers UNet.
+        blocks: the UNet's number of down blocks (one fewer halvings: the last block does not downsample).
+    """
+    if path.startswith("mid_block."):
+        return blocks - 1
+    found = _BLOCK.match(path)
+    if found is None:
+        return 0
+    index = int(found.group(2))
+    return index if found.group(1) == "down_blocks" else blocks - 1 - index
 
 
 def kohya_name(prefix: str, module_path: str) -> str:
@@ -95,5 +118,12 @@ def target_table(pipe) -> dict[str, LoraTarget]:
             continue
         layers = _layers(component)
         names = unet_names(prefix, component, layers) if kind == UNET else text_encoder_names(prefix, layers)
-        table.update({name: LoraTarget(module, kind) for name, module in names.items()})
+        levels = _levels(component, layers) if kind == UNET else {}
+        table.update({name: LoraTarget(module, kind, levels.get(id(module), 0)) for name, module in names.items()})
     return table
+
+
+def _levels(unet: torch.nn.Module, layers: dict[str, torch.nn.Module]) -> dict[int, int]:
+    """Each UNet layer's :func:`resolution_level`, by module id."""
+    blocks = len(getattr(getattr(unet, "config", None), "down_block_types", ())) or 1
+    return {id(module): resolution_level(path, blocks) for path, module in layers.items()}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.conditioning_sdxl import SdxlPromptEncoder
 
 INPAINT_UNET_CHANNELS = 9
 
@@ -17,7 +18,8 @@ class LoadedModel:
 
     Args:
         pipe: the diffusers pipeline (its components are used, not its ``__call__``).
-        encoder: A1111-style prompt encoder over the pipeline's tokenizer/text encoder.
+        encoder: A1111-style prompt encoder over the pipeline's tokenizer(s)/text encoder(s)
+            (:func:`prompt_encoder`).
         device, dtype: where and in which precision the UNet/VAE run.
         fast: the same model as fast-mode jobs run it, once one has (it lives and goes with this one).
     """
@@ -42,6 +44,18 @@ class LoadedModel:
         return self.pipe.scheduler.config.get("prediction_type") == "v_prediction"
 
     @property
+    def sdxl(self) -> bool:
+        """An SDXL model: two text encoders and the UNet's added vector (pooled text, size numbers)."""
+        return getattr(self.pipe, "text_encoder_2", None) is not None
+
+    @property
     def inpainting(self) -> bool:
         """The UNet takes the inpainting conditioning (A1111's ``hybrid``/``concat`` key): 9 input channels."""
         return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
+
+
+def prompt_encoder(pipe, device: torch.device) -> PromptEncoder | SdxlPromptEncoder:
+    """The A1111-style prompt encoder for a pipeline: SDXL's two-encoder one, or the SD 1.x/2.x one."""
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return SdxlPromptEncoder(pipe, device)
+    return PromptEncoder(pipe.tokenizer, pipe.text_encoder, device)

@@ -47,8 +47,9 @@ SDXL_INPAINT = "sdxl-inpaint"
 SDXL_REFINER = "sdxl-refiner"
 UNKNOWN = "unknown"
 
-#: Model types that ship a config in ``sdapi/configs/<type>/`` and load as ``StableDiffusionPipeline``.
-SUPPORTED_MODEL_TYPES = (SD15, SD2, SD2_V)
+#: Model types that ship a config in ``sdapi/configs/<type>/`` and are served (``sdxl-refiner`` ships one too, for
+#: loading it later as a refiner, but is not served on its own yet).
+SUPPORTED_MODEL_TYPES = (SD15, SD2, SD2_V, SDXL)
 
 #: Inpainting types: their base type's config with a 9-channel UNet input (latent, mask, masked-image latent).
 INPAINT_BASE_TYPES = {SD15_INPAINT: SD15, SD2_INPAINT: SD2}

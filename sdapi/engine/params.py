@@ -19,6 +19,8 @@ class SamplerSettings:
             rows: ``eta`` or ``eta_ddim``).
         s_churn, s_tmin, s_tmax, s_noise: Karras' churn for Euler, Heun and DPM2.
         s_min_uncond: below this sigma every second k-diffusion call skips the negative prompt.
+        schedule_type: a later A1111 schedule type (``exponential``, …) replacing the sampler's own sigma
+            schedule; ``None``: the sampler's (hires fix too: later A1111's "Use same scheduler").
     """
 
     eta: float = 1.0
@@ -27,6 +29,7 @@ class SamplerSettings:
     s_tmax: float = float("inf")
     s_noise: float = 1.0
     s_min_uncond: float = 0.0
+    schedule_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Txt2ImgParams:
             on the CPU's.
         circular: the request's ``tiling``: UNet and VAE convolutions pad circularly (seamless tiles).
         sampler_settings: eta, churn and ``s_min_uncond``.
+        sdxl_crop: A1111's ``(sdxl_crop_top, sdxl_crop_left)``: SDXL's crop conditioning.
+        sdxl_clip_l_skip: A1111's ``sdxl_clip_l_skip``: SDXL's CLIP-L follows ``clip_skip`` (else penultimate).
         fast: sdapi's fast mode (the ``sdapi_fast_mode`` option): compiled UNet and VAE decoder, channels_last,
             reduced-precision autocast; pixels differ slightly from the default mode's.
     """
@@ -103,6 +108,8 @@ class Txt2ImgParams:
     randn_source: str = "GPU"
     circular: bool = False
     sampler_settings: SamplerSettings = field(default_factory=SamplerSettings)
+    sdxl_crop: tuple[int, int] = (0, 0)
+    sdxl_clip_l_skip: bool = False
     fast: bool = False
 
     def batches(self) -> list[slice]:

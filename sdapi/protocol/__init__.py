@@ -3,7 +3,7 @@
 from .base import A1111Request
 from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
 from .img2img import ImageToImageResponse, StableDiffusionProcessingImg2Img
-from .models import SamplerItem, SDModelItem
+from .models import SamplerItem, SchedulerItem, SDModelItem
 from .settings import Flags, Options
 from .txt2img import StableDiffusionProcessingTxt2Img, TextToImageResponse
 from .utility import (
@@ -36,6 +36,7 @@ __all__ = [
     "StableDiffusionProcessingImg2Img",
     "ImageToImageResponse",
     "SamplerItem",
+    "SchedulerItem",
     "SDModelItem",
     "v1_validation_errors",
     "Options",

@@ -9,7 +9,14 @@ from pydantic_core import PydanticCustomError
 
 from .coercion import v1_dict
 
-__all__ = ["A1111Request"]
+__all__ = ["A1111Request", "LATER_FIELDS"]
+
+# Fields later A1111 versions added to a v1.2.1 request model, read by sdapi (schema name -> field names). They
+# follow v1.2.1's fields in the schema and are never echoed in ``parameters``.
+LATER_FIELDS: dict[str, tuple[str, ...]] = {
+    "StableDiffusionProcessingTxt2Img": ("scheduler", "hr_scheduler"),
+    "StableDiffusionProcessingImg2Img": ("scheduler",),
+}
 
 
 class A1111Request(BaseModel):

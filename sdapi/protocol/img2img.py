@@ -70,6 +70,8 @@ class StableDiffusionProcessingImg2Img(A1111Request):
     send_images: Optional[LaxBool] = True
     save_images: Optional[LaxBool] = False
     alwayson_scripts: Optional[LaxDict] = {}
+    # Later A1111 (v1.9+) fields: read, never echoed in ``parameters`` (v1.2.1 clients compare that dict).
+    scheduler: Optional[LaxStr] = Field(default=None, exclude=True)
 
 
 class ImageToImageResponse(BaseModel):

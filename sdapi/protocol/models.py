@@ -1,4 +1,4 @@
-"""Listing models: ``/sdapi/v1/samplers`` and ``/sdapi/v1/sd-models`` items (A1111 v1.2.1)."""
+"""Listing models: ``/sdapi/v1/samplers`` and ``/sdapi/v1/sd-models`` items (A1111 v1.2.1), ``/schedulers`` (v1.9+)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .coercion import LaxStr
 
-__all__ = ["SamplerItem", "SDModelItem"]
+__all__ = ["SamplerItem", "SchedulerItem", "SDModelItem"]
 
 
 class SamplerItem(BaseModel):
@@ -18,6 +18,18 @@ class SamplerItem(BaseModel):
     aliases: list[str] = Field(title="Aliases")
     # Dict[str, str] in A1111: option values are rendered as strings (True → "True").
     options: dict[str, LaxStr] = Field(title="Options")
+
+
+class SchedulerItem(BaseModel):
+    """Later A1111's (v1.9+) ``GET /sdapi/v1/schedulers`` item."""
+
+    model_config = ConfigDict(title="SchedulerItem")
+
+    name: str = Field(title="Name")
+    label: str = Field(title="Label")
+    aliases: Optional[list[str]] = Field(default=None, title="Aliases")
+    default_rho: Optional[float] = Field(default=None, title="Default Rho")
+    need_inner_model: Optional[bool] = Field(default=None, title="Needs Inner Model")
 
 
 class SDModelItem(BaseModel):

@@ -1,7 +1,9 @@
 """``Options`` (``/sdapi/v1/options``) and ``Flags`` (``/sdapi/v1/cmd-flags``), A1111 v1.2.1.
 
 A1111 generates both models from its option table and its argparse parser at start-up; we generate them from the
-same fields as frozen in v1.2.1's OpenAPI document (``sdapi/data/settings_schemas_v1.2.1.json``). The JSON types
+same fields as frozen in v1.2.1's OpenAPI document (``sdapi/data/settings_schemas_v1.2.1.json``), plus the later
+A1111 options sdapi honours (``sdapi/data/options_later.json``: SDXL's crop conditioning and CLIP-L skip, as
+v1.10.1 names them; typed here, where v1.10.1's schema leaves the crop options untyped). The JSON types
 follow A1111's: integer options are ``number`` (A1111 maps ``int`` to ``float``), so ``GET /options`` renders
 ``CLIP_stop_at_last_layers`` as ``2.0``.
 """
@@ -29,8 +31,12 @@ _TYPES: dict[str, Any] = {
 
 
 def _schemas() -> dict[str, Any]:
-    text = resources.files("sdapi.data").joinpath("settings_schemas_v1.2.1.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    """v1.2.1's ``Options`` and ``Flags`` schemas, ``Options`` with the later options sdapi honours appended."""
+    data = resources.files("sdapi.data")
+    schemas = json.loads(data.joinpath("settings_schemas_v1.2.1.json").read_text(encoding="utf-8"))
+    later = json.loads(data.joinpath("options_later.json").read_text(encoding="utf-8"))
+    schemas["Options"]["properties"].update(later)
+    return schemas
 
 
 def _model(name: str, schema: dict[str, Any]) -> type[BaseModel]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdapi.engine.sampling.registry import sampler_items
+from sdapi.engine.sampling.schedulers import scheduler_items
 from sdapi.engine.upscalers import LATENT_MODES
 from sdapi.serving.base import ServerState
 
@@ -12,6 +13,11 @@ from sdapi.serving.base import ServerState
 def samplers() -> list[dict[str, Any]]:
     """``/samplers``: A1111 v1.2.1's 20 samplers."""
     return sampler_items()
+
+
+def schedulers() -> list[dict[str, Any]]:
+    """``/schedulers`` (later A1111): the schedule types a request's ``scheduler`` may name."""
+    return scheduler_items()
 
 
 def sd_models(state: ServerState) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from typing import Any, Callable, Hashable
 from sdapi.bounds import check_generation, check_lora_weights, check_pixels
 from sdapi.engine.api import GenerationJob
 from sdapi.engine.batching import merge_groups
-from sdapi.engine.sampling.registry import SamplerSpec, find_sampler
+from sdapi.engine.sampling.registry import SamplerSpec
+from sdapi.engine.sampling.schedulers import resolve_sampler, schedule_label
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
 from sdapi.prompts.extra_networks import EXTRA_NETWORK_TAG
@@ -59,13 +60,17 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
         UnknownSampler, Unprocessable, InvalidRequest, KeyError: A1111's answers, or sdapi's 422s.
     """
     state.refuse_while_training()
-    sampler = find_sampler(req.sampler_name or req.sampler_index)
+    choice = resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler)
+    sampler = choice.sampler
+    # As A1111 v1.10's API does ("populate"): the schedule type travels on the request, by its label.
+    req.scheduler = schedule_label(choice.schedule_type)
     check_scripts(req, mode)
     log_ignored_fields(req)
     check_generation(req, state.settings.limits)
     check_lora_weights(req.prompt)
     overrides = checked_overrides(state, req.override_settings)
-    warnings = [w for w in [unknown_checkpoint_warning(state, overrides)] if w]
+    warnings = [w for w in [choice.warning, hires_scheduler_warning(req), unknown_checkpoint_warning(state, overrides)]
+                if w]
     for warning in warnings:
         log.warning("%s", warning)
     if mode == "txt2img":
@@ -183,7 +188,16 @@ def request_merge_key(state: ServerState, checked: CheckedRequest, mode: str) ->
     fields = req.model_dump(mode="json", exclude=PER_IMAGE_FIELDS)
     checkpoint = checked.overrides.get("sd_model_checkpoint") or state.options.get("sd_model_checkpoint")
     networks = sorted(EXTRA_NETWORK_TAG.findall(f"{req.prompt or ''} {req.negative_prompt or ''}"))
-    return json.dumps([mode, fields, checkpoint, networks, checked.overrides], sort_keys=True, default=str)
+    return json.dumps([mode, fields, req.scheduler, checkpoint, networks, checked.overrides], sort_keys=True,
+                      default=str)
+
+
+def hires_scheduler_warning(req) -> str | None:
+    """Later A1111's ``hr_scheduler``: sdapi's hires pass always uses the first pass's schedule type."""
+    wanted = getattr(req, "hr_scheduler", None)
+    if wanted in (None, "", "Use same scheduler") or wanted == (req.scheduler or "Automatic"):
+        return None
+    return f"hr_scheduler {wanted!r} is not applied: the hires pass uses the first pass's schedule type"
 
 
 def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,

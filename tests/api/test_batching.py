@@ -97,6 +97,21 @@ def test_hires_fix_requests_merge_too(client, state, spy, upscaler):
     assert [comparable(r) for r in merged] == [comparable(r) for r in alone(client, "/sdapi/v1/txt2img", payloads)]
 
 
+@pytest.mark.parametrize("mode", ["merge", "hooks"])
+def test_requests_with_one_lora_set_share_the_merged_weights(client, state, spy, mode):
+    lora = " <lora:demo-lora:0.7:-0.4>"  # the set must be the same; text encoder and UNet weights apart
+    payloads = [{**BASE, **variant, "prompt": variant["prompt"] + lora, "sampler_name": "Euler a"}
+                for variant in VARIANTS]
+    state.engine.loras.mode = mode
+    try:
+        merged = queued_together(client, state, "/sdapi/v1/txt2img", payloads)
+        expected = alone(client, "/sdapi/v1/txt2img", payloads)
+    finally:
+        state.engine.loras.mode = "auto"
+    assert spy.sizes == [len(payloads)]
+    assert [comparable(r) for r in merged] == [comparable(r) for r in expected]
+
+
 def png_b64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

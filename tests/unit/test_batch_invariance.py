@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from sdapi.engine.batch_invariance import (InvariantLinear, RowGroups, invariant_product, make_batch_invariant,
-                                           repeated_row, row_groups, split_free_rows)
+                                           row_groups, split_free_rows)
 
 
 def test_rows_of_each_job_match_the_job_alone():
@@ -32,14 +32,6 @@ def test_interleaved_rows_are_gathered_per_job():
         out = invariant_product(layer, merged, 64)
     with torch.no_grad():
         assert torch.equal(out[[0, 2]], layer(a)) and torch.equal(out[[1, 3]], layer(b))
-
-
-def test_a_repeated_row_is_computed_once():
-    layer = torch.nn.Linear(16, 4)
-    x = torch.randn(1, 16).repeat(5, 1)
-    assert repeated_row(x) and not repeated_row(torch.randn(5, 16))
-    with torch.no_grad():
-        assert torch.equal(invariant_product(layer, x, 16), layer(x[:1]).repeat(5, 1))
 
 
 def test_outside_a_merged_batch_it_is_the_plain_layer():

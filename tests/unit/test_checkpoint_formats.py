@@ -311,7 +311,9 @@ def _small_keys(te_prefix: str, in_channels: int = 4) -> dict[str, tuple[int, ..
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ({**_small_keys(SDXL_TE1), **_small_keys(SDXL_TE2)}, "SDXL checkpoints are not supported yet"),
+        ({**_small_keys(SDXL_TE1), **_small_keys(SDXL_TE2, in_channels=9)},
+         "SDXL inpainting checkpoints are not served yet"),
+        (_small_keys("conditioner.embedders.0.model."), "SDXL refiner checkpoints are not served yet"),
         ({"first_stage_model.decoder.conv_out.weight": (3, 4, 3, 3)}, "not a Stable Diffusion"),
     ],
 )

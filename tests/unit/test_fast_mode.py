@@ -48,34 +48,3 @@ def test_invariance_off_makes_products_plain_inside_a_merged_batch_only_while_ac
         assert calls == [2, 2, 4] and torch.equal(out, x * 2)
         batch_invariance.invariant_product(product, x, 2)
     assert calls == [2, 2, 4, 2, 2]
-
-
-def _bound(module: torch.nn.Module, down: torch.Tensor, up: torch.Tensor, scale: float):
-    from sdapi.engine.lora import BoundLayer, conv_delta, linear_delta
-    from sdapi.engine.lora_file import LoraLayer
-
-    layer = LoraLayer(down, up)
-    delta = linear_delta(layer) if isinstance(module, torch.nn.Linear) else conv_delta(layer, module)
-    return BoundLayer(module, delta, scale, layer)
-
-
-@pytest.mark.parametrize("make, down_shape, up_shape, x_shape", [
-    (lambda: torch.nn.Linear(6, 5), (3, 6), (5, 3), (4, 6)),
-    (lambda: torch.nn.Conv2d(4, 5, 3, padding=1), (2, 4, 3, 3), (5, 2, 1, 1), (2, 4, 7, 7)),
-])
-def test_merged_lora_computes_what_the_hook_adds_and_restores_the_weights_exactly(make, down_shape, up_shape,
-                                                                                  x_shape):
-    from sdapi.engine.fast_lora import merged
-
-    torch.manual_seed(0)
-    module = make()
-    bound = [_bound(module, torch.randn(down_shape), torch.randn(up_shape), 0.7),
-             _bound(module, torch.randn(down_shape), torch.randn(up_shape), -0.3)]
-    x = torch.randn(x_shape)
-    before = module.weight.detach().clone()
-    with torch.no_grad():
-        hooked = module(x) + sum(layer.delta(x) * layer.scale for layer in bound)
-        with merged(bound):
-            assert not torch.equal(module.weight, before)
-            torch.testing.assert_close(module(x), hooked, rtol=1e-4, atol=1e-4)
-    assert torch.equal(module.weight, before)

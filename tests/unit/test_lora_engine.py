@@ -16,7 +16,7 @@ from sdapi.engine.demo_models import build_tiny_sd15_pipeline
 from sdapi.engine.lora import LoraApplier, bind, hooked
 from sdapi.engine.lora_cache import LoraCache
 from sdapi.engine.lora_file import LoraLayer, load_lora_network
-from sdapi.engine.lora_targets import target_table, text_encoder_names
+from sdapi.engine.lora_targets import LoraTarget, target_table, text_encoder_names
 from sdapi.engine.params import LoraActivation
 from tests.unit.lora_helpers import lora_tensors, write_torch_lora
 
@@ -140,7 +140,7 @@ def test_alpha_scale():
 
 
 def _apply(module, layer, name, multiplier, x, component="unet"):
-    table = {name: SimpleNamespace(module=module, component=component)}
+    table = {name: LoraTarget(module, component)}
     bound = bind(SimpleNamespace(layers={name: layer}), LoraActivation("t", "t", multiplier, multiplier), table)
     with hooked(bound), torch.no_grad():
         return module(x)
@@ -198,7 +198,7 @@ def test_layers_that_do_not_fit_are_skipped_with_a_log_line(caplog):
     layers = {"fits": LoraLayer(torch.randn(2, 6), torch.randn(5, 2)),
               "wrong": LoraLayer(torch.randn(2, 7), torch.randn(5, 2)),
               "unknown": LoraLayer(torch.randn(2, 6), torch.randn(5, 2))}
-    table = {n: SimpleNamespace(module=linear, component="unet") for n in ("fits", "wrong")}
+    table = {n: LoraTarget(linear, "unet") for n in ("fits", "wrong")}
     with caplog.at_level(logging.WARNING, logger="sdapi"):
         bound = bind(SimpleNamespace(layers=layers), LoraActivation("t", "t"), table)
     assert len(bound) == 1

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from sdapi.protocol.base import LATER_FIELDS
 from sdapi.protocol import (
     ImageToImageResponse,
     SamplerItem,
@@ -230,7 +231,19 @@ def test_unknown_keys_ignored():
     m = T2I(prompt="x", hr_sampler_name="Euler", scheduler="karras", infotext="...", bogus={"a": 1})
     assert m.prompt == "x"
     assert "hr_sampler_name" not in m.model_dump() and "bogus" not in m.model_dump()
-    assert list(m.model_dump()) == FIELDS_T2I
+    # Later fields sdapi reads are kept on the model but, like unknown keys, never dumped (v1.2.1's echo).
+    assert m.scheduler == "karras" and "scheduler" not in m.model_dump()
+    later = LATER_FIELDS["StableDiffusionProcessingTxt2Img"]
+    assert list(m.model_dump()) == [f for f in FIELDS_T2I if f not in later]
+
+
+def test_later_fields_are_a1111_v1_10_fields_with_its_types():
+    # From A1111 v1.10.x's OpenAPI document (../shared/fixtures/a1111/openapi): both are plain strings there.
+    v1_10_types = {"scheduler": "string", "hr_scheduler": "string"}
+    ours = _tiny_app().openapi()["components"]["schemas"]
+    for component, fields in LATER_FIELDS.items():
+        for name in fields:
+            assert _non_null(ours[component]["properties"][name]).get("type") == v1_10_types[name], name
 
 
 def test_non_dict_body_like_v1():
@@ -369,8 +382,8 @@ def _non_null(schema: dict) -> dict:
 def test_component_properties_and_defaults(name, frozen_components, our_components):
     frozen = frozen_components[name]
     ours = our_components[name]
-    # same property names, same order
-    assert list(ours["properties"]) == list(frozen["properties"])
+    # same property names, same order; then the later A1111 fields sdapi reads
+    assert list(ours["properties"]) == list(frozen["properties"]) + list(LATER_FIELDS.get(name, ()))
     assert sorted(ours.get("required", [])) == sorted(frozen.get("required", []))
     for prop, fschema in frozen["properties"].items():
         oschema = ours["properties"][prop]

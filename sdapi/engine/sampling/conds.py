@@ -8,6 +8,10 @@ evaluation the denoiser's step counter picks one entry of every schedule (``reco
 A1111's k-diffusion counter counts *denoiser calls* from 0, not sampler steps: a second-order sampler (Heun, DPM2,
 DPM++ 2S a, DPM++ SDE) calls it twice per step but the last, so A1111 doubles the schedule length for those (unless
 ``dont_fix_second_order_samplers_schedule``). The CompVis samplers count their updates instead.
+
+SDXL conditioning has a second part besides the cross-attention context: the UNet's added vector (pooled text and
+size numbers, :mod:`sdapi.engine.conditioning_sdxl`). It is scheduled with its context, row for row; a negative
+prompt is encoded apart from the same positive text there, because an empty negative prompt is zeros.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Callable
 import torch
 
 from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.conditioning_sdxl import SizeConditioning
 from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.prompts.composable import composable_batch
 from sdapi.prompts.scheduling import prompt_schedule, schedule_index
@@ -45,15 +50,25 @@ class CondSchedule:
         end_steps: ``end_at_step`` of each schedule entry, ascending.
         rows: the row of ``conds`` each entry uses (entries with the same text share a row).
         conds: ``(distinct texts, tokens, hidden)``.
+        vectors: SDXL's added vectors ``(distinct texts, width)``, or ``None``.
     """
 
     end_steps: tuple[int, ...]
     rows: tuple[int, ...]
     conds: torch.Tensor
+    vectors: torch.Tensor | None = None
 
     def at(self, step: int) -> torch.Tensor:
         """The ``(tokens, hidden)`` conditioning in force at denoiser step ``step``."""
-        return self.conds[self.rows[schedule_index(list(self.end_steps), step)]]
+        return self.conds[self.row_at(step)]
+
+    def vector_at(self, step: int) -> torch.Tensor | None:
+        """The added vector in force at denoiser step ``step`` (``None`` for models without one)."""
+        return None if self.vectors is None else self.vectors[self.row_at(step)]
+
+    def row_at(self, step: int) -> int:
+        """The row of ``conds`` (and ``vectors``) in force at denoiser step ``step``."""
+        return self.rows[schedule_index(list(self.end_steps), step)]
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,16 @@ class BatchConds:
         """The negative conditionings at ``step``: ``(images, tokens, hidden)``."""
         return stack_padded([schedule.at(step) for schedule in self.negatives])
 
+    def cond_vectors_at(self, step: int) -> torch.Tensor | None:
+        """The added vectors of :meth:`cond_at`'s rows (``AND`` parts included), or ``None`` without them."""
+        vectors = [schedule.vector_at(step) for parts in self.subprompts for schedule, _ in parts]
+        return None if vectors[0] is None else torch.stack(vectors)
+
+    def uncond_vectors_at(self, step: int) -> torch.Tensor | None:
+        """The added vectors of :meth:`uncond_at`'s rows, or ``None`` without them."""
+        vectors = [schedule.vector_at(step) for schedule in self.negatives]
+        return None if vectors[0] is None else torch.stack(vectors)
+
 
 def stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Stack ``(tokens, hidden)`` tensors, repeating the last vector of shorter ones to the longest length."""
@@ -136,23 +161,28 @@ class ScheduleEncoder:
         clip_skip, backtrack, emphasis: A1111's ``CLIP_stop_at_last_layers``, ``comma_padding_backtrack`` and
             ``enable_emphasis``.
         stop: asked between text-encoder calls (raises ``SamplingInterrupted`` when it says so).
+        size: SDXL's size conditioning for an SDXL encoder (``encode_sdxl``); ``None`` for SD 1.x/2.x.
     """
 
     def __init__(self, encoder: PromptEncoder, steps: int, clip_skip: int = 1, backtrack: int = 20,
-                 emphasis: bool = True, stop: Callable[[], bool] | None = None):
+                 emphasis: bool = True, stop: Callable[[], bool] | None = None,
+                 size: SizeConditioning | None = None):
         self.encoder = encoder
         self.stop = stop
         self.steps = steps
         self.clip_skip = clip_skip
         self.backtrack = backtrack
         self.emphasis = emphasis
-        self._schedules: dict[str, CondSchedule] = {}
+        self.size = size
+        self._schedules: dict[tuple[str, bool], CondSchedule] = {}
 
-    def schedule(self, prompt: str) -> CondSchedule:
+    def schedule(self, prompt: str, negative: bool = False) -> CondSchedule:
         """The encoded schedule of one prompt (sub-prompt or negative)."""
-        if prompt not in self._schedules:
-            self._schedules[prompt] = self._encode(prompt)
-        return self._schedules[prompt]
+        # Only SDXL encodes a negative prompt differently (an empty one is zeros).
+        key = (prompt, negative and self.size is not None)
+        if key not in self._schedules:
+            self._schedules[key] = self._encode(*key)
+        return self._schedules[key]
 
     def batch(self, prompts: list[str], negative_prompts: list[str]) -> BatchConds:
         """Conditioning for one batch: positives split on ``AND``, negatives as they are.
@@ -160,18 +190,24 @@ class ScheduleEncoder:
         Args:
             prompts, negative_prompts: one per image.
         """
-        negatives = tuple(self.schedule(prompt) for prompt in negative_prompts)
+        negatives = tuple(self.schedule(prompt, negative=True) for prompt in negative_prompts)
         per_image, texts = composable_batch(prompts)
         schedules = [self.schedule(text) for text in texts]
         subprompts = tuple(tuple((schedules[index], weight) for index, weight in pairs) for pairs in per_image)
         return BatchConds(subprompts, negatives)
 
-    def _encode(self, prompt: str) -> CondSchedule:
+    def _encode(self, prompt: str, negative: bool) -> CondSchedule:
         entries = prompt_schedule(prompt, self.steps)
         texts = [text for _, text in entries]
         distinct = list(dict.fromkeys(texts))
         counts = [texts.count(text) for text in distinct]
-        conds = self.encoder.encode(distinct, self.clip_skip, self.backtrack, self.emphasis,
-                                    multiplicity=counts if max(counts) > 1 else None, stop=self.stop)
+        multiplicity = counts if max(counts) > 1 else None
+        vectors = None
+        if self.size is None:
+            conds = self.encoder.encode(distinct, self.clip_skip, self.backtrack, self.emphasis,
+                                        multiplicity=multiplicity, stop=self.stop)
+        else:
+            conds, vectors = self.encoder.encode_sdxl(distinct, self.size, self.clip_skip, self.backtrack,
+                                                      self.emphasis, multiplicity, self.stop, negative)
         rows = tuple(distinct.index(text) for text in texts)
-        return CondSchedule(tuple(end for end, _ in entries), rows, conds)
+        return CondSchedule(tuple(end for end, _ in entries), rows, conds, vectors)

@@ -162,7 +162,8 @@ def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, sta
                        seeds: list[int], settings: SamplerSettings, events: SamplingEvents | None,
                        image_jobs: list[int] | None) -> torch.Tensor:
     """A1111's ``KDiffusionSampler.sample`` / ``sample_img2img``."""
-    sigmas = a1111_sigmas(schedule, start.steps, spec.karras, spec.discard_penultimate_sigma).to(model.device)
+    sigmas = a1111_sigmas(schedule, start.steps, spec.karras, spec.discard_penultimate_sigma, settings.schedule_type,
+                          model.sdxl).to(model.device)
     if start.from_image:
         tail = sigmas[start.steps - start.t_enc - 1:]
         x = start.latent + noise * tail[0]

@@ -20,7 +20,8 @@ uncond conditioning padded with its last vector (or cut) to the cond length, and
 guidance scale of 1. Their conditioning step is the number of sampler updates so far (A1111's hook counter).
 
 An inpainting UNet's extra input channels (``image_cond``) follow each row's scaled input, unscaled, as ldm's
-``c_concat`` does.
+``c_concat`` does. SDXL's added vectors (pooled text and size numbers) follow each row's context the same way,
+as sgm's ``vector`` key does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Protocol
 import torch
 
 from sdapi.engine.batch_invariance import RowGroups, row_groups
+from sdapi.engine.conditioning_sdxl import TIME_IDS
 from sdapi.engine.errors import AndWithCompVis, SamplingInterrupted
 from sdapi.engine.sampling.conds import BatchConds
 from sdapi.engine.sampling.schedules import DiscreteSchedule
@@ -66,7 +68,7 @@ def check_stop(stop: StopSignal | None) -> None:
 
 
 def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor,
-              uncond: torch.Tensor | None) -> torch.Tensor:
+              uncond: torch.Tensor | None, vectors: torch.Tensor | None = None) -> torch.Tensor:
     """The UNet's output for every cond row followed by every uncond row (float32).
 
     Args:
@@ -74,30 +76,48 @@ def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: to
         x_in: ``(cond rows [+ images], C, H, W)`` model input (scaled latent, then any image conditioning).
         t_in: one timestep per row.
         cond: ``(cond rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``, or ``None`` to skip it.
+        vectors: SDXL's added vector of every row, in the rows' order, or ``None``.
     """
     rows = cond.shape[0]
     if uncond is None:
-        return _unet(model, x_in, t_in, cond)
+        return _unet(model, x_in, t_in, cond, vectors)
     images = uncond.shape[0]
     if cond.shape[1] == uncond.shape[1]:
-        return _unet(model, x_in, t_in, torch.cat([cond, uncond]))
+        return _unet(model, x_in, t_in, torch.cat([cond, uncond]), vectors)
     out = []
     for a in range(0, rows, 2 * images):
         b = min(a + 2 * images, rows)
-        out.append(_unet(model, x_in[a:b], t_in[a:b], cond[a:b]))
-    out.append(_unet(model, x_in[rows:], t_in[rows:], uncond))
+        out.append(_unet(model, x_in[a:b], t_in[a:b], cond[a:b], _rows(vectors, a, b)))
+    out.append(_unet(model, x_in[rows:], t_in[rows:], uncond, _rows(vectors, rows, None)))
     return torch.cat(out)
 
 
-def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+def _rows(vectors: torch.Tensor | None, start: int, stop: int | None) -> torch.Tensor | None:
+    return None if vectors is None else vectors[start:stop]
+
+
+def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: torch.Tensor,
+          vectors: torch.Tensor | None = None) -> torch.Tensor:
     """One UNet call in the model's dtype, returning float32.
 
     Input and output are kept in the default memory layout: a convolution may hand back channels-last output
     depending on the batch size, and the layout picks the kernel of every later convolution (so a job's pixels
     would depend on the batch it is sampled in).
     """
-    out = model.unet(x_in.to(model.dtype).contiguous(), t_in, encoder_hidden_states=context.to(model.dtype)).sample
+    kwargs = {}
+    if vectors is not None:
+        vectors = vectors.to(x_in.device, model.dtype)
+        kwargs["added_cond_kwargs"] = {"text_embeds": vectors[:, :-TIME_IDS], "time_ids": vectors[:, -TIME_IDS:]}
+    out = model.unet(x_in.to(model.dtype).contiguous(), t_in, encoder_hidden_states=context.to(model.dtype),
+                     **kwargs).sample
     return out.float().contiguous()
+
+
+def _joined(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    """Two groups of rows' added vectors in one (``None`` when the model has none)."""
+    if first is None:
+        return None
+    return first if second is None else torch.cat([first, second])
 
 
 def job_row_groups(image_jobs: list[int] | None, cond_rows: list[int], with_uncond: bool,
@@ -200,12 +220,14 @@ class CfgDenoiser:
         x_in, sigma_in = rows_for(x, repeats), rows_for(sigma, repeats)
         image_cond_in = rows_for(self.image_cond, repeats) if self.image_cond is not None else None
         skip_uncond = self.step % 2 and 0 < self.s_min_uncond and sigma[0] < self.s_min_uncond
+        vectors = _joined(self.conds.cond_vectors_at(self.step),
+                          None if skip_uncond else self.conds.uncond_vectors_at(self.step))
         if skip_uncond:
             x_in, sigma_in = x_in[:-images], sigma_in[:-images]
             image_cond_in = image_cond_in[:-images] if image_cond_in is not None else None
         with row_groups(job_row_groups(self.image_jobs, repeats, with_uncond=not skip_uncond)):
             out = self._model_rows(x_in, sigma_in, image_cond_in, cond.to(x.device),
-                                   None if skip_uncond else uncond.to(x.device))
+                                   None if skip_uncond else uncond.to(x.device), vectors)
         if skip_uncond:
             # A1111 puts each image's first cond row where its uncond row would be.
             out = torch.cat([out, torch.cat([out[parts[0][0]:parts[0][0] + 1] for parts in conds_list])])
@@ -216,7 +238,8 @@ class CfgDenoiser:
         return denoised
 
     def _model_rows(self, x_in: torch.Tensor, sigma_in: torch.Tensor, image_cond_in: torch.Tensor | None,
-                    cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+                    cond: torch.Tensor, uncond: torch.Tensor | None,
+                    vectors: torch.Tensor | None = None) -> torch.Tensor:
         """``CompVisDenoiser``/``CompVisVDenoiser`` over every row: the denoised rows."""
         sigma = sigma_in[:, None, None, None]
         c_in = 1 / (sigma ** 2 + 1.0) ** 0.5
@@ -224,7 +247,7 @@ class CfgDenoiser:
         model_in = x_in * c_in
         if image_cond_in is not None:
             model_in = torch.cat([model_in, image_cond_in.to(model_in)], dim=1)
-        out = unet_rows(self.model, model_in, t_in, cond, uncond)
+        out = unet_rows(self.model, model_in, t_in, cond, uncond, vectors)
         if self.model.v_prediction:
             c_skip = 1.0 / (sigma ** 2 + 1.0)
             c_out = -sigma * 1.0 / (sigma ** 2 + 1.0) ** 0.5
@@ -273,13 +296,15 @@ class CompVisGuidance:
         model_in = x if self.image_cond is None else torch.cat([x, self.image_cond.to(x)], dim=1)
         scales = self.cfg_scale if isinstance(self.cfg_scale, list) else [self.cfg_scale]
         one_row = [1] * x.shape[0]
+        cond_vectors = self.conds.cond_vectors_at(self.step)
         if all(scale == 1.0 for scale in scales):
             with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=False)):
-                return unet_rows(self.model, model_in, t, cond, None)
+                return unet_rows(self.model, model_in, t, cond, None, cond_vectors)
         uncond = pad_uncond(self.conds.uncond_at(self.step).to(x.device), cond.shape[1])
+        vectors = _joined(self.conds.uncond_vectors_at(self.step), cond_vectors)
         with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=True, uncond_first=True)):
             out = unet_rows(self.model, torch.cat([model_in] * 2), torch.cat([t] * 2), torch.cat([uncond, cond]),
-                            None)
+                            None, vectors)
         out_uncond, out_cond = out.chunk(2)
         scale = (torch.tensor(self.cfg_scale, dtype=out.dtype, device=out.device).view(-1, 1, 1, 1)
                  if isinstance(self.cfg_scale, list) else self.cfg_scale)

@@ -26,6 +26,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from sdapi.engine.sampling.schedulers import BETA_DIST_ALPHA, BETA_DIST_BETA
+
 
 @dataclass(frozen=True, eq=False)
 class DiscreteSchedule:
@@ -100,8 +102,9 @@ def discard_next_to_last(sigmas: torch.Tensor) -> torch.Tensor:
 
 
 def a1111_sigmas(schedule: DiscreteSchedule, steps: int, karras: bool = False,
-                 discard_penultimate: bool = False) -> torch.Tensor:
-    """The sigmas A1111 v1.2.1 samples txt2img with (``KDiffusionSampler.get_sigmas``), trailing 0 included.
+                 discard_penultimate: bool = False, schedule_type: str | None = None,
+                 sdxl: bool = False) -> torch.Tensor:
+    """The sigmas A1111 samples txt2img with (``KDiffusionSampler.get_sigmas``), trailing 0 included.
 
     Args:
         schedule: the model's discrete schedule.
@@ -109,12 +112,18 @@ def a1111_sigmas(schedule: DiscreteSchedule, steps: int, karras: bool = False,
         karras: the sampler's ``scheduler: karras`` option.
         discard_penultimate: the sampler's ``discard_next_to_last_sigma`` option (computes ``steps + 1`` sigmas
             and drops the penultimate one, leaving ``steps`` model steps).
+        schedule_type: a later A1111 schedule type chosen by the request (``exponential``, …); ``None``: the
+            sampler's own (v1.2.1's).
+        sdxl: an SDXL model (Align Your Steps has its own table).
 
     Returns:
-        float32 tensor of ``steps + 1`` sigmas, descending, last one 0.
+        float32 tensor of ``steps + 1`` sigmas, descending, last one 0 (KL Optimal ends at sigma_min instead).
     """
     n = steps + 1 if discard_penultimate else steps
-    sigmas = schedule.karras(n) if karras else schedule.get_sigmas(n)
+    if schedule_type is not None:
+        sigmas = schedule_type_sigmas(schedule, schedule_type, n, sdxl)
+    else:
+        sigmas = schedule.karras(n) if karras else schedule.get_sigmas(n)
     return discard_next_to_last(sigmas) if discard_penultimate else sigmas
 
 
@@ -256,3 +265,96 @@ def model_schedule(config: Mapping[str, Any], half: bool = False) -> DiscreteSch
                                 tuple(float(b) for b in trained) if trained is not None else None, bool(half))
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------- later A1111's schedule types
+
+# NVIDIA's Align Your Steps tables for 10 steps (A1111 v1.10.1 interpolates them log-linearly to other counts).
+_AYS_SD15 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
+_AYS_SDXL = (14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029)
+
+
+def _from_floats(values) -> torch.Tensor:
+    # A1111 builds these lists in Python floats and converts them once (``torch.FloatTensor``).
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+def exponential_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """k-diffusion's ``get_sigmas_exponential``."""
+    return _append_zero(torch.linspace(np.log(sigma_max), np.log(sigma_min), n).exp())
+
+
+def polyexponential_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 1.0) -> torch.Tensor:
+    """k-diffusion's ``get_sigmas_polyexponential``."""
+    ramp = torch.linspace(1, 0, n) ** rho
+    return _append_zero(torch.exp(ramp * (np.log(sigma_max) - np.log(sigma_min)) + np.log(sigma_min)))
+
+
+def timestep_sigmas(schedule: DiscreteSchedule, n: int, sigma_min: float, sigma_max: float,
+                    sgm: bool) -> torch.Tensor:
+    """A1111's "Normal" (``n`` timesteps from sigma_max's to sigma_min's) and "SGM Uniform" (``n + 1`` of them,
+    the last dropped), mapped back to sigmas, trailing 0."""
+    start = schedule.sigma_to_t(torch.tensor(sigma_max))
+    end = schedule.sigma_to_t(torch.tensor(sigma_min))
+    timesteps = torch.linspace(start.item(), end.item(), n + 1)[:-1] if sgm else torch.linspace(start.item(),
+                                                                                                 end.item(), n)
+    return _from_floats([*(schedule.t_to_sigma(t).item() for t in timesteps), 0.0])
+
+
+def kl_optimal_sigmas(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """A1111's "KL Optimal": ``n + 1`` sigmas evenly spaced in arctan, ending at sigma_min (no trailing 0)."""
+    alpha_min, alpha_max = torch.arctan(torch.tensor(sigma_min)), torch.arctan(torch.tensor(sigma_max))
+    steps = torch.arange(n + 1)
+    return torch.tan(steps / n * alpha_min + (1.0 - steps / n) * alpha_max)
+
+
+def align_your_steps_sigmas(n: int, sdxl: bool) -> torch.Tensor:
+    """A1111's "Align Your Steps": NVIDIA's 10-step table, log-linearly interpolated to ``n``, trailing 0."""
+    table = _AYS_SDXL if sdxl else _AYS_SD15
+    if n == len(table):
+        return _from_floats([*table, 0.0])
+    xs = np.linspace(0, 1, len(table))
+    ys = np.log(table[::-1])
+    interpolated = np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1]
+    return _from_floats([*interpolated, 0.0])
+
+
+def simple_sigmas(schedule: DiscreteSchedule, n: int) -> torch.Tensor:
+    """A1111's "Simple": every ``1000 / n``-th model sigma from the top, trailing 0."""
+    stride = len(schedule.sigmas) / n
+    return _from_floats([*(schedule.sigmas[-(1 + int(i * stride))].item() for i in range(n)), 0.0])
+
+
+def ddim_sigmas(schedule: DiscreteSchedule, n: int) -> torch.Tensor:
+    """A1111's "DDIM" schedule type: the model sigmas at ``1, 1 + 1000 // n, …``, descending, trailing 0."""
+    stride = max(len(schedule.sigmas) // n, 1)
+    picked = [schedule.sigmas[i].item() for i in range(1, len(schedule.sigmas), stride)]
+    return _from_floats([*picked[::-1], 0.0])
+
+
+def beta_sigmas(n: int, sigma_min: float, sigma_max: float, alpha: float, beta: float) -> torch.Tensor:
+    """A1111's "Beta" (Lee et al. 2024): sigmas at the beta distribution's quantiles, trailing 0."""
+    from scipy import stats  # importing scipy.stats takes a while; only this schedule type needs it
+
+    quantiles = [stats.beta.ppf(x, alpha, beta) for x in 1 - np.linspace(0, 1, n)]
+    return _from_floats([*(sigma_min + q * (sigma_max - sigma_min) for q in quantiles), 0.0])
+
+
+def schedule_type_sigmas(schedule: DiscreteSchedule, name: str, n: int, sdxl: bool = False) -> torch.Tensor:
+    """The sigmas of a later A1111 schedule type (``karras``, ``exponential``, … by name) for ``n`` steps, between
+    the model's own sigma range (A1111 v1.10.1's ``KDiffusionSampler.get_sigmas``)."""
+    sigma_min, sigma_max = schedule.sigma_min, schedule.sigma_max
+    functions = {
+        "uniform": lambda: schedule.get_sigmas(n),
+        "karras": lambda: karras_sigmas(n, sigma_min, sigma_max),
+        "exponential": lambda: exponential_sigmas(n, sigma_min, sigma_max),
+        "polyexponential": lambda: polyexponential_sigmas(n, sigma_min, sigma_max),
+        "sgm_uniform": lambda: timestep_sigmas(schedule, n, sigma_min, sigma_max, sgm=True),
+        "kl_optimal": lambda: kl_optimal_sigmas(n, sigma_min, sigma_max),
+        "align_your_steps": lambda: align_your_steps_sigmas(n, sdxl),
+        "simple": lambda: simple_sigmas(schedule, n),
+        "normal": lambda: timestep_sigmas(schedule, n, sigma_min, sigma_max, sgm=False),
+        "ddim": lambda: ddim_sigmas(schedule, n),
+        "beta": lambda: beta_sigmas(n, sigma_min, sigma_max, BETA_DIST_ALPHA, BETA_DIST_BETA),
+    }
+    return functions[name]()
