@@ -51,7 +51,7 @@ def labels_per_call(pipe, sampler: str, prompt: str, negative: str = "", steps: 
     spec = find_sampler(sampler)
     unet = RecordingUnet(pipe.unet)
     model = SimpleNamespace(pipe=pipe, unet=unet, device=torch.device("cpu"), dtype=torch.float32,
-                            v_prediction=False)
+                            v_prediction=False, sdxl=False)
     schedules = ScheduleEncoder(LabelEncoder(), schedule_length(spec, steps, fix))
     conds = schedules.batch([prompt], [negative])
     generator = torch.Generator().manual_seed(1)

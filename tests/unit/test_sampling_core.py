@@ -36,7 +36,7 @@ class StopAfter(JobControl):
 
 def fake_model():
     return SimpleNamespace(pipe=SimpleNamespace(scheduler=SimpleNamespace(config=SD15)), unet=FakeUnet(),
-                           dtype=torch.float32, device=torch.device("cpu"), v_prediction=False)
+                           dtype=torch.float32, device=torch.device("cpu"), v_prediction=False, sdxl=False)
 
 
 def conds():
