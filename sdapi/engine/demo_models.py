@@ -121,6 +121,25 @@ def build_tiny_vae(scaling_factor: float = 0.18215) -> Any:
     )
 
 
+def tiny_clip_text_config(tokenizer: Any, width: int, act: str, pad_token_id: int) -> Any:
+    """A 3-layer CLIP text config over the full vocabulary (3 layers: the penultimate one is a real layer)."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id,
+        hidden_act=act,
+        projection_dim=width,
+    )
+
+
 def _build_text_encoder(tokenizer: Any) -> Any:
     """Build the tiny CLIP text encoder over the full 49408-token vocabulary.
 
@@ -130,21 +149,9 @@ def _build_text_encoder(tokenizer: Any) -> Any:
     Returns:
         A randomly initialised ``CLIPTextModel``.
     """
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
-    config = CLIPTextConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_act="quick_gelu",
-        projection_dim=32,
-    )
+    config = tiny_clip_text_config(tokenizer, 32, "quick_gelu", tokenizer.pad_token_id)
     return CLIPTextModel(config)
 
 

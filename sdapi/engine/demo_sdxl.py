@@ -36,6 +36,7 @@ from sdapi.engine.demo_models import (
     make_weights_interesting,
     plain_config,
     read_json,
+    tiny_clip_text_config,
 )
 from sdapi.engine.ldm_layout import save_single_file
 
@@ -71,25 +72,6 @@ def _build_unet() -> Any:
     )
 
 
-def _text_config(tokenizer: Any, width: int, act: str, pad_token_id: int) -> Any:
-    """A 3-layer CLIP text config over the full vocabulary (3 layers: the penultimate one is a real layer)."""
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=pad_token_id,
-        hidden_act=act,
-        projection_dim=width,
-    )
-
-
 def build_tiny_sdxl_pipeline(seed: int) -> Any:
     """Build a tiny SDXL-topology pipeline with random weights (from a forked RNG seeded with ``seed``).
 
@@ -106,9 +88,10 @@ def build_tiny_sdxl_pipeline(seed: int) -> Any:
         unet = _build_unet()
         vae = build_tiny_vae(SDXL_VAE_SCALE)
         # CLIP-L uses OpenAI's quick_gelu, bigG plain gelu, as the real ones do.
-        text_encoder = CLIPTextModel(_text_config(tokenizer, CLIP_L_WIDTH, "quick_gelu", tokenizer.pad_token_id))
+        text_encoder = CLIPTextModel(
+            tiny_clip_text_config(tokenizer, CLIP_L_WIDTH, "quick_gelu", tokenizer.pad_token_id))
         text_encoder_2 = CLIPTextModelWithProjection(
-            _text_config(tokenizer_2, BIGG_WIDTH, "gelu", tokenizer_2.pad_token_id))
+            tiny_clip_text_config(tokenizer_2, BIGG_WIDTH, "gelu", tokenizer_2.pad_token_id))
         make_weights_interesting(unet, text_encoder, text_encoder_2)
     scheduler = EulerDiscreteScheduler.from_config(read_json(_SDXL_CONFIGS / "scheduler" / "scheduler_config.json"))
     pipe = StableDiffusionXLPipeline(vae=vae.eval(), text_encoder=text_encoder.eval(),
