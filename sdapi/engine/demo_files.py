@@ -1,11 +1,12 @@
 """The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA, and on
-request the tiny SDXL checkpoint."""
+request the tiny SDXL checkpoint with its SDXL LoRA."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sdapi.engine.demo_lora import write_demo_lora
+from sdapi.engine.demo_lora_sdxl import write_demo_sdxl_lora
 from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
 from sdapi.engine.demo_sdxl import write_demo_sdxl
 
@@ -19,10 +20,12 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
 
     Args:
         data_dir: the server's data directory.
-        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`).
+        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`) and its
+            kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`).
 
     Returns:
-        The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL one.
+        The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL
+        checkpoint and the SDXL LoRA.
     """
     models_dir = Path(data_dir) / MODELS_SUBDIR
     paths = []
@@ -33,5 +36,5 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
         paths.append(path)
     paths.append(write_demo_lora(data_dir))
     if sdxl:
-        paths.append(write_demo_sdxl(data_dir))
+        paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir)]
     return paths

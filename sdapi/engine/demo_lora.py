@@ -44,8 +44,10 @@ def kohya_layers(pipe) -> dict[str, torch.nn.Module]:
     return layers
 
 
-def random_lora_tensors(layers: dict[str, torch.nn.Module], seed: int) -> dict[str, torch.Tensor]:
-    """kohya tensors for ``layers``: kaiming-scaled ``down``, non-zero ``up``, ``alpha``; fp16 like lora-scripts."""
+def random_lora_tensors(layers: dict[str, torch.nn.Module], seed: int,
+                        up_std: float = UP_STD) -> dict[str, torch.Tensor]:
+    """kohya tensors for ``layers``: kaiming-scaled ``down``, non-zero ``up`` (std ``up_std``), ``alpha``; fp16 like
+    lora-scripts."""
     generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for name in sorted(layers):
@@ -57,7 +59,7 @@ def random_lora_tensors(layers: dict[str, torch.nn.Module], seed: int) -> dict[s
             up_shape = (module.out_channels, RANK, 1, 1)
         fan_in = down_shape[1] * (down_shape[2] * down_shape[3] if len(down_shape) == 4 else 1)
         tensors[f"{name}.lora_down.weight"] = (torch.randn(down_shape, generator=generator) / fan_in ** 0.5).half()
-        tensors[f"{name}.lora_up.weight"] = (torch.randn(up_shape, generator=generator) * UP_STD).half()
+        tensors[f"{name}.lora_up.weight"] = (torch.randn(up_shape, generator=generator) * up_std).half()
         tensors[f"{name}.alpha"] = torch.tensor(ALPHA, dtype=torch.float16)
     return tensors
 

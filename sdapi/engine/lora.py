@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from sdapi.engine.lora_cache import LoraCache
 from sdapi.engine.lora_cost import AUTO, SamplingWork, split_by_mode
 from sdapi.engine.lora_file import LoraLayer, LoraNetwork
+from sdapi.engine.lora_family import mismatch
 from sdapi.engine.lora_format import UnsupportedLora
 from sdapi.engine.lora_merge import merged
-from sdapi.engine.lora_targets import TEXT_ENCODER, LoraTarget, target_table
+from sdapi.engine.lora_targets import TEXT_ENCODER, LoraTarget, model_family, target_table
 from sdapi.engine.params import LoraActivation
 from sdapi.engine.batch_invariance import invariant_product
 
@@ -196,13 +197,28 @@ class LoraApplier:
 
     def bound_layers(self, pipe, activations: list[LoraActivation],
                      warn: Callable[[str], None] | None = None) -> list[BoundLayer]:
-        """Every layer of every activation, bound to ``pipe`` (files loaded or taken from the cache)."""
+        """Every layer of every activation, bound to ``pipe`` (files loaded or taken from the cache).
+
+        A file made for another model family (an SD 1.5 LoRA on SDXL, or the reverse) is skipped whole with a
+        warning, as is one of which no layer fits this model.
+        """
         targets = self.targets(pipe) if activations else {}
         bound = []
         for activation in activations:
             network = self.load(activation, warn)
-            if network is not None:
-                bound += bind(network, activation, targets)
+            if network is None:
+                continue
+            reason = mismatch(network.family, model_family(pipe))
+            if reason is None:
+                layers = bind(network, activation, targets)
+                if not layers and (activation.te_multiplier or activation.unet_multiplier):
+                    reason = "none of its layers fits the current model"
+                bound += layers
+            if reason is not None:
+                message = f"Lora {activation.name}: {reason}; it was not applied"
+                log.warning("%s", message)
+                if warn is not None:
+                    warn(message)
         return bound
 
     @contextlib.contextmanager

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from sdapi.files import read_safetensors_header
+from sdapi.engine.lora_family import family_of_file
 from sdapi.engine.lora_format import (
     ALPHA,
     DOWN,
@@ -54,11 +56,13 @@ class LoraNetwork:
         path: the file.
         layers: ``{kohya layer name: layer}``.
         nbytes: memory held by the tensors (for the cache's budget).
+        family: the model family it was made for (:mod:`.lora_family`), ``None`` when the file does not say.
     """
 
     path: Path
     layers: dict[str, LoraLayer] = field(default_factory=dict)
     nbytes: int = 0
+    family: str | None = None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -110,4 +114,12 @@ def load_lora_network(path: Path, device: torch.device, dtype: torch.dtype) -> L
     path = Path(path)
     layers = layers_from_state_dict(read_state_dict(path), device, dtype, str(path))
     nbytes = sum(t.numel() * t.element_size() for layer in layers.values() for t in (layer.down, layer.up))
-    return LoraNetwork(path=path, layers=layers, nbytes=nbytes)
+    return LoraNetwork(path=path, layers=layers, nbytes=nbytes, family=family_of_file(layers, file_metadata(path)))
+
+
+def file_metadata(path: Path) -> dict[str, str]:
+    """A ``.safetensors`` file's ``__metadata__`` (``{}`` for pickles, which have none)."""
+    if path.suffix.lower() != ".safetensors":
+        return {}
+    metadata = read_safetensors_header(path).get("__metadata__")
+    return metadata if isinstance(metadata, dict) else {}

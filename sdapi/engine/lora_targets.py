@@ -4,6 +4,9 @@ kohya names a layer ``<prefix>_<module path with "." → "_">``: ``lora_unet_dow
 ``lora_te_text_model_encoder_layers_0_self_attn_q_proj``. The UNet part also appears in the original (ldm/SGM)
 layout in some files (``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``), so both spellings are
 registered. SD2's text encoder is a ``CLIPTextModel`` in diffusers, so its kohya names are SD1's.
+
+SDXL files (kohya's ``sdxl_train_network.py``) name their UNet layers in the ldm/SGM layout and their two text
+encoders ``lora_te1_`` (CLIP-L) and ``lora_te2_`` (bigG); ``lora_te_`` is not registered on SDXL, as in A1111.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from sdapi.engine.ldm_layout import UNET_PREFIX, unet_to_ldm
+from sdapi.engine.lora_family import SD, SDXL
 
 log = logging.getLogger("sdapi")
 
@@ -29,6 +33,12 @@ COMPONENT_PREFIXES = (
 )
 TARGET_TYPES = (torch.nn.Linear, torch.nn.Conv2d)
 TEXT_MODEL = "text_model."
+SD_ONLY_PREFIXES = ("lora_te_",)
+
+
+def model_family(pipe) -> str:
+    """``"sdxl"`` for a pipeline with a second text encoder, else ``"sd"`` (SD 1.x/2.x)."""
+    return SDXL if getattr(pipe, "text_encoder_2", None) is not None else SD
 
 
 @dataclass(frozen=True)
@@ -89,16 +99,26 @@ def text_encoder_names(prefix: str, layers: dict[str, torch.nn.Module]) -> dict[
     return names
 
 
+def ldm_module_paths(unet: torch.nn.Module, paths) -> dict[str, str]:
+    """The ldm/SGM module path (``input_blocks.4.1.proj_in``) of each diffusers UNet module path given.
+
+    Raises:
+        KeyError: a path has no ldm equivalent; AttributeError, TypeError: the UNet has no usable config.
+    """
+    ldm = unet_to_ldm({f"{path}.weight": path for path in paths}, unet.config)
+    return {path: ldm_key[len(UNET_PREFIX):-len(".weight")] for ldm_key, path in ldm.items()}
+
+
 def unet_names(prefix: str, unet: torch.nn.Module, layers: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
     """kohya names of UNet layers in the diffusers layout and, where it maps, the ldm layout."""
     names = {kohya_name(prefix, path): module for path, module in layers.items()}
     try:
-        ldm = unet_to_ldm({f"{path}.weight": path for path in layers}, unet.config)
+        ldm = ldm_module_paths(unet, layers)
     except (KeyError, AttributeError, TypeError) as exc:  # an unusual UNet: diffusers names still work
         log.debug("No ldm names for LoRA keys on this UNet: %s", exc)
         return names
-    for ldm_key, path in ldm.items():
-        names.setdefault(kohya_name(prefix, ldm_key[len(UNET_PREFIX):-len(".weight")]), layers[path])
+    for path, ldm_path in ldm.items():
+        names.setdefault(kohya_name(prefix, ldm_path), layers[path])
     return names
 
 
@@ -112,9 +132,10 @@ def target_table(pipe) -> dict[str, LoraTarget]:
         ``{kohya layer name: target}``.
     """
     table: dict[str, LoraTarget] = {}
+    sdxl = model_family(pipe) == SDXL
     for prefix, attribute, kind in COMPONENT_PREFIXES:
         component = getattr(pipe, attribute, None)
-        if component is None:
+        if component is None or (sdxl and prefix in SD_ONLY_PREFIXES):
             continue
         layers = _layers(component)
         names = unet_names(prefix, component, layers) if kind == UNET else text_encoder_names(prefix, layers)

@@ -17,7 +17,8 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     # model
-    model_train_type: Literal["sd-lora"] = "sd-lora"
+    model_train_type: Literal["sd-lora", "sdxl-lora"] = Field(
+        "sd-lora", description="lora-scripts' trainer choice; the checkpoint decides, sdxl-lora insists on SDXL")
     backend: Literal["builtin"] = "builtin"
     pretrained_model_name_or_path: str = Field(description="checkpoint title/filename from /sdapi/v1/sd-models")
     v2: bool = False
@@ -86,7 +87,8 @@ class TrainRequest(BaseModel):
     # learning rate and optimizer
     learning_rate: float = 1e-4
     unet_lr: Optional[float] = 1e-4
-    text_encoder_lr: Optional[float] = 1e-5
+    text_encoder_lr: Optional[Union[float, list[float]]] = Field(
+        1e-5, description="one rate, or kohya's list: [CLIP-L, bigG] on SDXL")
     lr_scheduler: str = "cosine_with_restarts"
     lr_warmup_steps: float = Field(0, ge=0)
     lr_scheduler_num_cycles: int = Field(1, ge=1)
@@ -109,6 +111,8 @@ class TrainRequest(BaseModel):
     cache_latents: bool = True
     cache_latents_to_disk: bool = False
     no_half_vae: bool = False
+    cache_text_encoder_outputs: bool = Field(False, description="SDXL: encode each caption once (UNet only)")
+    cache_text_encoder_outputs_to_disk: bool = False
     lowram: bool = False
     persistent_data_loader_workers: bool = False
     max_data_loader_n_workers: Optional[int] = None

@@ -2,7 +2,11 @@
 
 Every check names the field it refuses: paths exist and stay inside the allowed folders, images decode, the
 folders follow kohya's ``N_name`` layout (or ``repeats`` applies to a flat folder), sizes are multiples of the
-bucket step, the base model is in the checkpoint catalog and is SD1/SD2, the output name is free.
+bucket step, the base model is in the checkpoint catalog and is SD1/SD2 or SDXL, the output name is free.
+
+SDXL follows kohya's ``sdxl_train_network.py``: ``bucket_reso_steps`` a multiple of 32, no ``v2``,
+``cache_text_encoder_outputs`` only with ``network_train_unet_only`` and captions that never change,
+``text_encoder_lr`` one rate or ``[CLIP-L, bigG]``; ``clip_skip`` is unused (noted in the job's log).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ OUTPUT_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOKEN_LENGTHS = (75, 150, 225)
 # Sample prompts are a few lines; anything this long is not (a file is not read beyond it).
 MAX_PROMPTS_FILE_CHARS = 1024 * 1024
-TRAINABLE_TYPES = ("sd15", "sd2", "sd2-v")
+TRAINABLE_TYPES = ("sd15", "sd2", "sd2-v", "sdxl")
+SDXL = "sdxl"
+SDXL_BUCKET_STEP = 32  # kohya's sdxl_train_network.py: verify_bucket_reso_steps(32)
 # network_args keys sdapi applies; kohya's others (block dims, LoRA+, rank dropout) are refused, not ignored.
 NETWORK_ARG_KEYS = ("conv_dim", "conv_alpha", "algo")
 
@@ -138,7 +144,10 @@ def checkpoint_of(req: TrainRequest, ctx: ValidationContext) -> tuple[Path, str 
     model_type = detect_model_type({k: v.get("shape") for k, v in header.items()}, path=path)
     if model_type not in TRAINABLE_TYPES:
         raise ConfigError("pretrained_model_name_or_path", f"{path.name} is a {model_type} model; "
-                                                           f"only SD1.x/SD2.x LoRA training is supported")
+                                                           f"only SD1.x/SD2.x and SDXL LoRA training is supported")
+    if req.model_train_type == "sdxl-lora" and model_type not in (SDXL, None):
+        raise ConfigError("model_train_type", f"sdxl-lora needs an SDXL checkpoint; {path.name} is a {model_type} "
+                                              f"model (use sd-lora)")
     return path, model_type
 
 
@@ -164,6 +173,57 @@ def network_spec(req: TrainRequest) -> NetworkSpec:
     return NetworkSpec(dim=req.network_dim, alpha=alpha, conv_dim=conv_dim, conv_alpha=conv_alpha,
                        dropout=req.network_dropout, train_unet=not req.network_train_text_encoder_only,
                        train_text_encoder=not req.network_train_unet_only, args=shown)
+
+
+def sdxl_checks(req: TrainRequest, model_type: str | None) -> list[str]:
+    """kohya's SDXL-only rules (``sdxl_train_network.py``), and notes for the job log.
+
+    Args:
+        req: the request.
+        model_type: the base model's type (``None``: a pickle, unknown until loaded; nothing is refused).
+
+    Raises:
+        ConfigError: an SDXL-only option on another model, or an SDXL rule broken.
+    """
+    caching = req.cache_text_encoder_outputs or req.cache_text_encoder_outputs_to_disk
+    if model_type != SDXL:
+        if caching and model_type is not None:
+            field = "cache_text_encoder_outputs" if req.cache_text_encoder_outputs else \
+                "cache_text_encoder_outputs_to_disk"
+            raise ConfigError(field, "SDXL only (kohya's sdxl_train_network.py); this base model is not SDXL")
+        return []
+    if req.v2:
+        raise ConfigError("v2", "v2 cannot be enabled in SDXL training")
+    if req.bucket_reso_steps % SDXL_BUCKET_STEP:
+        raise ConfigError("bucket_reso_steps", f"must be a multiple of {SDXL_BUCKET_STEP} for SDXL")
+    notes = []
+    if "clip_skip" in req.model_fields_set and req.clip_skip is not None:
+        notes.append("clip_skip is not used in SDXL training (as in kohya)")
+    if caching:
+        if not req.network_train_unet_only:
+            raise ConfigError("cache_text_encoder_outputs", "needs network_train_unet_only: the text encoders "
+                                                            "cannot train on cached outputs")
+        changing = [name for name in ("shuffle_caption", "caption_dropout_rate", "caption_dropout_every_n_epochs",
+                                      "caption_tag_dropout_rate") if getattr(req, name)]
+        if changing:
+            raise ConfigError("cache_text_encoder_outputs", f"captions must not change between steps; turn off "
+                                                            f"{', '.join(changing)}")
+        if req.cache_text_encoder_outputs_to_disk:
+            notes.append("cache_text_encoder_outputs_to_disk: text encoder outputs are cached in memory")
+    return notes
+
+
+def text_encoder_rates(req: TrainRequest, sdxl: bool) -> tuple[float, float | None]:
+    """(first text encoder's rate, SDXL bigG's when it differs) from kohya's one-or-more ``text_encoder_lr``."""
+    rates = req.text_encoder_lr
+    if rates is None or rates == []:
+        return req.learning_rate, None
+    if not isinstance(rates, list):
+        return rates, None
+    if len(rates) > (2 if sdxl else 1):
+        raise ConfigError("text_encoder_lr", "one rate per text encoder: at most 2 for SDXL" if sdxl
+                          else "this model has one text encoder: give one rate")
+    return rates[0], rates[1] if len(rates) == 2 else None
 
 
 def output_location(req: TrainRequest, ctx: ValidationContext) -> Path:
@@ -260,7 +320,6 @@ def effective_config(req: TrainRequest) -> dict[str, Any]:
     if req.lr_restart_cycles is not None:
         config["lr_scheduler_num_cycles"] = req.lr_restart_cycles
     config["unet_lr"] = req.unet_lr if req.unet_lr is not None else req.learning_rate
-    config["text_encoder_lr"] = req.text_encoder_lr if req.text_encoder_lr is not None else req.learning_rate
     config["class_tokens"] = req.class_tokens or req.output_name
     return config
 
@@ -302,6 +361,9 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
     optimizer, optimizer_note = chosen_optimizer(req, ctx)
     config = {**effective_config(req), "optimizer_type": optimizer}
     checkpoint, model_type = checkpoint_of(req, ctx)
+    sdxl_notes = sdxl_checks(req, model_type)
+    text_lr, text_2_lr = text_encoder_rates(req, model_type == SDXL)
+    config["text_encoder_lr"] = text_lr
     buckets = bucket_spec(req)
     network = network_spec(req)
     train_root = _resolve(ctx, req.train_data_dir, "train_data_dir")
@@ -316,6 +378,7 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
     entries = build_entries(subsets, reg_subsets, buckets)
     plan_schedule, notes = checked_schedule(req, entries)
     notes = [optimizer_note, *notes] if optimizer_note else notes
+    notes += sdxl_notes
     samples, every = sample_plan(req, ctx)
     logging_dir = None
     if req.log_with:
@@ -329,7 +392,7 @@ def build_plan(req: TrainRequest, ctx: ValidationContext, job_dir: Path) -> Trai
                               req.caption_dropout_rate, req.caption_dropout_every_n_epochs,
                               req.caption_tag_dropout_rate),
         network=network, output_dir=output_location(req, ctx), output_name=req.output_name,
-        unet_lr=config["unet_lr"], text_encoder_lr=config["text_encoder_lr"],
+        unet_lr=config["unet_lr"], text_encoder_lr=text_lr, text_encoder_2_lr=text_2_lr,
         warmup_steps=warmup_steps(req.lr_warmup_steps, plan_schedule.total_steps),
         optimizer=optimizer, optimizer_args=optimizer_args(req),
         samples=samples, sample_every_n_epochs=every,

@@ -134,3 +134,44 @@ def test_serve_and_train_share_their_folder_flags():
     serve_flags = {flag for action in serve._actions for flag in action.option_strings}
     shared = {"--data-dir", "--ckpt-dir", "--ckpt", "--cache-dir", "--lora-dir", "--dataset-root", "--no-demo"}
     assert shared <= serve_flags and shared <= train_flags()
+
+
+SDXL_CONFIG = """
+[model]
+pretrained_model_name_or_path = "demo-sdxl.safetensors"
+model_train_type = "sdxl-lora"
+
+[dataset]
+train_data_dir = "ds"
+resolution = "64,64"
+enable_bucket = false
+shuffle_caption = false
+
+[training]
+output_name = "cli-xl"
+max_train_steps = 2
+network_dim = 2
+network_alpha = 1
+network_train_unet_only = true
+cache_text_encoder_outputs = true
+no_half_vae = true
+text_encoder_lr = [1e-4, 5e-5]
+"""
+
+
+def test_train_command_trains_an_sdxl_lora_with_kohyas_sdxl_options(tmp_path, settings):
+    from sdapi.engine.demo_sdxl import write_demo_sdxl
+
+    root = tmp_path / "data"
+    write_demo_sdxl(root)
+    small_dataset(root / "ds")
+    config = tmp_path / "xl.toml"
+    config.write_text(SDXL_CONFIG, encoding="utf-8")
+    main(["train", str(config), "--data-dir", str(root), "--cache-dir", str(settings.cache_dir), "--no-demo",
+          "--device", "cpu"])
+    header = read_safetensors_header(root / "models" / "Lora" / "cli-xl.safetensors")
+    metadata = header.pop("__metadata__")
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0" and metadata["ss_steps"] == "2"
+    assert metadata["ss_sd_model_name"] == "demo-sdxl.safetensors" and metadata["sshs_model_hash"]
+    assert header and all(key.startswith(("lora_unet_input_blocks_", "lora_unet_middle_block_",
+                                          "lora_unet_output_blocks_")) for key in header)  # UNet only, SGM names

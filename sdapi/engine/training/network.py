@@ -4,6 +4,10 @@ Targets follow kohya's ``networks.lora``: every Linear and 1x1 Conv2d inside the
 blocks and the text encoder's ``CLIPAttention``/``CLIPMLP``; with ``conv_dim`` (LoCon) also every Linear/Conv2d of
 ``ResnetBlock2D``, ``Downsample2D`` and ``Upsample2D`` (3x3 convs at ``conv_dim``, the rest at ``network_dim``).
 The base weights are never touched: each target gets a hook adding ``up(down(x)) · alpha/rank``.
+
+On SDXL the names are those of kohya's ``sdxl_train_network.py``: the UNet in the ldm/SGM layout kohya trains on
+(``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``), the text encoders ``lora_te1_`` (CLIP-L) and
+``lora_te2_`` (bigG), so the file loads in A1111, ComfyUI and diffusers like a kohya one.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import torch
 from torch import nn
 
 from sdapi.engine.lora_file import read_state_dict
-from sdapi.engine.lora_targets import TEXT_MODEL, kohya_name
+from sdapi.engine.lora_targets import TEXT_MODEL, kohya_name, ldm_module_paths
 from sdapi.engine.training.plan import NetworkSpec
 
 UNET_BLOCKS = ("Transformer2DModel",)
 UNET_CONV_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
 TEXT_BLOCKS = ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP")
 UNET_PREFIX, TEXT_PREFIX = "lora_unet", "lora_te"
+SDXL_TEXT_PREFIXES = ("lora_te1", "lora_te2")
 
 
 class LoraModule(nn.Module):
@@ -84,15 +89,16 @@ def _child_targets(block: nn.Module, conv_dim: int | None) -> list[tuple[str, nn
 
 
 def find_targets(root: nn.Module, prefix: str, block_types: tuple[str, ...], conv_dim: int | None,
-                 text_model_prefix: bool = False) -> dict[str, tuple[nn.Module, bool]]:
+                 text_model_prefix: bool = False, rename: dict[str, str] | None = None) -> dict[str, tuple[nn.Module, bool]]:
     """kohya names of the modules to train in one component.
 
     Args:
         root: the UNet or text encoder.
-        prefix: ``lora_unet`` or ``lora_te``.
+        prefix: ``lora_unet``, ``lora_te``, ``lora_te1`` or ``lora_te2``.
         block_types: class names of the blocks whose children are targeted.
         conv_dim: LoCon rank; ``None`` leaves 3x3 convs alone.
         text_model_prefix: name text-encoder paths with ``text_model.`` even where transformers dropped it.
+        rename: module path → the path the file names it by (SDXL's ldm layout); ``None`` keeps the paths.
 
     Returns:
         ``{kohya name: (module, is a 3x3-like conv)}``.
@@ -101,11 +107,20 @@ def find_targets(root: nn.Module, prefix: str, block_types: tuple[str, ...], con
     for path, block in root.named_modules():
         if block.__class__.__name__ not in block_types:
             continue
-        if text_model_prefix and not path.startswith(TEXT_MODEL):
-            path = TEXT_MODEL + path
         for child_name, child, is_conv in _child_targets(block, conv_dim):
-            targets[kohya_name(prefix + "_", f"{path}.{child_name}" if child_name else path)] = (child, is_conv)
+            full = f"{path}.{child_name}" if child_name else path
+            if rename is not None:
+                full = rename[full]
+            elif text_model_prefix and not full.startswith(TEXT_MODEL):
+                full = TEXT_MODEL + full
+            targets[kohya_name(prefix + "_", full)] = (child, is_conv)
     return targets
+
+
+def sdxl_unet_paths(unet: nn.Module) -> dict[str, str]:
+    """Every Linear/Conv2d path of an SDXL UNet → its ldm/SGM path, the layout kohya's SDXL files use."""
+    paths = [name for name, m in unet.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return ldm_module_paths(unet, paths)
 
 
 class TrainableLora(nn.Module):
@@ -114,21 +129,35 @@ class TrainableLora(nn.Module):
     Args:
         unet, text_encoder: the frozen components.
         spec: ranks, alphas, which parts train.
+        text_encoder_2: SDXL's second text encoder (bigG); given, the names are kohya's SDXL ones.
     """
 
-    def __init__(self, unet: nn.Module, text_encoder: nn.Module, spec: NetworkSpec):
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, spec: NetworkSpec,
+                 text_encoder_2: nn.Module | None = None):
         super().__init__()
         self.spec = spec
+        sdxl = text_encoder_2 is not None
         unet_blocks = UNET_BLOCKS + (UNET_CONV_BLOCKS if spec.conv_dim else ())
-        self.unet_loras = nn.ModuleList(self._create(unet, UNET_PREFIX, unet_blocks) if spec.train_unet else [])
-        self.text_loras = nn.ModuleList(self._create(text_encoder, TEXT_PREFIX, TEXT_BLOCKS, text=True)
-                                        if spec.train_text_encoder else [])
+        rename = sdxl_unet_paths(unet) if sdxl else None
+        self.unet_loras = nn.ModuleList(self._create(unet, UNET_PREFIX, unet_blocks, rename=rename)
+                                        if spec.train_unet else [])
+        encoders = zip(SDXL_TEXT_PREFIXES, (text_encoder, text_encoder_2)) if sdxl else [(TEXT_PREFIX, text_encoder)]
+        # One list per text encoder: SDXL's two may learn at their own rates.
+        self.text_lora_groups = nn.ModuleList(
+            nn.ModuleList(self._create(encoder, prefix, TEXT_BLOCKS, text=True)) for prefix, encoder in encoders
+        ) if spec.train_text_encoder else nn.ModuleList()
         self._handles = []
 
-    def _create(self, root: nn.Module, prefix: str, blocks: tuple[str, ...], text: bool = False) -> list[LoraModule]:
+    @property
+    def text_loras(self) -> list[LoraModule]:
+        """Every text-encoder LoRA module, the first encoder's first."""
+        return [lora for group in self.text_lora_groups for lora in group]
+
+    def _create(self, root: nn.Module, prefix: str, blocks: tuple[str, ...], text: bool = False,
+                rename: dict[str, str] | None = None) -> list[LoraModule]:
         conv_dim = self.spec.conv_dim if not text else None
         modules = []
-        for name, (target, is_conv) in sorted(find_targets(root, prefix, blocks, conv_dim, text).items()):
+        for name, (target, is_conv) in sorted(find_targets(root, prefix, blocks, conv_dim, text, rename).items()):
             rank, alpha = (self.spec.conv_dim, self.spec.conv_alpha) if is_conv else (self.spec.dim, self.spec.alpha)
             lora = LoraModule(name, target, rank, alpha, self.spec.dropout)
             lora.target = [target]  # a list: not registered as a submodule, so not saved or trained
@@ -150,10 +179,17 @@ class TrainableLora(nn.Module):
             handle.remove()
         self._handles = []
 
-    def param_groups(self, unet_lr: float, text_encoder_lr: float) -> list[dict]:
-        """Optimizer groups: the UNet and text-encoder LoRAs at their own learning rates (a 0 rate: frozen)."""
+    def param_groups(self, unet_lr: float, text_encoder_lr: float,
+                     text_encoder_2_lr: float | None = None) -> list[dict]:
+        """Optimizer groups: the UNet's LoRAs, then each text encoder's, at their own learning rates (0: frozen).
+
+        Args:
+            unet_lr, text_encoder_lr: the rates of the UNet and (first) text encoder.
+            text_encoder_2_lr: SDXL's bigG rate; ``None``: the first encoder's.
+        """
+        rates = [text_encoder_lr, text_encoder_lr if text_encoder_2_lr is None else text_encoder_2_lr]
         groups = []
-        for modules, lr in ((self.unet_loras, unet_lr), (self.text_loras, text_encoder_lr)):
+        for modules, lr in ((self.unet_loras, unet_lr), *zip(self.text_lora_groups, rates)):
             params = [p for m in modules for p in m.parameters()]
             if params and lr:
                 groups.append({"params": params, "lr": lr})

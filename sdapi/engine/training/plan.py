@@ -179,7 +179,7 @@ class TrainPlan:
     Args:
         config: the effective request (defaults filled, lora-scripts UI keys folded), as a dict.
         checkpoint: the base model file.
-        model_type: ``sd15``, ``sd2`` or ``sd2-v`` (``None`` for a ``.ckpt``, known once loaded).
+        model_type: ``sd15``, ``sd2``, ``sd2-v`` or ``sdxl`` (``None`` for a ``.ckpt``, known once loaded).
         subsets, reg_subsets: the scanned folders.
         entries: every image with repeats and bucket.
         schedule: epochs and steps.
@@ -187,7 +187,8 @@ class TrainPlan:
         captions: the caption rules.
         network: the LoRA to train.
         output_dir, output_name: where files go.
-        unet_lr, text_encoder_lr: learning rates.
+        unet_lr, text_encoder_lr: learning rates (``text_encoder_lr``: the first text encoder's).
+        text_encoder_2_lr: SDXL's second text encoder's rate, when it differs (``None``: ``text_encoder_lr``).
         warmup_steps: lr warmup in optimizer steps.
         optimizer, optimizer_args: canonical optimizer name and its keyword arguments.
         samples: sample prompts; ``sample_every_n_epochs`` how often (0: never).
@@ -219,6 +220,12 @@ class TrainPlan:
     network_weights: Path | None = None
     logging_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    text_encoder_2_lr: float | None = None
+
+    @property
+    def sdxl(self) -> bool:
+        """Whether the base model is SDXL."""
+        return self.model_type == "sdxl"
 
     @property
     def v_prediction(self) -> bool:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from sdapi.engine.conditioning import PromptEncoder
 from sdapi.engine.generation import run_txt2img
-from sdapi.engine.model import LoadedModel
+from sdapi.engine.model import LoadedModel, prompt_encoder
 from sdapi.engine.params import Txt2ImgParams
 from sdapi.engine.sampling.registry import find_sampler
 from sdapi.engine.training.plan import SamplePrompt
+from sdapi.engine.training.setup import text_encoders
 
 
 def draw_sample(pipe, sample: SamplePrompt, clip_skip: int | None, device: torch.device) -> Image.Image:
@@ -25,13 +25,13 @@ def draw_sample(pipe, sample: SamplePrompt, clip_skip: int | None, device: torch
         clip_skip: the job's clip skip (A1111 counting).
         device: where the pipeline runs.
     """
-    model = LoadedModel(pipe=pipe, encoder=PromptEncoder(pipe.tokenizer, pipe.text_encoder, device),
+    model = LoadedModel(pipe=pipe, encoder=prompt_encoder(pipe, device),
                         device=device, dtype=pipe.unet.dtype)
     params = Txt2ImgParams(prompts=[sample.prompt], negative_prompts=[sample.negative_prompt], seeds=[sample.seed],
                            subseeds=[sample.seed], subseed_strength=0.0, sampler=find_sampler(sample.sampler),
                            steps=sample.steps, cfg_scale=sample.cfg_scale, width=sample.width, height=sample.height,
                            clip_skip=clip_skip or 1)
-    modes = [(m, m.training) for m in (pipe.unet, pipe.text_encoder)]
+    modes = [(m, m.training) for m in (pipe.unet, *text_encoders(pipe))]
     try:
         for module, _ in modes:
             module.eval()

@@ -22,9 +22,13 @@ from sdapi.engine.training.plan import bucket_counts
 from sdapi.engine.training.plan import TrainPlan
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
-BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sd2-v": "sd_v2_v", None: "sd_v1"}
+# kohya's model_util / sdxl_model_util version strings and sai_model_spec architectures.
+BASE_MODEL_VERSIONS = {"sd15": "sd_v1", "sd2": "sd_v2", "sd2-v": "sd_v2_v", "sdxl": "sdxl_base_v1-0", None: "sd_v1"}
 ARCHITECTURES = {"sd15": "stable-diffusion-v1/lora", "sd2": "stable-diffusion-v2-512/lora",
-                 "sd2-v": "stable-diffusion-v2-768-v/lora", None: "stable-diffusion-v1/lora"}
+                 "sd2-v": "stable-diffusion-v2-768-v/lora", "sdxl": "stable-diffusion-xl-v1-base/lora",
+                 None: "stable-diffusion-v1/lora"}
+# sai_model_spec: kohya's SDXL LoRAs name Stability AI's sgm code as their implementation, the others diffusers.
+IMPLEMENTATIONS = {"sdxl": "https://github.com/Stability-AI/generative-models"}
 COMMIT_TAG = "sdapi/0.1.0"
 
 
@@ -37,7 +41,7 @@ class RunFacts:
         started_at: training start (epoch seconds).
         optimizer: ``ss_optimizer`` text of the optimizer that really ran.
         mixed_precision: the precision that really ran (``no`` on CPU).
-        model_type: ``sd15``/``sd2``/``sd2-v``.
+        model_type: ``sd15``/``sd2``/``sd2-v``/``sdxl``.
         model_hash: the base checkpoint's full sha256, when known.
         legacy_model_hash: the base checkpoint's A1111 legacy 8-hex hash (sha256 of 64 KiB at 1 MiB), when known.
     """
@@ -63,7 +67,8 @@ def lora_metadata(plan: TrainPlan, facts: RunFacts, epoch: int, step: int) -> di
         "ss_session_id": facts.session_id, "ss_training_started_at": facts.started_at,
         "ss_training_finished_at": time.time(), "ss_output_name": plan.output_name,
         "ss_learning_rate": c["learning_rate"], "ss_unet_lr": plan.unet_lr,
-        "ss_text_encoder_lr": plan.text_encoder_lr, "ss_num_train_images": plan.num_train_images,
+        "ss_text_encoder_lr": plan.text_encoder_lr if plan.text_encoder_2_lr is None
+        else [plan.text_encoder_lr, plan.text_encoder_2_lr], "ss_num_train_images": plan.num_train_images,
         "ss_num_reg_images": plan.num_reg_images, "ss_num_batches_per_epoch": plan.schedule.steps_per_epoch,
         "ss_num_epochs": plan.schedule.epochs, "ss_epoch": epoch, "ss_steps": step,
         "ss_max_train_steps": plan.schedule.total_steps, "ss_gradient_checkpointing": c["gradient_checkpointing"],
@@ -71,8 +76,8 @@ def lora_metadata(plan: TrainPlan, facts: RunFacts, epoch: int, step: int) -> di
         "ss_lr_scheduler": c["lr_scheduler"], "ss_network_module": "networks.lora", "ss_network_dim": network.dim,
         "ss_network_alpha": network.alpha, "ss_network_dropout": network.dropout,
         "ss_mixed_precision": facts.mixed_precision, "ss_full_fp16": c["full_fp16"],
-        "ss_v2": plan.model_type in ("sd2", "sd2-v") or c["v2"],
-        "ss_base_model_version": BASE_MODEL_VERSIONS[plan.model_type], "ss_clip_skip": c["clip_skip"],
+        "ss_v2": facts.model_type in ("sd2", "sd2-v") or c["v2"],
+        "ss_base_model_version": BASE_MODEL_VERSIONS[facts.model_type], "ss_clip_skip": c["clip_skip"],
         "ss_max_token_length": c["max_token_length"], "ss_cache_latents": c["cache_latents"], "ss_seed": c["seed"],
         "ss_lowram": c["lowram"], "ss_noise_offset": c["noise_offset"],
         "ss_multires_noise_iterations": c["multires_noise_iterations"],
@@ -111,8 +116,8 @@ def modelspec(plan: TrainPlan, facts: RunFacts) -> dict[str, str]:
     c = plan.config
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": ARCHITECTURES[plan.model_type],
-        "modelspec.implementation": "diffusers",
+        "modelspec.architecture": ARCHITECTURES[facts.model_type],
+        "modelspec.implementation": IMPLEMENTATIONS.get(facts.model_type, "diffusers"),
         "modelspec.title": c.get("metadata_title") or plan.output_name,
         "modelspec.resolution": f"{plan.buckets.resolution[0]}x{plan.buckets.resolution[1]}",
         "modelspec.date": datetime.fromtimestamp(facts.started_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),

@@ -52,7 +52,7 @@ def load_base(plan: TrainPlan, device: torch.device, precision: Precision, cache
     """The frozen base pipeline on ``device`` (through the same loader as generation)."""
     pipe = load_pipeline(plan.checkpoint, device=device, dtype=precision.weight_dtype, cache_dir=cache_dir)
     pipe.vae.to(dtype=precision.vae_dtype)
-    for module in (pipe.unet, pipe.text_encoder, pipe.vae):
+    for module in (pipe.unet, *text_encoders(pipe), pipe.vae):
         module.requires_grad_(False)
     pipe.vae.eval()
     return pipe
@@ -73,4 +73,10 @@ def enable_memory_savers(pipe, plan: TrainPlan, device: torch.device, warn) -> N
     if plan.config["gradient_checkpointing"]:
         pipe.unet.enable_gradient_checkpointing()
         if plan.network.train_text_encoder:
-            pipe.text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            for encoder in text_encoders(pipe):
+                encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def text_encoders(pipe) -> list:
+    """The pipeline's text encoders: one, or SDXL's two."""
+    return [e for e in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if e is not None]

@@ -71,8 +71,14 @@ class CaptionEncoder:
         """``(batch, 1 + max_token_length + 1, hidden)`` conditioning (``(batch, 77, hidden)`` for 75)."""
         ids = self.input_ids(captions).to(self.device)
         batch, chunks = ids.shape[:2]
-        states = self.hidden_states(ids.reshape(-1, CHUNK)).reshape(batch, chunks * CHUNK, -1)
-        if chunks == 1:
-            return states
-        parts = [states[:, :1]] + [states[:, i:i + CHUNK - 2] for i in range(1, chunks * CHUNK, CHUNK)]
-        return torch.cat(parts + [states[:, -1:]], dim=1)
+        return join_chunks(self.hidden_states(ids.reshape(-1, CHUNK)), batch, chunks)
+
+
+def join_chunks(states: torch.Tensor, batch: int, chunks: int) -> torch.Tensor:
+    """``(batch * chunks, 77, hidden)`` chunk states → one sequence per caption: the first BOS state, every
+    chunk's middle 75, the last state."""
+    states = states.reshape(batch, chunks * CHUNK, -1)
+    if chunks == 1:
+        return states
+    parts = [states[:, :1]] + [states[:, i:i + CHUNK - 2] for i in range(1, chunks * CHUNK, CHUNK)]
+    return torch.cat(parts + [states[:, -1:]], dim=1)

@@ -4,6 +4,10 @@ Per optimizer step: captions processed (shuffle/keep/dropout), encoded with clip
 uniform timesteps (plus noise offset / multires noise); the UNet's prediction compared with the noise (or v) by
 MSE, weighted by Min-SNR-γ and ``prior_loss_weight``; gradients accumulated, clipped, stepped; lr scheduled.
 Files are saved every ``save_every_n_epochs`` and at the end; samples are drawn every ``sample_every_n_epochs``.
+
+An SDXL base model trains as kohya's ``sdxl_train_network.py`` does: both text encoders (each with its own
+LoRA modules and learning rate), the UNet's added vector of bigG's pooled output and the image's size numbers
+(:mod:`.text_sdxl`), and with ``cache_text_encoder_outputs`` each caption encoded once before the first step.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from sdapi.engine.training.setup import (
     choose_precision,
     enable_memory_savers,
     load_base,
+    text_encoders,
 )
 from sdapi.engine.training.text import CaptionEncoder
+from sdapi.engine.training.text_sdxl import SdxlCaptionEncoder, time_ids
 from sdapi.engine.training.captions import process_caption
 from sdapi.engine.training.file_names import epoch_file_name
 from sdapi.engine.training.plan import Entry, epoch_batches
@@ -72,6 +78,7 @@ class LoraTrainer:
         self.outputs: list[dict[str, Any]] = []
         self.step = 0
         seed = self.config["seed"] if self.config["seed"] not in (None, -1) else random.randrange(2 ** 31)
+        self.seed = seed
         self.rng = random.Random(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
@@ -85,7 +92,12 @@ class LoraTrainer:
         self.pipe = load_base(plan, self.device, self.precision, self.env.cache_dir)
         enable_memory_savers(self.pipe, plan, self.device, warn)
         self.v_prediction = plan.v_prediction or self.pipe.scheduler.config.get("prediction_type") == "v_prediction"
-        self.network = TrainableLora(self.pipe.unet, self.pipe.text_encoder, plan.network).to(self.device)
+        self.text_encoders = text_encoders(self.pipe)
+        # The LoRA's initial down weights come from the job's seed (kohya seeds everything), not the process's RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.network = TrainableLora(self.pipe.unet, self.pipe.text_encoder, plan.network,
+                                         self.pipe.text_encoder_2 if self.sdxl else None).to(self.device)
         if plan.network_weights is not None:
             warn(f"network_weights: {load_network_weights(self.network, plan.network_weights)} modules loaded "
                  f"from {plan.network_weights.name}")
@@ -94,8 +106,11 @@ class LoraTrainer:
              f"modules (dim {plan.network.dim}, alpha {plan.network.alpha}"
              + (f", conv_dim {plan.network.conv_dim}, conv_alpha {plan.network.conv_alpha})" if plan.network.conv_dim
                 else ")"))
-        self.captions = CaptionEncoder(self.pipe.tokenizer, self.pipe.text_encoder, self.config["clip_skip"],
-                                       self.config["max_token_length"], self.device)
+        if self.sdxl:
+            self.captions = SdxlCaptionEncoder(self.pipe, self.config["max_token_length"], self.device)
+        else:
+            self.captions = CaptionEncoder(self.pipe.tokenizer, self.pipe.text_encoder, self.config["clip_skip"],
+                                           self.config["max_token_length"], self.device)
         self._prepare_latents()
         self._prepare_optimizer()
         from diffusers import DDPMScheduler
@@ -105,7 +120,37 @@ class LoraTrainer:
         self.train_text = bool(self.network.text_loras) and any(
             p.requires_grad for m in self.network.text_loras for p in m.parameters())
         self.pipe.unet.train()
-        self.pipe.text_encoder.train(self.train_text)
+        for encoder in self.text_encoders:
+            encoder.train(self.train_text)
+        self.text_cache = self._cache_text() if self.config.get("cache_text_encoder_outputs") else None
+
+    @property
+    def sdxl(self) -> bool:
+        """Whether the base model is SDXL (two text encoders)."""
+        return getattr(self.pipe, "text_encoder_2", None) is not None
+
+    @torch.no_grad()
+    def _cache_text(self) -> dict[str, Any]:
+        """Every caption's encoding, computed once (``cache_text_encoder_outputs``; validation made sure captions
+        do not change between epochs and the text encoders do not train)."""
+        self.reporter.status("preparing", "caching text encoder outputs")
+        cache: dict[str, Any] = {}
+        for entry in self.plan.entries:
+            caption = process_caption(entry.item.caption, self.plan.captions, self.rng, 1)
+            if caption not in cache:
+                with self._autocast():
+                    cache[caption] = self.captions.encode([caption])
+        self.reporter.log(f"cache_text_encoder_outputs: {len(cache)} captions encoded once")
+        return cache
+
+    def _encode(self, captions: list[str]):
+        """The batch's text conditioning: encoded now, or gathered from the cache."""
+        if self.text_cache is None:
+            return self.captions.encode(captions)
+        parts = [self.text_cache[caption] for caption in captions]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(column) for column in zip(*parts))
+        return torch.cat(parts)
 
     def _prepare_latents(self) -> None:
         c = self.config
@@ -120,9 +165,11 @@ class LoraTrainer:
         from diffusers.optimization import get_scheduler
 
         plan, c = self.plan, self.config
-        groups = self.network.param_groups(plan.unet_lr, plan.text_encoder_lr)
+        groups = self.network.param_groups(plan.unet_lr, plan.text_encoder_lr, plan.text_encoder_2_lr)
         if not groups:
             raise ValueError("nothing to train: both learning rates are 0 or no module was targeted")
+        # The UNet's group comes first when it trains: the text encoders' rates start after it.
+        self.first_text_group = 1 if self.network.unet_loras and plan.unet_lr else 0
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer, self.optimizer_text = build_optimizer(plan.optimizer, groups, c["learning_rate"],
                                                               plan.optimizer_args, self.device, self.reporter.log)
@@ -132,7 +179,8 @@ class LoraTrainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.autocast == torch.float16 else None
         self.facts = RunFacts(session_id=self.rng.randrange(2 ** 32), started_at=time.time(),
                               optimizer=self.optimizer_text, mixed_precision=self.precision.mixed,
-                              model_type=plan.model_type, model_hash=self.env.model_hash,
+                              model_type=plan.model_type or ("sdxl" if self.sdxl else None),
+                              model_hash=self.env.model_hash,
                               legacy_model_hash=self.env.legacy_model_hash)
 
     # -- one step -------------------------------------------------------------------------------------------
@@ -142,24 +190,20 @@ class LoraTrainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.precision.autocast)
 
-    def _batch_latents(self, batch: list[Entry]) -> torch.Tensor:
-        flips = [self.config["flip_aug"] and self.rng.random() < 0.5 for _ in batch]
-        return torch.stack([self.latents.get(e, f) for e, f in zip(batch, flips)]).to(self.device)
-
     def batch_loss(self, batch: list[Entry], epoch: int) -> torch.Tensor:
         """The weighted loss of one batch (before accumulation scaling)."""
         c = self.config
-        latents = self._batch_latents(batch)
+        flips = [c["flip_aug"] and self.rng.random() < 0.5 for _ in batch]
+        latents = torch.stack([self.latents.get(e, f) for e, f in zip(batch, flips)]).to(self.device)
         captions = [process_caption(e.item.caption, self.plan.captions, self.rng, epoch) for e in batch]
         with self._autocast():
             with torch.set_grad_enabled(self.train_text):
-                conditioning = self.captions.encode(captions)
+                conditioning = self._encode(captions)
             noise = make_noise(latents, self.generator, c["noise_offset"], c["multires_noise_iterations"],
                                c["multires_noise_discount"])
             timesteps = sample_timesteps(len(batch), self.generator, c["min_timestep"], c["max_timestep"], self.device)
             noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-            prediction = self.pipe.unet(noisy.to(self.precision.weight_dtype), timesteps,
-                                        conditioning.to(self.precision.weight_dtype)).sample
+            prediction = self._predict(noisy, timesteps, conditioning, batch, flips)
         target = self.noise_scheduler.get_velocity(latents, noise, timesteps) if self.v_prediction else noise
         loss = torch.nn.functional.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         weights = torch.tensor([c["prior_loss_weight"] if e.is_reg else 1.0 for e in batch], device=loss.device)
@@ -168,6 +212,18 @@ class LoraTrainer:
             loss = loss * min_snr_weights(self.noise_scheduler.alphas_cumprod, timesteps, c["min_snr_gamma"],
                                           self.v_prediction)
         return loss.mean()
+
+    def _predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning, batch: list[Entry],
+                 flips: list[bool]) -> torch.Tensor:
+        """The UNet's prediction; SDXL's also takes the pooled text and each image's size numbers."""
+        dtype = self.precision.weight_dtype
+        if not self.sdxl:
+            return self.pipe.unet(noisy.to(dtype), timesteps, conditioning.to(dtype)).sample
+        context, pooled = conditioning
+        sizes = torch.tensor([time_ids(e.bucket, (e.item.width, e.item.height), f) for e, f in zip(batch, flips)],
+                             device=self.device, dtype=dtype)
+        return self.pipe.unet(noisy.to(dtype), timesteps, context.to(dtype),
+                              added_cond_kwargs={"text_embeds": pooled.to(dtype), "time_ids": sizes}).sample
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -189,7 +245,7 @@ class LoraTrainer:
         """(UNet lr, text encoder lr) now; ``None`` for a part that does not train."""
         lrs = self.lr_scheduler.get_last_lr()
         unet = lrs[0] if self.network.unet_loras and self.plan.unet_lr else None
-        text = lrs[-1] if self.train_text else None
+        text = lrs[self.first_text_group] if self.train_text else None
         return unet, text
 
     # -- the loop ------------------------------------------------------------------------------------------
