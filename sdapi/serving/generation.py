@@ -16,6 +16,7 @@ from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.engine.sampling.schedulers import resolve_sampler, schedule_label
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
+from sdapi.infotext_request import apply_infotext
 from sdapi.prompts.extra_networks import EXTRA_NETWORK_TAG
 from sdapi.options import OptionsView
 from sdapi.settings import Limits
@@ -62,6 +63,7 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
         UnknownSampler, Unprocessable, InvalidRequest, KeyError: A1111's answers, or sdapi's 422s.
     """
     state.refuse_while_training()
+    apply_infotext(req, mode, state.options)
     choice = resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler)
     sampler = choice.sampler
     # As A1111 v1.10's API does ("populate"): the schedule type travels on the request, by its label.

@@ -23,6 +23,13 @@ def txt2img(client, **payload) -> dict:
     return generate(client, **{"override_settings": MAIN, **payload})
 
 
+def post(client, **body) -> dict:
+    """A txt2img with exactly these fields (no defaults added: an infotext fills only unset fields)."""
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def same_pixels(a: dict, b: dict) -> bool:
     return all(np.array_equal(np.asarray(decode_png(x)), np.asarray(decode_png(y)))
                for x, y in zip(a["images"], b["images"], strict=True))
@@ -158,3 +165,43 @@ def test_disable_extra_networks_leaves_the_tags_out_unapplied(client):
 def test_later_fields_are_not_echoed_and_comments_are_accepted(client):
     body = txt2img(client, seed=7, comments={"note": "x"}, hr_prompt="dog", refiner_switch_at=0.3)
     assert not {"comments", "hr_prompt", "refiner_switch_at"} & set(body["parameters"])
+
+
+def test_infotext_fills_what_the_request_leaves_unset(client):
+    made = txt2img(client, prompt="a red circle", negative_prompt="blue", steps=3, seed=21, cfg_scale=5,
+                   sampler_name="DPM++ 2M Karras", width=64, height=48)
+    text = infotext(made)
+    again = post(client, prompt="", infotext=text, override_settings=MAIN)
+    # ``prompt`` was sent (empty), so the infotext's does not replace it; everything else comes from the text.
+    assert json.loads(again["info"])["prompt"] == ""
+    params = again["parameters"]
+    assert (params["steps"], params["seed"], params["cfg_scale"], params["width"], params["height"]) == \
+        (3, 21, 5.0, 64, 48)
+    assert params["sampler_name"] == "DPM++ 2M Karras" and params["negative_prompt"] == "blue"
+    same = post(client, infotext=text, override_settings=MAIN)
+    # The pasted ``Denoising strength`` was sent, so it echoes as a float (as in A1111).
+    assert same_pixels(same, made) and infotext(same) == text.replace("strength: 0,", "strength: 0.0,")
+
+
+def test_infotext_turns_on_the_hires_fix_and_sets_options(client):
+    hires = txt2img(client, **HIRES, hr_sampler_name="DPM++ 2M")
+    text = infotext(hires)
+    again = post(client, infotext=text, override_settings=MAIN)
+    assert again["parameters"]["enable_hr"] is True and same_pixels(again, hires)
+    skipped = post(client, infotext=text.replace("Seed: 11,", "Seed: 11, Clip skip: 2,"), override_settings=MAIN)
+    assert "Clip skip: 2" in infotext(skipped) and not same_pixels(skipped, hires)
+    # An option the request overrides itself stays the request's.
+    kept = post(client, infotext=text.replace("Seed: 11,", "Seed: 11, Clip skip: 2,"),
+                override_settings={**MAIN, "CLIP_stop_at_last_layers": 1})
+    assert same_pixels(kept, hires)
+
+
+def test_infotext_on_img2img_fills_only_the_script_fields(client):
+    init = txt2img(client, seed=3)["images"][0]
+    text = "a dog\nSteps: 3, Sampler: Euler, CFG scale: 9, Seed: 77, Size: 64x64"
+    body = {"init_images": [init], "prompt": "a cat", "denoising_strength": 0.5, "infotext": text,
+            "override_settings": MAIN}
+    r = client.post("/sdapi/v1/img2img", json=body).json()
+    params = r["parameters"]
+    assert (params["steps"], params["seed"], params["sampler_name"]) == (3, 77, "Euler")
+    assert params["cfg_scale"] == 7.0 and params["prompt"] == "a cat" and params["width"] == 512
