@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,18 @@ class CheckpointCatalog:
         for info in self.items():
             if name in info.aliases():
                 return info
+        return None
+
+    def closest(self, name: str | None) -> CheckpointInfo | None:
+        """A1111's ``get_closet_checkpoint_match``: an exact alias, else the shortest title containing ``name``,
+        else the shortest containing it without its ``[hash]``; ``None`` when nothing matches."""
+        exact = self.find(name)
+        if exact is not None or not name:
+            return exact
+        for wanted in (name, re.sub(r"\s*\[[^]]*]\s*$", "", name)):
+            found = sorted((info for info in self.items() if wanted in info.title), key=lambda i: len(i.title))
+            if found:
+                return found[0]
         return None
 
     def ensure_hashed(self, info: CheckpointInfo) -> str:

@@ -26,6 +26,15 @@ from sdapi.options import Options
 from sdapi.prompts.extra_networks import parse_prompts
 from sdapi.lora_tags import select_loras
 from sdapi.engine.upscalers import UPSCALERS
+from sdapi.hires_plan import img2img_sampler
+from sdapi.translate_later import (
+    FindCheckpoint,
+    apply_hires_fields,
+    firstpass_image,
+    hires_checkpoint,
+    hires_prompt_texts,
+    refiner_params,
+)
 
 
 @dataclass
@@ -54,23 +63,28 @@ def styled_prompts(req, styles) -> tuple[str, str]:
 
 
 def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
-                    loras: LoraCatalog | None = None, upscalers=UPSCALERS) -> ResolvedRequest:
+                    loras: LoraCatalog | None = None, upscalers=UPSCALERS,
+                    find_checkpoint: FindCheckpoint | None = None) -> ResolvedRequest:
     """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does.
 
     Args:
         styles: a ``StyleDatabase`` for the request's ``styles`` (``None``: styles are not applied).
         loras: the LoRA catalog for ``<lora:…>`` tags (``None``: tags are only removed from the conditioning).
         upscalers: the upscalers a hires fix may name (``hr_upscaler``).
+        find_checkpoint: finds the checkpoints ``hr_checkpoint_name`` and ``refiner_checkpoint`` name (``None``:
+            those fields are ignored).
 
     Raises:
-        AssertionError: an unknown ``hr_upscaler`` (A1111's 500).
+        AssertionError: an unknown ``hr_upscaler`` or ``hr_sampler_name`` (A1111's 500).
+        Exception: an unknown hires or refiner checkpoint (A1111's 500).
     """
     plan = plan_hires(req, bool(options.get("use_old_hires_fix_width_height")))
     count = req.batch_size * req.n_iter
     prompt, negative_prompt = styled_prompts(req, styles)
     # v1.2.1 scans only the positive prompts; the tags leave the conditioning but stay in the infotext.
     prompts, networks = parse_prompts([prompt] * count)
-    selection = select_loras(networks, loras, options)
+    # Later A1111's disable_extra_networks: the tags still leave the prompts, nothing is activated.
+    selection = select_loras({} if getattr(req, "disable_extra_networks", False) else networks, loras, options)
     seed = resolve_seed(req.seed)
     subseed = resolve_seed(req.subseed)
     strength = req.subseed_strength or 0
@@ -103,13 +117,23 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         fast=bool(options.get("sdapi_fast_mode")),
         **noise_settings(options),
     )
+    all_prompts = [prompt + selection.appended_tag] * count
+    if params.hires is not None:
+        hr_prompt, hr_negative = hires_prompt_texts(req, styles)
+        params.extra.update(apply_hires_fields(
+            params.hires, req, sampler, params.sampler_settings,
+            lambda spec: sampler_settings(req, spec, options), img2img_sampler,
+            (all_prompts, params.negative_prompts), ([hr_prompt] * count, [hr_negative] * count),
+            hires_checkpoint(req, find_checkpoint)))
+        params.firstpass_image = firstpass_image(req)
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs
     params.extra.update(eta_infotext(sampler, params.sampler_settings))
     if selection.hashes_text():
         params.extra["Lora hashes"] = LaterQuoted(selection.hashes_text())
+    params.refiner, refiner_extra = refiner_params(req, options, find_checkpoint, params.hires is not None)
+    params.extra.update(refiner_extra)
     return ResolvedRequest(params=params, seed=seed, subseed=subseed, warnings=selection.warnings,
-                           all_prompts=[prompt + selection.appended_tag] * count,
-                           denoising_strength=plan.denoising_strength)
+                           all_prompts=all_prompts, denoising_strength=plan.denoising_strength)
 
 
 def _int_or(value, default):
@@ -127,7 +151,7 @@ def sampler_settings(req, sampler: SamplerSpec, options: Options) -> SamplerSett
         s_tmax=float(req.s_tmax or float("inf")),
         s_noise=float(req.s_noise or options.get("s_noise")),
         s_min_uncond=float(req.s_min_uncond or options.get("s_min_uncond")),
-        schedule_type=resolve_sampler(sampler.name, req.scheduler).schedule_type,
+        schedule_type=resolve_sampler(sampler.name, getattr(req, "scheduler", None)).schedule_type,
     )
 
 

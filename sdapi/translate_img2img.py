@@ -28,7 +28,7 @@ def noise_multiplier(req, options: Options) -> float:
 
 
 def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: PreparedInputs, styles=None,
-                    loras=None) -> ResolvedRequest:
+                    loras=None, find_checkpoint=None) -> ResolvedRequest:
     """Turn a ``StableDiffusionProcessingImg2Img`` (with its prepared images) into engine parameters.
 
     Args:
@@ -36,9 +36,10 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
         sampler: the requested sampler (PLMS and UniPC run as DDIM: A1111 has no img2img for them).
         options: the option values.
         prepared: the prepared images and mask.
-        styles, loras: as :func:`sdapi.translate.resolve_txt2img`.
+        styles, loras, find_checkpoint: as :func:`sdapi.translate.resolve_txt2img`.
     """
-    resolved = resolve_txt2img(req, img2img_sampler(sampler), options, styles, loras=loras)
+    resolved = resolve_txt2img(req, img2img_sampler(sampler), options, styles, loras=loras,
+                               find_checkpoint=find_checkpoint)
     base = {f.name: getattr(resolved.params, f.name) for f in dataclasses.fields(Txt2ImgParams)}
     multiplier = noise_multiplier(req, options)
     params = Img2ImgParams(

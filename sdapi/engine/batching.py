@@ -33,10 +33,10 @@ def batch_key(job: GenerationJob) -> Hashable | None:
         return None
     if not samplers[0].kdiffusion and any(len(split_subprompts(prompt)) > 1 for prompt in p.prompts):
         return None
-    if single_row_calls(p):
+    if single_row_calls(p) or p.firstpass_image is not None:
         return None
     shared = (job.checkpoint, job.tiling, type(p).__name__, p.sampler, p.steps, p.width, p.height,
-              tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast)
+              tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast, p.refiner)
     if isinstance(p, Img2ImgParams):
         shared += (p.mask is not None, p.denoising_strength, p.fix_steps)
     # Some parts are mutable dataclasses (not hashable); their reprs list every field, so equal reprs are equal

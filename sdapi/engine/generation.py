@@ -13,8 +13,9 @@ given crop the latent centre; then fresh noise from the same seeds and an image 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from sdapi.engine.model import LoadedModel
 from sdapi.engine.params import HiresParams, Img2ImgParams, Txt2ImgParams
 from sdapi.engine.sampling.conds import BatchConds, ScheduleEncoder, schedule_length
 from sdapi.engine.sampling.core import SamplingStart, sample
+from sdapi.engine.sampling.refiner import RefinerSwitch
 from sdapi.engine.sampling.noise import (
     SamplerNoise,
     StackedNoise,
@@ -55,6 +57,11 @@ class NotMergeable(Exception):
     def __init__(self, lengths: list[frozenset[int]]):
         super().__init__("the jobs' prompts have different token lengths")
         self.lengths = lengths
+
+
+# Another checkpoint for part of a job (hires checkpoint, refiner): entered for the rest of the job, with the job's
+# LoRAs and tiling applied to it as to the job's own model.
+OtherModels = Callable[[str], AbstractContextManager[LoadedModel]]
 
 
 class BatchEvents(Protocol):
@@ -133,19 +140,37 @@ class _Group:
     schedules (each distinct prompt encoded once), seeds, noise streams and guidance scale, so its images are the
     ones it gets alone."""
 
-    def __init__(self, model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None):
+    def __init__(self, model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None,
+                 other_models: OtherModels | None = None, stack: ExitStack | None = None):
         self.model = model
         self.params = params
         self.events = events
+        self.other_models = other_models
+        self.stack = stack if stack is not None else ExitStack()
         self.encoders = [self._encoder(p, p.width, p.height) for p in params]
         self._hires_encoders: list[ScheduleEncoder] | None = None
+        self._entered: dict[str, LoadedModel] = {}
+        self._switch: RefinerSwitch | None = None  # the refiner of the pass sampled last
 
-    def _encoder(self, p: Txt2ImgParams, width: int, height: int) -> ScheduleEncoder:
-        """A job's prompt encoder; SDXL's size numbers say ``width`` x ``height``."""
+    def _encoder(self, p: Txt2ImgParams, width: int, height: int, model: LoadedModel | None = None,
+                 steps: int | None = None) -> ScheduleEncoder:
+        """A job's prompt encoder (on ``model``, default the job's); SDXL's size numbers say ``width`` x
+        ``height``."""
+        model = model or self.model
         stop = (lambda: self.events.interrupted) if self.events is not None else None
-        return ScheduleEncoder(self.model.encoder, schedule_length(p.sampler, p.steps, p.fix_second_order_schedule),
-                               p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop,
-                               size=size_conditioning(self.model, p, width, height))
+        length = schedule_length(p.sampler, p.steps if steps is None else steps, p.fix_second_order_schedule)
+        return ScheduleEncoder(model.encoder, length, p.clip_skip, p.comma_backtrack, p.emphasis, stop=stop,
+                               size=size_conditioning(model, p, width, height))
+
+    def other_model(self, checkpoint: str | None) -> LoadedModel:
+        """The model a checkpoint names for the rest of the job (the job's own for ``None``)."""
+        if checkpoint is None:
+            return self.model
+        if checkpoint not in self._entered:
+            if self.other_models is None:
+                raise ValueError("this engine cannot switch checkpoints within a job")
+            self._entered[checkpoint] = self.stack.enter_context(self.other_models(checkpoint))
+        return self._entered[checkpoint]
 
     @property
     def lead(self) -> Txt2ImgParams:
@@ -186,33 +211,65 @@ class _Group:
         if any(len(found) != 1 for found in lengths) or len(set(lengths)) != 1:
             raise NotMergeable(lengths)
 
-    def conds(self, pieces: list[_Piece], encoders: list[ScheduleEncoder] | None = None) -> BatchConds | None:
+    def conds(self, pieces: list[_Piece], encoders: list[ScheduleEncoder] | None = None,
+              hires: bool = False) -> BatchConds | None:
         """The batch's conditioning, or ``None`` when the job stopped while its prompts were encoded.
 
         Args:
             encoders: each job's encoder (default: the pieces' own, at the first pass's size).
+            hires: the hires pass's prompts (later A1111's ``hr_prompt``/``hr_negative_prompt``).
         """
         try:
             return BatchConds.joined([(piece.schedules if encoders is None else encoders[piece.job]).batch(
-                piece.p.prompts[piece.rows], piece.p.negative_prompts[piece.rows]) for piece in pieces])
+                *_prompts(piece, hires)) for piece in pieces])
         except SamplingInterrupted:
             return None
 
-    def hires_conds(self, pieces: list[_Piece], first_pass: BatchConds) -> BatchConds | None:
-        """The hires pass's conditioning: the first pass's, except that SDXL's size numbers say the hires size
-        (A1111's ``calculate_hr_conds``)."""
-        if not self.model.sdxl:
+    def hires_conds(self, pieces: list[_Piece], first_pass: BatchConds, model: LoadedModel) -> BatchConds | None:
+        """The hires pass's conditioning (A1111's ``calculate_hr_conds``): the first pass's, unless SDXL's size
+        numbers say the hires size, the hires prompts differ, or another checkpoint runs the pass."""
+        own_prompts = all(piece.p.hires.prompts is None for piece in pieces)
+        if not model.sdxl and own_prompts and model is self.model:
             return first_pass
         if self._hires_encoders is None:
-            self._hires_encoders = [self._encoder(p, p.hires.width, p.hires.height) for p in self.params]
-        return self.conds(pieces, self._hires_encoders)
+            self._hires_encoders = [self._encoder(p, p.hires.width, p.hires.height, model) for p in self.params]
+        return self.conds(pieces, self._hires_encoders, hires=True)
+
+    def refiner_switch(self, pieces: list[_Piece], start: SamplingStart, hires: bool) -> RefinerSwitch | None:
+        """Later A1111's refiner for this pass, or ``None`` (none asked, or not for this pass)."""
+        refiner = self.lead.refiner
+        self._switch = None
+        if refiner is None or not (refiner.second_pass if hires else refiner.first_pass):
+            return None
+        p = self.lead
+        width, height = (p.hires.width, p.hires.height) if hires else (p.width, p.height)
+
+        def take() -> tuple[LoadedModel, BatchConds]:
+            model = self.other_model(refiner.checkpoint)
+            steps = p.hires.steps if hires else p.steps
+            encoders = [self._encoder(job, width, height, model, steps) for job in self.params]
+            conds = self.conds(pieces, encoders, hires=hires)
+            if conds is None:
+                raise SamplingInterrupted()
+            return model, conds
+
+        calls = start.t_enc + 1 if start.from_image else start.steps
+        self._switch = RefinerSwitch(refiner.switch_at, take, refiner.by_steps, calls)
+        return self._switch
+
+    @property
+    def refiner_used(self) -> bool:
+        """Whether the refiner took over in the pass sampled last."""
+        return self._switch is not None and self._switch.switched
 
     def sample(self, pieces: list[_Piece], start: SamplingStart, conds: BatchConds,
-               hires: bool = False) -> torch.Tensor:
+               hires: bool = False, model: LoadedModel | None = None) -> torch.Tensor:
         """One sampling pass of the batch from ``start``, each piece with fresh noise from its own seeds.
 
         Args:
-            hires: the hires fix's second pass (its sampler; seeds without the seed resize, as A1111 draws them).
+            hires: the hires fix's second pass (its sampler and settings; seeds without the seed resize, as A1111
+                draws them).
+            model: the model of this pass (default: the job's).
         """
         p = self.lead
         shape = tuple(start.latent.shape[1:]) if start.latent is not None else (4, p.height // 8, p.width // 8)
@@ -222,9 +279,10 @@ class _Group:
         scales = [piece.p.cfg_scale for piece in pieces for _ in piece.seeds]
         cfg_scale = scales[0] if len(set(scales)) == 1 else scales
         sampler = p.hires.sampler if hires else p.sampler
+        settings = (p.hires.settings or p.sampler_settings) if hires else p.sampler_settings
         image_jobs = [piece.job for piece in pieces for _ in piece.seeds] if len(pieces) > 1 else None
-        latents = sample(self.model, sampler, start, torch.cat(noises), conds, cfg_scale, step_noise, seeds,
-                         p.sampler_settings, self.events, image_jobs)
+        latents = sample(model or self.model, sampler, start, torch.cat(noises), conds, cfg_scale, step_noise, seeds,
+                         settings, self.events, image_jobs, self.refiner_switch(pieces, start, hires))
         return check_nans(latents)
 
     def _piece_noise(self, piece: _Piece, shape: tuple[int, ...], hires: bool) -> tuple[torch.Tensor, SamplerNoise]:
@@ -241,6 +299,14 @@ class _Group:
         return noise, step_noise
 
 
+def _prompts(piece: _Piece, hires: bool) -> tuple[list[str], list[str]]:
+    """A piece's prompts and negative prompts for a pass."""
+    p, rows = piece.p, piece.rows
+    if hires and p.hires.prompts is not None:
+        return p.hires.prompts[rows], p.hires.negative_prompts[rows]
+    return p.prompts[rows], p.negative_prompts[rows]
+
+
 def split_rows(latents: torch.Tensor, pieces: list[_Piece]) -> list[torch.Tensor]:
     """The batch's latents cut back into its pieces."""
     return list(torch.split(latents, [len(piece.seeds) for piece in pieces]))
@@ -252,40 +318,60 @@ def joined(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
 
 
 def run_txt2img(model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None = None,
-                tiling: Tiling = Tiling()) -> list[Image.Image]:
+                tiling: Tiling = Tiling(), other_models: OtherModels | None = None) -> list[Image.Image]:
     """Generate every image of a txt2img job (and its hires fix).
 
     Args:
         tiling: model upscalers' tile options (a hires fix with an ESRGAN-type upscaler).
+        other_models: the checkpoints a hires checkpoint or a refiner names.
 
     Returns:
         ``batch_size * n_iter`` images, fewer if interrupted (later batches are not started).
     """
-    return run_txt2img_group(model, [p], events, tiling)[0]
+    return run_txt2img_group(model, [p], events, tiling, other_models)[0]
 
 
 def run_txt2img_group(model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None = None,
-                      tiling: Tiling = Tiling()) -> list[list[Image.Image]]:
+                      tiling: Tiling = Tiling(), other_models: OtherModels | None = None) -> list[list[Image.Image]]:
     """Generate the images of one txt2img job, or of several compatible one-batch jobs sampled together.
 
     Returns:
         Each job's images.
     """
-    group = _Group(model, params, events)
-    group.check_mergeable()
-    images: list[list[Image.Image]] = [[] for _ in params]
-    for pieces in group:
-        conds = group.conds(pieces)
-        if conds is None:
-            break
-        image_cond = joined([txt2img_image_cond(model, len(piece.seeds), piece.p.width, piece.p.height)
-                             for piece in pieces])
-        latents = group.sample(pieces, SamplingStart(group.lead.steps, image_cond=image_cond), conds)
-        if group.lead.hires is not None:
-            latents = hires_pass(group, pieces, latents, conds, tiling)
-        for piece, part in zip(pieces, split_rows(latents, pieces)):
-            images[piece.job].extend(decode_latents(model, part))
-    return images
+    with ExitStack() as stack:
+        group = _Group(model, params, events, other_models, stack)
+        group.check_mergeable()
+        images: list[list[Image.Image]] = [[] for _ in params]
+        for pieces in group:
+            conds = group.conds(pieces)
+            if conds is None:
+                break
+            first = first_pass(group, pieces, conds)
+            last_model = model
+            if group.lead.hires is not None:
+                last_model = group.other_model(group.lead.hires.checkpoint)
+                latents = hires_pass(group, pieces, first, conds, tiling, last_model)
+            else:
+                latents = first
+            if group.lead.refiner is not None and group.refiner_used:
+                last_model = group.other_model(group.lead.refiner.checkpoint)
+            for piece, part in zip(pieces, split_rows(latents, pieces)):
+                images[piece.job].extend(decode_latents(last_model, part))
+        return images
+
+
+def first_pass(group: _Group, pieces: list[_Piece], conds: BatchConds) -> torch.Tensor | list[Image.Image]:
+    """A batch's first pass: its latents, or later A1111's ``firstpass_image`` in its place (encoded for a latent
+    hires upscale, as pixels for the others)."""
+    p, model = group.lead, group.model
+    if p.firstpass_image is not None and p.hires is not None:
+        count = sum(len(piece.seeds) for piece in pieces)
+        if p.hires.latent_mode is None:
+            return [p.firstpass_image] * count
+        return encode_pixels(model, images_to_pixels([p.firstpass_image] * count))
+    image_cond = joined([txt2img_image_cond(model, len(piece.seeds), piece.p.width, piece.p.height)
+                         for piece in pieces])
+    return group.sample(pieces, SamplingStart(p.steps, image_cond=image_cond), conds)
 
 
 def truncate(latents: torch.Tensor | None, truncate_x: int, truncate_y: int) -> torch.Tensor | None:
@@ -296,29 +382,37 @@ def truncate(latents: torch.Tensor | None, truncate_x: int, truncate_y: int) -> 
     return latents[:, :, truncate_y // 2:h - (truncate_y + 1) // 2, truncate_x // 2:w - (truncate_x + 1) // 2]
 
 
-def upscale_latents(model: LoadedModel, latents: torch.Tensor, hires: HiresParams, mask_weight: float,
-                    tiling: Tiling) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The first pass upscaled to the hires target, and an inpainting model's image conditioning for it."""
+def upscale_latents(model: LoadedModel, latents: torch.Tensor | list[Image.Image], hires: HiresParams,
+                    mask_weight: float, tiling: Tiling, first_model: LoadedModel | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first pass upscaled to the hires target, and an inpainting model's image conditioning for it.
+
+    Args:
+        model: the model of the hires pass (it encodes the upscaled pixels).
+        latents: the first pass's latents, or its images (``firstpass_image``).
+        first_model: the model that made the first pass (it decodes them; default ``model``).
+    """
     if hires.latent_mode is not None:
         mode = hires.latent_mode
         upscaled = torch.nn.functional.interpolate(latents, size=(hires.height // 8, hires.width // 8),
                                                    mode=mode.mode, antialias=mode.antialias)
         return upscaled, txt2img_image_cond(model, latents.shape[0], hires.width, hires.height)
     enlarge = enlarger(hires.upscaler, model_runner(model.device, tiling))
-    images = [resize_image(JUST_RESIZE, image, hires.width, hires.height, enlarge)
-              for image in decode_latents(model, latents)]
+    decoded = latents if isinstance(latents, list) else decode_latents(first_model or model, latents)
+    images = [resize_image(JUST_RESIZE, image, hires.width, hires.height, enlarge) for image in decoded]
     pixels = images_to_pixels(images)
     upscaled = encode_pixels(model, pixels)
     return upscaled, img2img_image_cond(model, pixels, upscaled, None, mask_weight)
 
 
-def hires_pass(group: _Group, pieces: list[_Piece], latents: torch.Tensor, conds: BatchConds,
-               tiling: Tiling) -> torch.Tensor:
-    """Upscale one batch's first-pass latents (each piece as its job alone would) and refine them (a job of its
-    own, as A1111 counts it)."""
+def hires_pass(group: _Group, pieces: list[_Piece], latents: torch.Tensor | list[Image.Image], conds: BatchConds,
+               tiling: Tiling, model: LoadedModel) -> torch.Tensor:
+    """Upscale one batch's first-pass latents (each piece as its job alone would) and refine them on ``model`` (a
+    job of its own, as A1111 counts it)."""
     hires = group.lead.hires
-    upscaled, image_cond = zip(*(upscale_latents(group.model, part, piece.p.hires, piece.p.mask_weight, tiling)
-                                 for piece, part in zip(pieces, split_rows(latents, pieces))))
+    first_model = group.other_model(group.lead.refiner.checkpoint) if group.refiner_used else group.model
+    upscaled, image_cond = zip(*(upscale_latents(model, part, piece.p.hires, piece.p.mask_weight, tiling, first_model)
+                                 for piece, part in zip(pieces, _split_first_pass(latents, pieces))))
     upscaled = truncate(torch.cat(upscaled), hires.truncate_x, hires.truncate_y)
     image_cond = truncate(joined(list(image_cond)), hires.truncate_x, hires.truncate_y)
     if group.events is not None:
@@ -326,7 +420,17 @@ def hires_pass(group: _Group, pieces: list[_Piece], latents: torch.Tensor, conds
     steps, t_enc = fixed_steps(hires.steps, hires.denoising_strength)
     start = SamplingStart(steps, t_enc, upscaled, image_cond=image_cond)
     # Stopped while encoding: the first pass's conditioning serves, the sampler stops at its first check.
-    return group.sample(pieces, start, group.hires_conds(pieces, conds) or conds, hires=True)
+    return group.sample(pieces, start, group.hires_conds(pieces, conds, model) or conds, hires=True, model=model)
+
+
+def _split_first_pass(first: torch.Tensor | list[Image.Image], pieces: list[_Piece]) -> list:
+    """A first pass (latents or images) cut into its pieces."""
+    if isinstance(first, list):
+        bounds = [0]
+        for piece in pieces:
+            bounds.append(bounds[-1] + len(piece.seeds))
+        return [first[a:b] for a, b in zip(bounds, bounds[1:])]
+    return split_rows(first, pieces)
 
 
 def latent_keep_mask(mask: Image.Image | None, latent: torch.Tensor) -> torch.Tensor | None:
@@ -401,23 +505,28 @@ def run_img2img(model: LoadedModel, p: Img2ImgParams, events: BatchEvents | None
     return run_img2img_group(model, [p], events)[0]
 
 
-def run_img2img_group(model: LoadedModel, params: list[Img2ImgParams],
-                      events: BatchEvents | None = None) -> list[list[Image.Image]]:
+def run_img2img_group(model: LoadedModel, params: list[Img2ImgParams], events: BatchEvents | None = None,
+                      other_models: OtherModels | None = None) -> list[list[Image.Image]]:
     """Generate the images of one img2img job, or of several compatible one-batch jobs sampled together.
+
+    Args:
+        other_models: the checkpoint a refiner names.
 
     Returns:
         Each job's images.
     """
-    group = _Group(model, params, events)
-    group.check_mergeable()
-    starts = [img2img_start(model, p) for p in params]
-    images: list[list[Image.Image]] = [[] for _ in params]
-    for pieces in group:
-        conds = group.conds(pieces)
-        if conds is None:
-            break
-        start = joined_start([starts[piece.job] for piece in pieces], pieces)
-        latents = check_nans(start.keep_original(group.sample(pieces, start, conds)))
-        for piece, part in zip(pieces, split_rows(latents, pieces)):
-            images[piece.job].extend(decode_latents(model, part))
-    return images
+    with ExitStack() as stack:
+        group = _Group(model, params, events, other_models, stack)
+        group.check_mergeable()
+        starts = [img2img_start(model, p) for p in params]
+        images: list[list[Image.Image]] = [[] for _ in params]
+        for pieces in group:
+            conds = group.conds(pieces)
+            if conds is None:
+                break
+            start = joined_start([starts[piece.job] for piece in pieces], pieces)
+            latents = check_nans(start.keep_original(group.sample(pieces, start, conds)))
+            last_model = group.other_model(group.lead.refiner.checkpoint) if group.refiner_used else model
+            for piece, part in zip(pieces, split_rows(latents, pieces)):
+                images[piece.job].extend(decode_latents(last_model, part))
+        return images

@@ -5,12 +5,14 @@ It implements :class:`sdapi.engine.api.Engine`; the serving layer calls it from 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
 import os
 import threading
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -169,19 +171,31 @@ class LocalEngine:
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
         try:
-            # Every job of a batch shares the LoRA set and the per-image work: one merge serves them all. A fast
-            # job merges every layer: its compiled UNet would not see hooks added after it was traced.
-            with self.loras.applied(model.pipe, p.loras, warn, sampling_work(p), MERGE if p.fast else None), \
-                    circular_padding([model.unet, model.vae], p.circular):
-                runs_on = self.fast_version(model) if p.fast else model
+            with self._prepared(model, p, warn) as runs_on:
+                others = functools.partial(self._other_model, p=p, warn=warn)
                 if isinstance(p, Img2ImgParams):
-                    return run_img2img_group(runs_on, params, latent_events)
-                return run_txt2img_group(runs_on, params, latent_events, job.tiling)
+                    return run_img2img_group(runs_on, params, latent_events, others)
+                return run_txt2img_group(runs_on, params, latent_events, job.tiling, others)
         except Exception as exc:
             if _out_of_memory(exc):
                 raise DeviceOutOfMemory(f"the {self.runtime.device.type} device ran out of memory: lower the size, "
                                         "batch_size or the number of LoRAs") from exc
             raise
+
+    @contextlib.contextmanager
+    def _prepared(self, model: LoadedModel, p, warn) -> Iterator[LoadedModel]:
+        """``model`` with a job's LoRAs and tiling applied, as the job runs it (its fast version in fast mode)."""
+        # Every job of a batch shares the LoRA set and the per-image work: one merge serves them all. A fast job
+        # merges every layer: its compiled UNet would not see hooks added after it was traced.
+        with self.loras.applied(model.pipe, p.loras, warn, sampling_work(p), MERGE if p.fast else None), \
+                circular_padding([model.unet, model.vae], p.circular):
+            yield self.fast_version(model) if p.fast else model
+
+    @contextlib.contextmanager
+    def _other_model(self, checkpoint: str, p, warn) -> Iterator[LoadedModel]:
+        """Another checkpoint for part of a job (hires checkpoint, refiner), prepared as the job's own."""
+        with self._prepared(self.model(Path(checkpoint)), p, warn) as model:
+            yield model
 
     def batch_capacity(self, pixels: int) -> int:
         return images_that_fit(pixels, self.runtime.device)

@@ -80,6 +80,9 @@ class Txt2ImgParams:
         sdxl_clip_l_skip: A1111's ``sdxl_clip_l_skip``: SDXL's CLIP-L follows ``clip_skip`` (else penultimate).
         fast: sdapi's fast mode (the ``sdapi_fast_mode`` option): compiled UNet and VAE decoder, channels_last,
             reduced-precision autocast; pixels differ slightly from the default mode's.
+        refiner: later A1111's refiner: another checkpoint takes over sampling part way, or ``None``.
+        firstpass_image: later A1111's ``firstpass_image``: the hires fix refines this image instead of a first
+            pass (RGB, at the first pass's size), or ``None``.
     """
 
     prompts: list[str]
@@ -111,6 +114,8 @@ class Txt2ImgParams:
     sdxl_crop: tuple[int, int] = (0, 0)
     sdxl_clip_l_skip: bool = False
     fast: bool = False
+    refiner: "RefinerParams | None" = None
+    firstpass_image: Image.Image | None = None
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""
@@ -129,6 +134,11 @@ class HiresParams:
         steps: second-pass steps (``hr_second_pass_steps`` or the first pass's).
         denoising_strength: the second pass's strength.
         sampler: the second pass's sampler (A1111 switches PLMS and UniPC to DDIM).
+        settings: the second pass's sampler settings (later A1111's ``hr_sampler_name``/``hr_scheduler``).
+        checkpoint: later A1111's ``hr_checkpoint_name``: the checkpoint the second pass runs on (``None``: the
+            job's).
+        prompts, negative_prompts: later A1111's ``hr_prompt``/``hr_negative_prompt``, one per image, extra
+            network tags removed (``None``: the first pass's).
     """
 
     width: int
@@ -140,6 +150,30 @@ class HiresParams:
     steps: int
     denoising_strength: float
     sampler: SamplerSpec
+    settings: SamplerSettings | None = None
+    checkpoint: str | None = None
+    prompts: list[str] | None = None
+    negative_prompts: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class RefinerParams:
+    """Later A1111's refiner (v1.6): sampling continues on another checkpoint from a fraction of the schedule.
+
+    Args:
+        checkpoint: the refiner's checkpoint file.
+        switch_at: the fraction of the schedule after which the refiner denoises (A1111 v1.10's default measure:
+            ``(999 - timestep) / 1000`` of the step being denoised).
+        first_pass, second_pass: with a hires fix, which passes the refiner takes part in (A1111's
+            ``hires_fix_refiner_pass``).
+        by_steps: A1111's ``refiner_switch_by_sample_steps``: measure by the pass's sampler steps instead.
+    """
+
+    checkpoint: str
+    switch_at: float
+    first_pass: bool = True
+    second_pass: bool = True
+    by_steps: bool = False
 
 
 @dataclass

@@ -14,8 +14,13 @@ __all__ = ["A1111Request", "LATER_FIELDS"]
 # Fields later A1111 versions added to a v1.2.1 request model, read by sdapi (schema name -> field names). They
 # follow v1.2.1's fields in the schema and are never echoed in ``parameters``.
 LATER_FIELDS: dict[str, tuple[str, ...]] = {
-    "StableDiffusionProcessingTxt2Img": ("scheduler", "hr_scheduler"),
-    "StableDiffusionProcessingImg2Img": ("scheduler",),
+    "StableDiffusionProcessingTxt2Img": (
+        "scheduler", "hr_scheduler", "refiner_checkpoint", "refiner_switch_at", "disable_extra_networks",
+        "firstpass_image", "comments", "hr_checkpoint_name", "hr_sampler_name", "hr_prompt", "hr_negative_prompt",
+        "force_task_id", "infotext"),
+    "StableDiffusionProcessingImg2Img": (
+        "scheduler", "refiner_checkpoint", "refiner_switch_at", "disable_extra_networks", "firstpass_image",
+        "comments", "mask_round", "latent_mask", "force_task_id", "infotext"),
 }
 
 

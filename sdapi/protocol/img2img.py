@@ -72,6 +72,15 @@ class StableDiffusionProcessingImg2Img(A1111Request):
     alwayson_scripts: Optional[LaxDict] = {}
     # Later A1111 (v1.9+) fields: read, never echoed in ``parameters`` (v1.2.1 clients compare that dict).
     scheduler: Optional[LaxStr] = Field(default=None, exclude=True)
+    refiner_checkpoint: Optional[LaxStr] = Field(default=None, exclude=True)
+    refiner_switch_at: Optional[LaxFloat] = Field(default=None, exclude=True)
+    disable_extra_networks: Optional[LaxBool] = Field(default=False, exclude=True)
+    firstpass_image: Optional[LaxStr] = Field(default=None, exclude=True)
+    comments: Optional[LaxDict] = Field(default=None, exclude=True)
+    mask_round: Optional[LaxBool] = Field(default=True, exclude=True)
+    latent_mask: Optional[LaxStr] = Field(default=None, exclude=True)
+    force_task_id: Optional[LaxStr] = Field(default=None, exclude=True)
+    infotext: Optional[LaxStr] = Field(default=None, exclude=True)
 
 
 class ImageToImageResponse(BaseModel):

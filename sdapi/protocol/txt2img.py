@@ -70,6 +70,17 @@ class StableDiffusionProcessingTxt2Img(A1111Request):
     # Later A1111 (v1.9+) fields: read, never echoed in ``parameters`` (v1.2.1 clients compare that dict).
     scheduler: Optional[LaxStr] = Field(default=None, exclude=True)
     hr_scheduler: Optional[LaxStr] = Field(default=None, exclude=True)
+    refiner_checkpoint: Optional[LaxStr] = Field(default=None, exclude=True)
+    refiner_switch_at: Optional[LaxFloat] = Field(default=None, exclude=True)
+    disable_extra_networks: Optional[LaxBool] = Field(default=False, exclude=True)
+    firstpass_image: Optional[LaxStr] = Field(default=None, exclude=True)
+    comments: Optional[LaxDict] = Field(default=None, exclude=True)
+    hr_checkpoint_name: Optional[LaxStr] = Field(default=None, exclude=True)
+    hr_sampler_name: Optional[LaxStr] = Field(default=None, exclude=True)
+    hr_prompt: Optional[LaxStr] = Field(default="", exclude=True)
+    hr_negative_prompt: Optional[LaxStr] = Field(default="", exclude=True)
+    force_task_id: Optional[LaxStr] = Field(default=None, exclude=True)
+    infotext: Optional[LaxStr] = Field(default=None, exclude=True)
 
 
 class TextToImageResponse(BaseModel):

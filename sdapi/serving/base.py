@@ -94,6 +94,14 @@ class ServerState:
                 log.warning("Checkpoint %s not found; loading fallback %s", wanted, info.title)
         return info
 
+    def find_checkpoint(self, name: str) -> CheckpointInfo | None:
+        """The checkpoint a later request field names (``hr_checkpoint_name``, ``refiner_checkpoint``), hashed, as
+        A1111's closest-title match finds it; ``None`` when none matches."""
+        info = self.catalog.closest(name)
+        if info is not None:
+            self.catalog.ensure_hashed(info)
+        return info
+
     def activate(self, info: CheckpointInfo) -> CheckpointInfo:
         """Load ``info`` (hashing it once, as A1111 does on load) and make it the shared current checkpoint."""
         with self._model_lock:

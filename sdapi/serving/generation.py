@@ -16,10 +16,13 @@ from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.engine.sampling.schedulers import resolve_sampler, schedule_label
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.hires_plan import plan_hires
+from sdapi.infotext_request import apply_infotext
 from sdapi.prompts.extra_networks import EXTRA_NETWORK_TAG
 from sdapi.options import OptionsView
 from sdapi.settings import Limits
+from sdapi.protocol.base import LATER_FIELDS
 from sdapi.scripts.registry import find_script
+from sdapi.translate_later import firstpass_image, hires_checkpoint, hires_sampler_choice, refiner_params
 from sdapi.serving.base import ServerState
 from sdapi.serving.options import checked_overrides, job_options, keep_overrides, unknown_checkpoint_warning
 
@@ -60,6 +63,7 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
         UnknownSampler, Unprocessable, InvalidRequest, KeyError: A1111's answers, or sdapi's 422s.
     """
     state.refuse_while_training()
+    apply_infotext(req, mode, state.options)
     choice = resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler)
     sampler = choice.sampler
     # As A1111 v1.10's API does ("populate"): the schedule type travels on the request, by its label.
@@ -69,8 +73,8 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
     check_generation(req, state.settings.limits)
     check_lora_weights(req.prompt)
     overrides = checked_overrides(state, req.override_settings)
-    warnings = [w for w in [choice.warning, hires_scheduler_warning(req), unknown_checkpoint_warning(state, overrides)]
-                if w]
+    check_later_fields(state, req)
+    warnings = [w for w in [choice.warning, unknown_checkpoint_warning(state, overrides)] if w]
     for warning in warnings:
         log.warning("%s", warning)
     if mode == "txt2img":
@@ -188,16 +192,36 @@ def request_merge_key(state: ServerState, checked: CheckedRequest, mode: str) ->
     fields = req.model_dump(mode="json", exclude=PER_IMAGE_FIELDS)
     checkpoint = checked.overrides.get("sd_model_checkpoint") or state.options.get("sd_model_checkpoint")
     networks = sorted(EXTRA_NETWORK_TAG.findall(f"{req.prompt or ''} {req.negative_prompt or ''}"))
-    return json.dumps([mode, fields, req.scheduler, checkpoint, networks, checked.overrides], sort_keys=True,
+    return json.dumps([mode, fields, later_fields(req), checkpoint, networks, checked.overrides], sort_keys=True,
                       default=str)
 
 
-def hires_scheduler_warning(req) -> str | None:
-    """Later A1111's ``hr_scheduler``: sdapi's hires pass always uses the first pass's schedule type."""
-    wanted = getattr(req, "hr_scheduler", None)
-    if wanted in (None, "", "Use same scheduler") or wanted == (req.scheduler or "Automatic"):
-        return None
-    return f"hr_scheduler {wanted!r} is not applied: the hires pass uses the first pass's schedule type"
+def check_later_fields(state: ServerState, req) -> None:
+    """Later A1111's fields that name something, checked before queueing with the errors A1111 gives when its
+    job starts: the hires sampler, the hires and refiner checkpoints, ``firstpass_image``.
+
+    Raises:
+        AssertionError, Exception, ApiError: A1111's 500s (``bad sampler name``, ``Could not find checkpoint``,
+            ``Invalid encoded image``).
+    """
+    if getattr(req, "enable_hr", False):
+        hires_sampler_choice(req, find_sampler_or_default(req))
+        hires_checkpoint(req, state.find_checkpoint)
+        image = firstpass_image(req)
+        if image is not None:
+            check_pixels("firstpass_image", image.width * image.height, state.settings.limits, "send a smaller image")
+    refiner_params(req, state.options, state.find_checkpoint, False)
+
+
+def find_sampler_or_default(req) -> SamplerSpec:
+    """The request's first-pass sampler row (resolved again: ``check_request`` found it already)."""
+    return resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler).sampler
+
+
+def later_fields(req) -> dict[str, Any]:
+    """The later A1111 fields a request carries (kept out of ``parameters``, so out of ``model_dump``)."""
+    return {name: getattr(req, name) for name in LATER_FIELDS.get(type(req).model_config.get("title"), ())
+            if hasattr(req, name)}
 
 
 def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,

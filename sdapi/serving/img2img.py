@@ -95,7 +95,8 @@ def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, 
     enlarge = engine_enlarger(state.engine, img2img_upscaler, Tiling.from_options(options))
     prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
-    resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras,
+                               find_checkpoint=state.find_checkpoint)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting

@@ -39,7 +39,8 @@ def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: O
                        ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo]:
     """Load the checkpoint ``options`` select and resolve ``req`` into the engine's job."""
     checkpoint = state.load_for_job(options)
-    resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers())
+    resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers(),
+                               find_checkpoint=state.find_checkpoint)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting

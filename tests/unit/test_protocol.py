@@ -238,12 +238,14 @@ def test_unknown_keys_ignored():
 
 
 def test_later_fields_are_a1111_v1_10_fields_with_its_types():
-    # From A1111 v1.10.x's OpenAPI document (../shared/fixtures/a1111/openapi): both are plain strings there.
-    v1_10_types = {"scheduler": "string", "hr_scheduler": "string"}
+    # A copy of A1111 v1.10.x's OpenAPI document (../shared/fixtures/a1111/openapi).
+    v1_10 = json.loads((ROOT / "tests/fixtures/a1111/openapi/a1111-v1.10.x.openapi.json").read_text())
     ours = _tiny_app().openapi()["components"]["schemas"]
     for component, fields in LATER_FIELDS.items():
+        theirs = v1_10["components"]["schemas"][component]["properties"]
         for name in fields:
-            assert _non_null(ours[component]["properties"][name]).get("type") == v1_10_types[name], name
+            assert _non_null(ours[component]["properties"][name]).get("type") == theirs[name]["type"], name
+            assert ours[component]["properties"][name].get("default") == theirs[name].get("default"), name
 
 
 def test_non_dict_body_like_v1():

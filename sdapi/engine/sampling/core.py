@@ -28,6 +28,7 @@ from sdapi.engine.sampling.conds import BatchConds
 from sdapi.engine.sampling.denoiser import CfgDenoiser, CfgScale, CompVisGuidance
 from sdapi.engine.sampling.kdiffusion import KDIFFUSION_FUNCTIONS
 from sdapi.engine.sampling.noise import BrownianNoise, StepNoise
+from sdapi.engine.sampling.refiner import RefinerSwitch
 from sdapi.engine.sampling.registry import SamplerSpec, effective_steps, find_sampler
 from sdapi.engine.sampling.schedules import (
     DiscreteSchedule,
@@ -108,7 +109,8 @@ def image_pass_sampler(spec: SamplerSpec) -> SamplerSpec:
 @torch.no_grad()
 def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, conds: BatchConds,
            cfg_scale: CfgScale, step_noise: StepNoise, seeds: list[int], settings: SamplerSettings = SamplerSettings(),
-           events: SamplingEvents | None = None, image_jobs: list[int] | None = None) -> torch.Tensor:
+           events: SamplingEvents | None = None, image_jobs: list[int] | None = None,
+           refiner: RefinerSwitch | None = None) -> torch.Tensor:
     """Sample one batch; returns its latents (float32), or on interrupt what A1111 returns.
 
     Args:
@@ -123,6 +125,7 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
         settings: eta, churn and ``s_min_uncond``.
         events: progress, interrupt and skip.
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
+        refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
 
     Raises:
         AndWithCompVis: ``AND`` with DDIM, PLMS or UniPC.
@@ -136,9 +139,9 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
             return start.latent  # a zero-strength hires pass: only the upscale remains
     if spec.kdiffusion:
         return _sample_kdiffusion(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, seeds, settings,
-                                  events, image_jobs)
+                                  events, image_jobs, refiner)
     return _sample_compvis(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, settings, events,
-                           image_jobs)
+                           image_jobs, refiner)
 
 
 class _Reporter:
@@ -160,7 +163,7 @@ class _Reporter:
 def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart,
                        noise: torch.Tensor, conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise,
                        seeds: list[int], settings: SamplerSettings, events: SamplingEvents | None,
-                       image_jobs: list[int] | None) -> torch.Tensor:
+                       image_jobs: list[int] | None, refiner: RefinerSwitch | None = None) -> torch.Tensor:
     """A1111's ``KDiffusionSampler.sample`` / ``sample_img2img``."""
     sigmas = a1111_sigmas(schedule, start.steps, spec.karras, spec.discard_penultimate_sigma, settings.schedule_type,
                           model.sdxl).to(model.device)
@@ -173,7 +176,7 @@ def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, sta
         x = noise * sigmas[0]
         reporter = _Reporter(events, start.steps, x)
     denoiser = CfgDenoiser(model, schedule, conds, cfg_scale, events, start.image_cond, start.mask, start.latent,
-                           start.keep, settings.s_min_uncond, image_jobs)
+                           start.keep, settings.s_min_uncond, image_jobs, refiner)
     kwargs = _kdiffusion_arguments(spec, schedule, tail, start, settings)
     sampler_noise = (BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)
                      if spec.function == "dpmpp_sde" else step_noise)
@@ -206,10 +209,11 @@ def _kdiffusion_arguments(spec: SamplerSpec, schedule: DiscreteSchedule, tail: t
 
 def _sample_compvis(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor,
                     conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise, settings: SamplerSettings,
-                    events: SamplingEvents | None, image_jobs: list[int] | None) -> torch.Tensor:
+                    events: SamplingEvents | None, image_jobs: list[int] | None,
+                    refiner: RefinerSwitch | None = None) -> torch.Tensor:
     """A1111's ``VanillaStableDiffusionSampler.sample`` / ``sample_img2img`` (DDIM, PLMS, UniPC)."""
     steps = effective_steps(spec, start.steps)
-    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond, image_jobs)
+    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond, image_jobs, refiner)
     first = start.latent if start.from_image else noise
     reporter = _Reporter(events, start.t_enc + 1 if start.from_image else steps, first)
     run = CompVisRun(guidance, schedule, step_noise.global_stream(), model.v_prediction, reporter, start.mask, start.keep,

@@ -34,6 +34,7 @@ from sdapi.engine.batch_invariance import RowGroups, row_groups
 from sdapi.engine.conditioning_sdxl import TIME_IDS
 from sdapi.engine.errors import AndWithCompVis, SamplingInterrupted
 from sdapi.engine.sampling.conds import BatchConds
+from sdapi.engine.sampling.refiner import RefinerSwitch
 from sdapi.engine.sampling.schedules import DiscreteSchedule
 
 AND_WITH_COMPVIS_MESSAGE = "composition via AND is not supported for DDIM/PLMS samplers"
@@ -186,13 +187,14 @@ class CfgDenoiser:
             which can differ in the last bit); default ``1 - mask``.
         s_min_uncond: A1111's ``s_min_uncond`` (0: never skip the uncond rows).
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
+        refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
     """
 
     def __init__(self, model: UnetModel, schedule: DiscreteSchedule, conds: BatchConds, cfg_scale: CfgScale,
                  stop: StopSignal | None = None, image_cond: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, init_latent: torch.Tensor | None = None,
                  nmask: torch.Tensor | None = None, s_min_uncond: float = 0.0,
-                 image_jobs: list[int] | None = None):
+                 image_jobs: list[int] | None = None, refiner: RefinerSwitch | None = None):
         self.model = model
         self.schedule = schedule
         self.conds = conds
@@ -204,6 +206,7 @@ class CfgDenoiser:
         self.nmask = nmask if nmask is not None or mask is None else 1.0 - mask
         self.s_min_uncond = s_min_uncond
         self.image_jobs = image_jobs
+        self.refiner = refiner
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -213,6 +216,8 @@ class CfgDenoiser:
             SamplingInterrupted: the job asked to stop.
         """
         check_stop(self.stop)
+        if self.refiner is not None and self.refiner.due(self.schedule, sigma, self.step, sigma=True):
+            self.model, self.conds = self.refiner.switch()
         cond, conds_list = self.conds.cond_at(self.step)
         uncond = self.conds.uncond_at(self.step)
         images = x.shape[0]
@@ -272,13 +277,15 @@ class CompVisGuidance:
         stop: checked for interrupt/skip before each sampler update.
         image_cond: an inpainting UNet's extra input channels per image, or ``None``.
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
+        refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
 
     Raises:
         AndWithCompVis: a prompt with ``AND`` (A1111's assertion).
     """
 
     def __init__(self, model: UnetModel, conds: BatchConds, cfg_scale: CfgScale, stop: StopSignal | None = None,
-                 image_cond: torch.Tensor | None = None, image_jobs: list[int] | None = None):
+                 image_cond: torch.Tensor | None = None, image_jobs: list[int] | None = None,
+                 refiner: RefinerSwitch | None = None):
         if conds.composable:
             raise AndWithCompVis(AND_WITH_COMPVIS_MESSAGE)
         self.model = model
@@ -287,10 +294,13 @@ class CompVisGuidance:
         self.stop = stop
         self.image_cond = image_cond
         self.image_jobs = image_jobs
+        self.refiner = refiner
         self.step = 0  # sampler updates so far: A1111's hook counter picks the prompt schedule entry
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The guided output at model timesteps ``t`` (one per image, integer or fractional)."""
+        if self.refiner is not None and self.refiner.due(None, t, self.step, sigma=False):
+            self.model, self.conds = self.refiner.switch()
         cond, _ = self.conds.cond_at(self.step, weighted=False)
         cond = cond.to(x.device)
         model_in = x if self.image_cond is None else torch.cat([x, self.image_cond.to(x)], dim=1)
