@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from sdapi.color_correction import apply_color_correction, correction_target
 from sdapi.masking import PreparedMask, apply_overlay, fill, overlay_image, prepare_mask
 from sdapi.resize import LATENT_RESIZE, RESIZE_AND_FILL, Enlarge, flatten, resize_image
 
@@ -86,3 +87,13 @@ def composite(images: list[Image.Image], prepared: PreparedInputs, batch_size: i
     overlays = prepared.overlays * batch_size if len(prepared.overlays) == 1 else prepared.overlays
     return [apply_overlay(image, overlays[i % batch_size], prepared.mask.paste_to) if i % batch_size < len(overlays)
             else image for i, image in enumerate(images)]
+
+
+def color_correct(images: list[Image.Image], prepared: PreparedInputs, batch_size: int) -> list[Image.Image]:
+    """A1111's ``img2img_color_correction``: each result towards its init image's colours (by position in the
+    batch; one init image serves the whole batch)."""
+    targets = [correction_target(image) for image in prepared.images]
+    if len(targets) == 1:
+        targets *= batch_size
+    return [apply_color_correction(targets[i % batch_size], image) if i % batch_size < len(targets) else image
+            for i, image in enumerate(images)]

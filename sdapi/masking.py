@@ -138,3 +138,17 @@ def apply_overlay(image: Image.Image, overlay: Image.Image, paste_to: tuple[int,
     image = image.convert("RGBA")
     image.alpha_composite(overlay)
     return image.convert("RGB")
+
+
+def mask_outputs(image: Image.Image, overlay_mask: Image.Image, with_mask: bool, with_composite: bool
+                 ) -> list[Image.Image]:
+    """The images A1111's ``return_mask`` and ``return_mask_composite`` options add after an inpainted result:
+    the overlay mask in RGB, and the result shown only where the mask repaints (transparent elsewhere)."""
+    extra = []
+    if with_mask:
+        extra.append(overlay_mask.convert("RGB"))
+    if with_composite:
+        visible = resize_image(RESIZE_AND_FILL, overlay_mask, image.width, image.height).convert("L")
+        extra.append(Image.composite(image.convert("RGBA").convert("RGBa"), Image.new("RGBa", image.size),
+                                     visible).convert("RGBA"))
+    return extra

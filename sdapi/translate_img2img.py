@@ -7,6 +7,7 @@ Everything txt2img resolves (prompts, seeds, styles, LoRAs, clip skip) is resolv
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from PIL import Image
@@ -15,7 +16,9 @@ from sdapi.checkpoints import CheckpointInfo
 from sdapi.engine.params import Img2ImgParams, Txt2ImgParams
 from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.hires_plan import img2img_sampler
+from sdapi.images import encode_image
 from sdapi.img2img_images import PreparedInputs
+from sdapi.masking import mask_outputs
 from sdapi.options import Options
 from sdapi.resize import LATENT_RESIZE
 from sdapi.translate import ResolvedRequest, resolve_txt2img, txt2img_response
@@ -51,6 +54,7 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
         inpainting_fill=int(req.inpainting_fill or 0),
         noise_multiplier=multiplier,
         fix_steps=bool(options.get("img2img_fix_steps")),
+        mask_round=getattr(req, "mask_round", True) is not False,
     )
     if multiplier != 1.0:
         params.extra["Noise multiplier"] = multiplier
@@ -60,11 +64,32 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
 
 
 def img2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
-                     options: Options, job_timestamp: str, warnings: list[str] | None = None) -> dict[str, Any]:
+                     options: Options, job_timestamp: str, warnings: list[str] | None = None,
+                     overlay_mask: Image.Image | None = None) -> dict[str, Any]:
     """``ImageToImageResponse``: as txt2img's, with ``init_images``/``mask`` echoed only if
-    ``include_init_images``."""
+    ``include_init_images``, and after each inpainted image the mask images A1111's ``return_mask`` and
+    ``return_mask_composite`` options ask for (``overlay_mask``: the inpainting's overlay mask)."""
     body = txt2img_response(req, resolved, images, checkpoint, options, job_timestamp, warnings)
+    if overlay_mask is not None and req.send_images:
+        add_mask_outputs(body, images, overlay_mask, options)
     if not req.include_init_images:
         body["parameters"]["init_images"] = None
         body["parameters"]["mask"] = None
     return body
+
+
+def add_mask_outputs(body: dict[str, Any], images: list[Image.Image], overlay_mask: Image.Image,
+                     options: Options) -> None:
+    """Insert the ``return_mask`` / ``return_mask_composite`` images after each result in ``body["images"]``
+    (they have no infotext, as in A1111)."""
+    with_mask, with_composite = bool(options.get("return_mask")), bool(options.get("return_mask_composite"))
+    if not (with_mask or with_composite):
+        return
+    first = json.loads(body["info"])["index_of_first_image"]
+    fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
+    encoded = body["images"][:first]
+    for image, data in zip(images, body["images"][first:]):
+        encoded.append(data)
+        encoded += [encode_image(extra, fmt, quality, False)
+                    for extra in mask_outputs(image, overlay_mask, with_mask, with_composite)]
+    body["images"] = encoded

@@ -38,7 +38,7 @@ def batch_key(job: GenerationJob) -> Hashable | None:
     shared = (job.checkpoint, job.tiling, type(p).__name__, p.sampler, p.steps, p.width, p.height,
               tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast, p.refiner)
     if isinstance(p, Img2ImgParams):
-        shared += (p.mask is not None, p.denoising_strength, p.fix_steps)
+        shared += (p.mask is not None, p.denoising_strength, p.fix_steps, p.mask_round)
     # Some parts are mutable dataclasses (not hashable); their reprs list every field, so equal reprs are equal
     # values.
     return repr(shared)

@@ -433,12 +433,15 @@ def _split_first_pass(first: torch.Tensor | list[Image.Image], pieces: list[_Pie
     return split_rows(first, pieces)
 
 
-def latent_keep_mask(mask: Image.Image | None, latent: torch.Tensor) -> torch.Tensor | None:
-    """A1111's ``p.mask``: the mask shrunk to latent size (PIL's default filter), rounded, inverted (1 = keep)."""
+def latent_keep_mask(mask: Image.Image | None, latent: torch.Tensor, rounded: bool = True) -> torch.Tensor | None:
+    """A1111's ``p.mask``: the mask shrunk to latent size (PIL's default filter), rounded unless later A1111's
+    ``mask_round`` is off, inverted (1 = keep)."""
     if mask is None:
         return None
     small = mask.convert("RGB").resize((latent.shape[3], latent.shape[2]))
-    repaint = np.around(np.array(small, dtype=np.float32)[:, :, 0] / 255)
+    repaint = np.array(small, dtype=np.float32)[:, :, 0] / 255
+    if rounded:
+        repaint = np.around(repaint)
     keep = 1.0 - torch.from_numpy(np.tile(repaint[None, None], (1, latent.shape[1], 1, 1)))
     return keep.to(latent)
 
@@ -471,7 +474,7 @@ def img2img_start(model: LoadedModel, p: Img2ImgParams) -> SamplingStart:
     """Where every batch of an img2img job starts: its encoded images, mask and the step range its strength
     leaves."""
     pixels, latent = encode_init_images(model, p)
-    keep = latent_keep_mask(p.mask, latent)
+    keep = latent_keep_mask(p.mask, latent, p.mask_round)
     latent = fill_masked_latent(latent, keep, p)
     image_cond = img2img_image_cond(model, pixels, latent, p.mask, p.mask_weight)
     steps, t_enc = (fixed_steps if p.fix_steps else img2img_steps)(p.steps, p.denoising_strength)

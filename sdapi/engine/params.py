@@ -189,6 +189,7 @@ class Img2ImgParams(Txt2ImgParams):
         inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing (the masked area's start).
         noise_multiplier: A1111's ``initial_noise_multiplier``.
         fix_steps: A1111's ``img2img_fix_steps`` option (run exactly ``steps`` steps).
+        mask_round: later A1111's ``mask_round``: the latent-size mask is rounded to 0/1 (else kept soft).
     """
 
     init_images: list[Image.Image] = field(default_factory=list)
@@ -198,3 +199,4 @@ class Img2ImgParams(Txt2ImgParams):
     inpainting_fill: int = 0
     noise_multiplier: float = 1.0
     fix_steps: bool = False
+    mask_round: bool = True

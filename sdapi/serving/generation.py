@@ -36,6 +36,9 @@ PER_IMAGE_FIELDS = {"prompt", "negative_prompt", "styles", "seed", "subseed", "s
 # Accepted for compatibility but not applied yet; each is logged so a user sees why an image differs.
 NOT_YET_APPLIED = {
     "restore_faces": "face restoration is not available; images are not restored",
+    # A1111 v1.10's API passes the string on undecoded, so a job that uses it fails there.
+    "latent_mask": "a separate latent mask is not applied; the mask serves for both",
+    "comments": "comments are shown in A1111's web UI only",
 }
 
 
@@ -273,7 +276,7 @@ def log_ignored_fields(req) -> None:
     """Log once per request each field that sdapi accepts but does not apply yet, when it asks for something."""
     for name, why in NOT_YET_APPLIED.items():
         if getattr(req, name, None):
-            log.warning("%s=true ignored: %s", name, why)
+            log.warning("%s ignored: %s", name, why)
 
 
 def check_scripts(req, mode: str) -> None:

@@ -17,7 +17,7 @@ from sdapi.engine.api import Engine, GenerationJob, UpscaleJob
 from sdapi.engine.upscalers import Tiling, UpscalerSpec, find_upscaler
 from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
-from sdapi.img2img_images import PreparedInputs, composite, prepare_inputs
+from sdapi.img2img_images import PreparedInputs, color_correct, composite, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
@@ -80,9 +80,12 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
     resolved, job, checkpoint, prepared = img2img_engine_job(state, checked.req, checked.sampler, inputs, options)
 
     def respond(outputs: list, warnings: list[str]) -> dict[str, Any]:
+        if options.get("img2img_color_correction"):
+            outputs = color_correct(outputs, prepared, resolved.params.batch_size)
         images = composite(outputs, prepared, resolved.params.batch_size)
+        overlay = prepared.mask.overlay if prepared.mask is not None else None
         return img2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
-                                warnings)
+                                warnings, overlay)
 
     return PreparedGeneration(job, resolved.warnings, respond)
 

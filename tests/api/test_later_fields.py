@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import decode_png, txt2img as generate
 
@@ -205,3 +206,48 @@ def test_infotext_on_img2img_fills_only_the_script_fields(client):
     params = r["parameters"]
     assert (params["steps"], params["seed"], params["sampler_name"]) == (3, 77, "Euler")
     assert params["cfg_scale"] == 7.0 and params["prompt"] == "a cat" and params["width"] == 512
+
+
+def img2img(client, **body) -> dict:
+    r = client.post("/sdapi/v1/img2img", json={"prompt": "a cat", "width": 64, "height": 64, "steps": 3, "seed": 8,
+                                               "denoising_strength": 0.6, "override_settings": MAIN, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_img2img_color_correction_pulls_the_result_towards_the_init_colours(client):
+    init = Image.new("RGB", (64, 64), (200, 40, 40))
+    plain = img2img(client, init_images=[png_b64(init)])
+    corrected = img2img(client, init_images=[png_b64(init)],
+                        override_settings={**MAIN, "img2img_color_correction": True})
+    red = lambda body: np.asarray(decode_png(body["images"][0]), dtype=float)  # noqa: E731
+    target = np.array([200, 40, 40])
+    assert np.abs(red(corrected).mean((0, 1)) - target).sum() < np.abs(red(plain).mean((0, 1)) - target).sum()
+
+
+def test_return_mask_and_composite_follow_each_inpainted_image(client):
+    init = png_b64(Image.new("RGB", (64, 64), (90, 90, 200)))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    body = {"init_images": [init], "mask": png_b64(mask), "batch_size": 2, "mask_blur": 0}
+    plain = img2img(client, **body)
+    both = img2img(client, **body, override_settings={**MAIN, "return_mask": True, "return_mask_composite": True})
+    assert len(plain["images"]) == 2 and len(both["images"]) == 6
+    assert both["images"][0] == plain["images"][0] and both["images"][3] == plain["images"][1]
+    returned_mask = np.asarray(decode_png(both["images"][1]))
+    assert returned_mask.shape == (64, 64, 3) and returned_mask[32, 32].tolist() == [255, 255, 255]
+    composite = decode_png(both["images"][2])
+    assert composite.mode == "RGBA" and composite.getpixel((0, 0))[3] == 0 and composite.getpixel((32, 32))[3] == 255
+    assert len(json.loads(both["info"])["infotexts"]) == 2
+    # Without a mask there is nothing to return.
+    assert len(img2img(client, init_images=[init], override_settings={**MAIN, "return_mask": True})["images"]) == 1
+
+
+def test_mask_round_off_keeps_a_soft_latent_mask(client):
+    init = png_b64(Image.new("RGB", (64, 64), (90, 90, 200)))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (20, 20, 44, 44))
+    body = {"init_images": [init], "mask": png_b64(mask), "mask_blur": 8}
+    rounded = img2img(client, **body)
+    assert same_pixels(img2img(client, **body, mask_round=True), rounded)
+    assert not same_pixels(img2img(client, **body, mask_round=False), rounded)
