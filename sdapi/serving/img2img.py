@@ -21,16 +21,17 @@ from sdapi.img2img_images import PreparedInputs, composite, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
-from sdapi.translate import ResolvedRequest, mark_fast_mode
+from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
 
 @dataclass
 class Img2ImgInputs:
-    """An img2img request's decoded images and mask."""
+    """An img2img request's decoded images and mask (and, set by an outpainting script, its latent mask)."""
 
     images: list[Image.Image]
     mask: Image.Image | None
+    latent_mask: Image.Image | None = None
 
 
 def check_init_images(req) -> None:
@@ -87,15 +88,18 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
     return PreparedGeneration(job, resolved.warnings, respond)
 
 
-def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
+def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView,
+                       script_overrides: ScriptOverrides | None = None
                        ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo, PreparedInputs]:
-    """Load the checkpoint ``options`` select, bring the images to the processing size and resolve ``req``."""
+    """Load the checkpoint ``options`` select, bring the images to the processing size and resolve ``req``
+    (with a script's ``script_overrides``)."""
     checkpoint = state.load_for_job(options)
     img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), state.upscalers())
     enlarge = engine_enlarger(state.engine, img2img_upscaler, Tiling.from_options(options))
-    prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
+    prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge,
+                              inputs.latent_mask)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
-    resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras)
+    resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras, script_overrides)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
