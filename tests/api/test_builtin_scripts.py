@@ -318,3 +318,16 @@ def test_script_info_describes_each_control(client):
     assert [a["label"] for a in infos[("outpainting mk2", True)]][1:] == [
         "Pixels to expand", "Mask blur", "Outpainting direction", "Fall-off exponent (lower=higher detail)",
         "Color variation"]
+
+
+def test_docs_name_every_argument_of_each_script(client):
+    from sdapi.protocol.scripts import BUILTIN_ARG_NAMES
+    from sdapi.scripts.registry import SELECTABLE_SCRIPTS
+    documented = dict(BUILTIN_ARG_NAMES)
+    for script in SELECTABLE_SCRIPTS:
+        if script.specs:
+            assert documented.pop(script.title.lower()) == tuple(spec.name for spec in script.specs)
+    assert documented == {}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["StableDiffusionProcessingImg2Img"]
+    (array,) = [s for s in schema["properties"]["script_args"]["anyOf"] if s.get("type") == "array"]
+    assert "`info, overlap, upscaler_index, scale_factor`" in array["description"]
