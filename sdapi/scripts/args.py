@@ -77,7 +77,9 @@ def read_args(title: str, specs: tuple[ArgSpec, ...], script_args: Any) -> dict[
             raise InvalidRequest(f"script_args for {title.lower()} hold at most {len(specs)} values "
                                  f"[{', '.join(names)}] (A1111 v1.2.1), got {len(values)}")
         given = dict(zip(names, values))
-    return {spec.name: convert(spec, given[spec.name]) if spec.name in given else spec.value for spec in specs}
+    # Defaults go through the same reading (a radio's default is its choice's name, run() wants its index).
+    values = {spec.name: given.get(spec.name, spec.value) for spec in specs}
+    return {spec.name: None if values[spec.name] is None else convert(spec, values[spec.name]) for spec in specs}
 
 
 def convert(spec: ArgSpec, value: Any) -> Any:

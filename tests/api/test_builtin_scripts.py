@@ -250,6 +250,13 @@ def test_poor_mans_outpainting_grows_left_and_right(client):
     assert "Seed: 11," in info["infotexts"][0] and "Denoising strength: 0.6" in info["infotexts"][0]
 
 
+def test_poor_mans_outpainting_defaults_by_name(client):
+    """Named arguments; the rest take the UI defaults (masked content "fill", blur 4, every direction)."""
+    body, info = run(client, "poor man's outpainting", {"pixels": 32}, width=128, height=128)
+    assert [size(image) for image in body["images"]] == [(128, 128)]
+    assert info["width"] == 128 and "Denoising strength: 0.6" in info["infotexts"][0]
+
+
 @pytest.mark.parametrize("args, fragment", [
     ([64, 4, 0, ["left"]], "tile size"),
     ([8, 4, 7, ["left"]], "inpainting_fill"),

@@ -463,7 +463,7 @@ def test_image_cfg_scale_is_refused_on_img2img(client):
     assert r.status_code == 422 and "'Image CFG Scale' cannot be plotted" in r.json()["errors"]
 
 
-@pytest.mark.parametrize("name", ["x/y plot", "X/Y/Z", "prompt matrix"])
+@pytest.mark.parametrize("name", ["x/y plot", "X/Y/Z", "img2img alternative test"])
 def test_other_script_names_are_not_found(client, name):
     r = post(client, named("Steps", "2"), script_name=name)
     assert (r.status_code, r.json()["detail"]) == (422, f"Script '{name}' not found")
