@@ -30,11 +30,14 @@ class PreparedInputs:
         images: RGB images at the processing size (their own size for ``resize_mode`` 3 without a mask).
         mask: the prepared mask, or ``None`` for plain img2img.
         overlays: per image, the original's unmasked pixels (empty without a mask).
+        latent_mask: A1111's ``p.latent_mask`` (outpainting scripts): what the masked area's fill and the latent
+            mask follow instead of the prepared mask, or ``None``.
     """
 
     images: list[Image.Image]
     mask: PreparedMask | None = None
     overlays: list[Image.Image] = field(default_factory=list)
+    latent_mask: Image.Image | None = None
 
     def batch_size(self, requested: int) -> int:
         """A1111's rule: one image serves the whole batch; 2..``requested`` images make the batch that size.
@@ -50,7 +53,7 @@ class PreparedInputs:
 
 
 def prepare_inputs(init_images: list[Image.Image], mask: Image.Image | None, req, background: str = "#ffffff",
-                   enlarge: Enlarge | None = None) -> PreparedInputs:
+                   enlarge: Enlarge | None = None, latent_mask: Image.Image | None = None) -> PreparedInputs:
     """Prepare a request's decoded images and mask.
 
     Args:
@@ -59,13 +62,15 @@ def prepare_inputs(init_images: list[Image.Image], mask: Image.Image | None, req
         req: the ``StableDiffusionProcessingImg2Img`` request (sizes, resize mode, mask options).
         background: A1111's ``img2img_background_color`` for transparent pixels.
         enlarge: A1111's ``upscaler_for_img2img`` for enlarging resizes (``None``: Lanczos).
+        latent_mask: a script's latent mask, used as given (A1111 neither blurs nor resizes it).
     """
     width, height, mode = req.width, req.height, req.resize_mode or 0
     prepared = None
     if mask is not None:
         prepared = prepare_mask(mask, width, height, mode, req.mask_blur or 0, bool(req.inpainting_mask_invert),
                                 bool(req.inpaint_full_res), req.inpaint_full_res_padding or 0)
-    result = PreparedInputs(images=[], mask=prepared)
+    result = PreparedInputs(images=[], mask=prepared, latent_mask=latent_mask)
+    fill_mask = latent_mask if latent_mask is not None else (prepared.mask if prepared is not None else None)
     for source in init_images:
         image = flatten(source, background)
         if (prepared is None or prepared.crop is None) and mode != LATENT_RESIZE:
@@ -75,7 +80,7 @@ def prepare_inputs(init_images: list[Image.Image], mask: Image.Image | None, req
             if prepared.crop is not None:
                 image = resize_image(RESIZE_AND_FILL, image.crop(prepared.crop), width, height, enlarge)
             if req.inpainting_fill != FILL_ORIGINAL:
-                image = fill(image, prepared.mask)
+                image = fill(image, fill_mask)
         result.images.append(image)
     return result
 
@@ -97,3 +102,12 @@ def color_correct(images: list[Image.Image], prepared: PreparedInputs, batch_siz
         targets *= batch_size
     return [apply_color_correction(targets[i % batch_size], image) if i % batch_size < len(targets) else image
             for i, image in enumerate(images)]
+
+
+def finished(images: list[Image.Image], prepared: PreparedInputs, batch_size: int, correct_colors: bool
+             ) -> list[Image.Image]:
+    """Decoded img2img results as A1111 returns them: colour-corrected when ``img2img_color_correction`` is on,
+    then composited under the original's unmasked pixels."""
+    if correct_colors:
+        images = color_correct(images, prepared, batch_size)
+    return composite(images, prepared, batch_size)

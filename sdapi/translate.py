@@ -54,6 +54,23 @@ class ResolvedRequest:
     warnings: list[str] = field(default_factory=list)  # <lora:…> tags not applied, and why
 
 
+@dataclass
+class ScriptOverrides:
+    """What a selectable script sets on A1111's ``p`` that a request cannot say: one prompt, negative prompt and
+    seed per image (A1111's list-valued ``p.prompt``/``p.seed``), and the script's infotext fields.
+
+    Args:
+        prompts, negative_prompts: per image, before styles (``None``: the request's for every image).
+        seeds: per image (``None``: the request's seed counted up, as usual).
+        extra: infotext fields the script adds; they come before the ones processing adds, as in A1111.
+    """
+
+    prompts: list[str] | None = None
+    negative_prompts: list[str] | None = None
+    seeds: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 def styled_prompts(req, styles) -> tuple[str, str]:
     """The request's prompt and negative prompt with its ``styles`` applied (A1111's ``all_prompts`` entries)."""
     prompt, negative = req.prompt or "", req.negative_prompt or ""
@@ -64,7 +81,8 @@ def styled_prompts(req, styles) -> tuple[str, str]:
 
 def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
                     loras: LoraCatalog | None = None, upscalers=UPSCALERS,
-                    find_checkpoint: FindCheckpoint | None = None) -> ResolvedRequest:
+                    find_checkpoint: FindCheckpoint | None = None,
+                    script_overrides: ScriptOverrides | None = None) -> ResolvedRequest:
     """Turn a ``StableDiffusionProcessingTxt2Img`` into engine parameters, as A1111's processing init does.
 
     Args:
@@ -73,6 +91,8 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         upscalers: the upscalers a hires fix may name (``hr_upscaler``).
         find_checkpoint: finds the checkpoints ``hr_checkpoint_name`` and ``refiner_checkpoint`` name (``None``:
             those fields are ignored).
+        script_overrides: a script's per-image prompts and seeds (lists ``batch_size * n_iter`` long), its
+            infotext fields.
 
     Raises:
         AssertionError: an unknown ``hr_upscaler`` or ``hr_sampler_name`` (A1111's 500).
@@ -80,18 +100,21 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
     """
     plan = plan_hires(req, bool(options.get("use_old_hires_fix_width_height")))
     count = req.batch_size * req.n_iter
-    prompt, negative_prompt = styled_prompts(req, styles)
+    overrides = script_overrides or ScriptOverrides()
+    shown, negatives = per_image_prompts(req, styles, overrides, count)
     # v1.2.1 scans only the positive prompts; the tags leave the conditioning but stay in the infotext.
-    prompts, networks = parse_prompts([prompt] * count)
+    prompts, networks = parse_prompts(shown)
     # Later A1111's disable_extra_networks: the tags still leave the prompts, nothing is activated.
     selection = select_loras({} if getattr(req, "disable_extra_networks", False) else networks, loras, options)
-    seed = resolve_seed(req.seed)
+    seed = resolve_seed(req.seed) if overrides.seeds is None else int(overrides.seeds[0])
     subseed = resolve_seed(req.subseed)
     strength = req.subseed_strength or 0
     seeds, subseeds = image_seeds(seed, subseed, strength, count)
+    if overrides.seeds is not None:
+        seeds = [int(value) for value in overrides.seeds]
     params = Txt2ImgParams(
         prompts=prompts,
-        negative_prompts=[negative_prompt] * count,
+        negative_prompts=negatives,
         seeds=seeds,
         subseeds=subseeds,
         subseed_strength=float(strength),
@@ -117,13 +140,13 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         fast=bool(options.get("sdapi_fast_mode")),
         **noise_settings(options),
     )
-    all_prompts = [prompt + selection.appended_tag] * count
+    params.extra.update(overrides.extra)  # set by the script before processing starts
+    all_prompts = [text + selection.appended_tag for text in shown]
     if params.hires is not None:
-        hr_prompt, hr_negative = hires_prompt_texts(req, styles)
         params.extra.update(apply_hires_fields(
             params.hires, req, sampler, params.sampler_settings,
             lambda spec: sampler_settings(req, spec, options), img2img_sampler,
-            (all_prompts, params.negative_prompts), ([hr_prompt] * count, [hr_negative] * count),
+            (all_prompts, params.negative_prompts), hires_prompt_texts(req, styles, shown, negatives),
             hires_checkpoint(req, find_checkpoint)))
         params.firstpass_image = firstpass_image(req)
     params.extra.update(plan.extra)  # A1111's init adds these before extra networks add theirs
@@ -134,6 +157,19 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
     params.extra.update(refiner_extra)
     return ResolvedRequest(params=params, seed=seed, subseed=subseed, warnings=selection.warnings,
                            all_prompts=all_prompts, denoising_strength=plan.denoising_strength)
+
+
+def per_image_prompts(req, styles, overrides: ScriptOverrides, count: int) -> tuple[list[str], list[str]]:
+    """Each image's prompt and negative prompt with the request's styles applied (A1111 styles each entry of a
+    list-valued prompt on its own)."""
+    prompt, negative = styled_prompts(req, styles)
+    if overrides.prompts is None and overrides.negative_prompts is None:
+        return [prompt] * count, [negative] * count
+    raw_prompts = overrides.prompts or [req.prompt or ""] * count
+    raw_negatives = overrides.negative_prompts or [req.negative_prompt or ""] * count
+    pairs = [styled_prompts(req.model_copy(update={"prompt": p, "negative_prompt": n}), styles)
+             for p, n in zip(raw_prompts, raw_negatives)]
+    return [p for p, _ in pairs], [n for _, n in pairs]
 
 
 def _int_or(value, default):

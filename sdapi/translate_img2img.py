@@ -21,7 +21,7 @@ from sdapi.img2img_images import PreparedInputs
 from sdapi.masking import mask_outputs
 from sdapi.options import Options
 from sdapi.resize import LATENT_RESIZE
-from sdapi.translate import ResolvedRequest, resolve_txt2img, txt2img_response
+from sdapi.translate import ResolvedRequest, ScriptOverrides, resolve_txt2img, txt2img_response
 
 
 def noise_multiplier(req, options: Options) -> float:
@@ -31,7 +31,8 @@ def noise_multiplier(req, options: Options) -> float:
 
 
 def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: PreparedInputs, styles=None,
-                    loras=None, find_checkpoint=None) -> ResolvedRequest:
+                    loras=None, find_checkpoint=None, script_overrides: ScriptOverrides | None = None
+                    ) -> ResolvedRequest:
     """Turn a ``StableDiffusionProcessingImg2Img`` (with its prepared images) into engine parameters.
 
     Args:
@@ -39,16 +40,17 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
         sampler: the requested sampler (PLMS and UniPC run as DDIM: A1111 has no img2img for them).
         options: the option values.
         prepared: the prepared images and mask.
-        styles, loras, find_checkpoint: as :func:`sdapi.translate.resolve_txt2img`.
+        styles, loras, find_checkpoint, script_overrides: as :func:`sdapi.translate.resolve_txt2img`.
     """
     resolved = resolve_txt2img(req, img2img_sampler(sampler), options, styles, loras=loras,
-                               find_checkpoint=find_checkpoint)
+                               find_checkpoint=find_checkpoint, script_overrides=script_overrides)
     base = {f.name: getattr(resolved.params, f.name) for f in dataclasses.fields(Txt2ImgParams)}
     multiplier = noise_multiplier(req, options)
     params = Img2ImgParams(
         **base,
         init_images=prepared.images,
         mask=prepared.mask.mask if prepared.mask is not None else None,
+        latent_mask=prepared.latent_mask if prepared.mask is not None else None,
         latent_resize=req.resize_mode == LATENT_RESIZE,
         denoising_strength=float(req.denoising_strength),
         inpainting_fill=int(req.inpainting_fill or 0),

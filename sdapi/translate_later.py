@@ -99,13 +99,20 @@ def apply_hires_fields(hires: HiresParams, req, first: SamplerSpec, first_settin
     return extra
 
 
-def hires_prompt_texts(req, styles) -> tuple[str, str]:
-    """``hr_prompt`` / ``hr_negative_prompt`` (empty: the request's own) with the request's styles applied."""
-    prompt = getattr(req, "hr_prompt", "") or req.prompt or ""
-    negative = getattr(req, "hr_negative_prompt", "") or req.negative_prompt or ""
-    if styles is not None and req.styles:
-        prompt, negative = styles.apply(prompt, negative, list(req.styles))
-    return prompt, negative
+def hires_prompt_texts(req, styles, prompts: list[str], negatives: list[str]) -> tuple[list[str], list[str]]:
+    """Each image's hires prompt and negative prompt: ``hr_prompt`` / ``hr_negative_prompt`` with the request's
+    styles applied, or (empty) the image's own ``prompts`` / ``negatives`` (styles already applied)."""
+    hr_prompt = getattr(req, "hr_prompt", "") or ""
+    hr_negative = getattr(req, "hr_negative_prompt", "") or ""
+    if hr_prompt or hr_negative:
+        styled = req.model_copy(update={"prompt": hr_prompt or req.prompt, "negative_prompt": hr_negative
+                                        or req.negative_prompt})
+        prompt, negative = styled.prompt or "", styled.negative_prompt or ""
+        if styles is not None and req.styles:
+            prompt, negative = styles.apply(prompt, negative, list(req.styles))
+        prompts = [prompt] * len(prompts) if hr_prompt else prompts
+        negatives = [negative] * len(negatives) if hr_negative else negatives
+    return list(prompts), list(negatives)
 
 
 def hires_checkpoint(req, find: FindCheckpoint | None) -> CheckpointInfo | None:

@@ -474,7 +474,7 @@ def img2img_start(model: LoadedModel, p: Img2ImgParams) -> SamplingStart:
     """Where every batch of an img2img job starts: its encoded images, mask and the step range its strength
     leaves."""
     pixels, latent = encode_init_images(model, p)
-    keep = latent_keep_mask(p.mask, latent, p.mask_round)
+    keep = latent_keep_mask(p.latent_mask if p.latent_mask is not None else p.mask, latent, p.mask_round)
     latent = fill_masked_latent(latent, keep, p)
     image_cond = img2img_image_cond(model, pixels, latent, p.mask, p.mask_weight)
     steps, t_enc = (fixed_steps if p.fix_steps else img2img_steps)(p.steps, p.denoising_strength)

@@ -184,6 +184,8 @@ class Img2ImgParams(Txt2ImgParams):
         init_images: one image per batch row (or one for the whole batch), RGB, at the processing size, except
             for a latent resize (``resize_mode`` 3), where they keep their own size.
         mask: the processing-size L mask (white = repaint), or ``None``.
+        latent_mask: A1111's ``p.latent_mask``, set by the outpainting scripts: the mask of the latent area to
+            repaint when it differs from ``mask`` (which still drives the inpainting conditioning), or ``None``.
         latent_resize: resize the encoded latents (bilinear) instead of the images.
         denoising_strength: how much of the schedule is run.
         inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing (the masked area's start).
@@ -194,6 +196,7 @@ class Img2ImgParams(Txt2ImgParams):
 
     init_images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None
+    latent_mask: Image.Image | None = None
     latent_resize: bool = False
     denoising_strength: float = 0.75
     inpainting_fill: int = 0

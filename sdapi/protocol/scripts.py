@@ -10,12 +10,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from .coercion import LaxBool, LaxInt, LaxStr, v1_list
 
-__all__ = ["ScriptArgs", "XyzPlotArgs", "ScriptArg", "ScriptInfo", "XYZ_POSITIONAL_ARGS"]
+__all__ = ["ScriptArgs", "XyzPlotArgs", "ScriptArg", "ScriptInfo", "XYZ_POSITIONAL_ARGS", "BUILTIN_ARG_NAMES"]
 
 XYZ_POSITIONAL_ARGS = ("x_type", "x_values", "x_values_dropdown", "y_type", "y_values", "y_values_dropdown",
                        "z_type", "z_values", "z_values_dropdown", "draw_legend", "include_lone_images",
                        "include_sub_grids", "no_fixed_seeds", "margin_size")
 """The 14 positions of A1111 v1.2.1's X/Y/Z plot ``script_args``."""
+
+BUILTIN_ARG_NAMES = (
+    ("sd upscale", ("info", "overlap", "upscaler_index", "scale_factor")),
+    ("prompt matrix", ("put_at_start", "different_seeds", "prompt_type", "variations_delimiter", "margin_size")),
+    ("prompts from file or textbox", ("checkbox_iterate", "checkbox_iterate_batch", "prompt_txt")),
+    ("loopback", ("loops", "final_denoising_strength", "denoising_curve", "append_interrogation")),
+    ("poor man's outpainting", ("pixels", "mask_blur", "inpainting_fill", "direction")),
+    ("outpainting mk2", ("info", "pixels", "mask_blur", "direction", "noise_q", "color_variation")),
+)
+"""A1111 v1.2.1's other built-in scripts: their ``run`` parameters after ``p``, in ``script_args`` order (the
+scripts' own tables, :mod:`sdapi.scripts`, are checked against this in the tests)."""
 
 AxisTypeName = Union[LaxInt, str]
 AxisValues = Union[str, list[Union[str, float, int]]]
@@ -58,7 +69,11 @@ SCRIPT_ARGS_DESCRIPTION = (
     "v1.2.1's list for the mode (`GET /sdapi/v1/script-info` lists them).\n\n"
     "sdapi extension: an object with the same names instead, where an axis type may be its label and values a "
     'list, e.g. `{"x_type": "Prompt S/R", "x_values": "cat, dog", "y_type": "Steps", "y_values": "10-30 (+10)"}`. '
-    "Names for `x/y/z plot` (unknown names answer 422):\n\n" + _named_args_list()
+    "Names for `x/y/z plot` (unknown names answer 422):\n\n" + _named_args_list() + "\n\n"
+    "A1111's other built-in scripts take their UI values in order (a shorter list takes the UI defaults), or an "
+    "object with these names: " + "; ".join(f"`{name}`: `{', '.join(args)}`" for name, args in BUILTIN_ARG_NAMES)
+    + ". `upscaler_index` is an index into `/sdapi/v1/upscalers` or a name; `inpainting_fill` an index or "
+    "`fill`/`original`/`latent noise`/`latent nothing`; `direction` a list of `left`/`right`/`up`/`down`."
 )
 
 

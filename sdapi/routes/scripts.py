@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from sdapi.protocol import ScriptsList
 from sdapi.protocol.scripts import ScriptInfo
+from sdapi.routes.deps import State
 from sdapi.serving.scripts import script_info, scripts_list
 
 router = APIRouter()
@@ -17,5 +18,5 @@ def get_scripts_list():
 
 
 @router.get("/sdapi/v1/script-info", response_model=list[ScriptInfo])
-def get_script_info():
-    return script_info()
+def get_script_info(state: State):
+    return script_info(state)

@@ -17,20 +17,21 @@ from sdapi.engine.api import Engine, GenerationJob, UpscaleJob
 from sdapi.engine.upscalers import Tiling, UpscalerSpec, find_upscaler
 from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
-from sdapi.img2img_images import PreparedInputs, color_correct, composite, prepare_inputs
+from sdapi.img2img_images import PreparedInputs, finished, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
-from sdapi.translate import ResolvedRequest, mark_fast_mode
+from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
 
 @dataclass
 class Img2ImgInputs:
-    """An img2img request's decoded images and mask."""
+    """An img2img request's decoded images and mask (and, set by an outpainting script, its latent mask)."""
 
     images: list[Image.Image]
     mask: Image.Image | None
+    latent_mask: Image.Image | None = None
 
 
 def check_init_images(req) -> None:
@@ -80,9 +81,7 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
     resolved, job, checkpoint, prepared = img2img_engine_job(state, checked.req, checked.sampler, inputs, options)
 
     def respond(outputs: list, warnings: list[str]) -> dict[str, Any]:
-        if options.get("img2img_color_correction"):
-            outputs = color_correct(outputs, prepared, resolved.params.batch_size)
-        images = composite(outputs, prepared, resolved.params.batch_size)
+        images = finished(outputs, prepared, resolved.params.batch_size, options.get("img2img_color_correction"))
         overlay = prepared.mask.overlay if prepared.mask is not None else None
         return img2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
                                 warnings, overlay)
@@ -90,16 +89,19 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
     return PreparedGeneration(job, resolved.warnings, respond)
 
 
-def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView
+def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView,
+                       script_overrides: ScriptOverrides | None = None
                        ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo, PreparedInputs]:
-    """Load the checkpoint ``options`` select, bring the images to the processing size and resolve ``req``."""
+    """Load the checkpoint ``options`` select, bring the images to the processing size and resolve ``req``
+    (with a script's ``script_overrides``)."""
     checkpoint = state.load_for_job(options)
     img2img_upscaler = find_upscaler(options.get("upscaler_for_img2img"), state.upscalers())
     enlarge = engine_enlarger(state.engine, img2img_upscaler, Tiling.from_options(options))
-    prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge)
+    prepared = prepare_inputs(inputs.images, inputs.mask, req, options.get("img2img_background_color"), enlarge,
+                              inputs.latent_mask)
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
     resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras,
-                               find_checkpoint=state.find_checkpoint)
+                               find_checkpoint=state.find_checkpoint, script_overrides=script_overrides)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
@@ -117,7 +119,8 @@ def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, op
     for warning in resolved.warnings:
         state.control.warn(warning)
     outputs = state.engine.generate(job, state.control)
-    return resolved, composite(outputs, prepared, resolved.params.batch_size), checkpoint
+    return resolved, finished(outputs, prepared, resolved.params.batch_size,
+                              options.get("img2img_color_correction")), checkpoint
 
 
 def engine_enlarger(engine: Engine, spec: UpscalerSpec | None, tiling: Tiling):

@@ -1,4 +1,5 @@
-"""Selectable scripts on txt2img and img2img (``script_name``/``script_args``): the X/Y/Z plot as one job.
+"""Selectable scripts on txt2img and img2img (``script_name``/``script_args``): the X/Y/Z plot as one job here,
+A1111's other built-in scripts in :mod:`sdapi.serving.builtin_scripts`.
 
 The plot is checked when the request arrives (:func:`sdapi.scripts.xyz.plan.plan_plot`); every cell is then
 generated on the worker as one job that counts ``cells * n_iter`` batches (twice that with a hires fix) for
@@ -21,6 +22,7 @@ from sdapi.scripts.xyz.cells import Generate, run_cells
 from sdapi.scripts.xyz.plan import Axis, PlotContext, PlotPlan, plan_plot
 from sdapi.scripts.xyz.response import plot_response
 from sdapi.serving.base import Job, ServerState
+from sdapi.serving.builtin_scripts import builtin_script_job
 from sdapi.serving.generation import CheckedRequest, run_generation
 from sdapi.serving.img2img import Img2ImgInputs, generate_img2img
 from sdapi.serving.txt2img import generate_txt2img
@@ -34,17 +36,20 @@ def script_job(state: ServerState, checked: CheckedRequest, mode: str, inputs: I
         InvalidRequest, RuntimeError, AssertionError: the script's own checks.
     """
     script = find_script(checked.req.script_name, mode)
-    return _SCRIPT_JOBS[script.key](state, checked, mode, inputs)
+    if script.key == "xyz":
+        return _xyz_job(state, checked, mode, inputs)
+    return builtin_script_job(state, checked, mode, inputs, script)
 
 
 def scripts_list() -> dict[str, list[str]]:
-    """``GET /sdapi/v1/scripts``: the scripts sdapi runs (A1111 also lists prompt matrix, loopback, ...)."""
+    """``GET /sdapi/v1/scripts``: the scripts sdapi runs (A1111 v1.2.1 also lists "img2img alternative test")."""
     return {"txt2img": script_titles(TXT2IMG), "img2img": script_titles(IMG2IMG)}
 
 
-def script_info() -> list[dict[str, Any]]:
-    """``GET /sdapi/v1/script-info`` (A1111 v1.4+): each script's arguments."""
-    return script_infos()
+def script_info(state: ServerState) -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/script-info`` (A1111 v1.4+): each script's arguments (SD upscale's choices are the
+    upscalers present now)."""
+    return script_infos([spec.name for spec in state.upscalers()])
 
 
 def _xyz_job(state: ServerState, checked: CheckedRequest, mode: str, inputs: Img2ImgInputs | None) -> Job:
@@ -97,5 +102,3 @@ def _plot(state: ServerState, req, plan: PlotPlan, generate: Generate, parameter
     results = run_cells(plan, generate, options, state.control.job_timestamp, interrupted)
     return plot_response(req, plan, results, options, parameters)
 
-
-_SCRIPT_JOBS: dict[str, Callable[..., Job]] = {"xyz": _xyz_job}

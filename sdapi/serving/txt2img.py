@@ -12,7 +12,7 @@ from sdapi.engine.upscalers import Tiling
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
-from sdapi.translate import ResolvedRequest, mark_fast_mode, resolve_txt2img, txt2img_response
+from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode, resolve_txt2img, txt2img_response
 
 
 def txt2img_job(state: ServerState, checked: CheckedRequest) -> Job:
@@ -35,12 +35,14 @@ def prepare_txt2img(state: ServerState, checked: CheckedRequest, options: Option
     return PreparedGeneration(job, resolved.warnings, respond)
 
 
-def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: OptionsView
+def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: OptionsView,
+                       script_overrides: ScriptOverrides | None = None
                        ) -> tuple[ResolvedRequest, GenerationJob, CheckpointInfo]:
-    """Load the checkpoint ``options`` select and resolve ``req`` into the engine's job."""
+    """Load the checkpoint ``options`` select and resolve ``req`` (with a script's ``script_overrides``) into the
+    engine's job."""
     checkpoint = state.load_for_job(options)
     resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers(),
-                               find_checkpoint=state.find_checkpoint)
+                               find_checkpoint=state.find_checkpoint, script_overrides=script_overrides)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting

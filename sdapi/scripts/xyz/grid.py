@@ -5,7 +5,8 @@ Geometry follows A1111 v1.2.1: font size ``(cell_w + cell_h) // 25``, line spaci
 3/4 of a cell width for the row labels (none if they are all empty), a top band as high as the tallest column
 label plus a line spacing above and below (none if they are all empty), ``margin`` pixels between cells, white
 background, labels centred and wrapped at word boundaries to the space they have, a label still too wide drawn in
-a smaller font. The font is A1111's Roboto, bundled (``sdapi/data/fonts``), so text measures as in A1111 and grid
+a smaller font. A label may be several annotations, each wrapped on its own; an inactive one (the prompt matrix's
+parts left out of a cell) is grey and struck through. The font is A1111's Roboto, bundled (``sdapi/data/fonts``), so text measures as in A1111 and grid
 sizes match; the ``font`` option may name another TrueType file, as in A1111.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence, Union
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -20,6 +22,20 @@ from sdapi.translate import image_grid
 
 FONT_PATH = Path(__file__).resolve().parents[2] / "data" / "fonts" / "Roboto-Regular.ttf"
 TEXT_COLOR = (0, 0, 0)
+INACTIVE_COLOR = (153, 153, 153)
+STRIKE_WIDTH = 4
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One piece of a label (A1111's ``GridAnnotation``): its text and whether it is drawn as active."""
+
+    text: str
+    active: bool = True
+
+
+# A label: plain text, or annotations stacked one under the other.
+Label = Union[str, Sequence[Annotation]]
 
 
 @dataclass
@@ -30,12 +46,19 @@ class LabelLine:
         text: the words on the line.
         width, height: its ink box.
         allowed_width: the space it is centred in.
+        active: drawn black (else grey and struck through).
     """
 
     text: str
     width: int
     height: int
     allowed_width: int
+    active: bool = True
+
+
+def annotations(label: Label) -> list[Annotation]:
+    """A label as its annotations (plain text is one active annotation)."""
+    return [Annotation(label)] if isinstance(label, str) else list(label)
 
 
 def load_font(size: int, font_file: str = "") -> ImageFont.FreeTypeFont:
@@ -59,12 +82,13 @@ def wrap_words(draw: ImageDraw.ImageDraw, text: str, font, max_width: float) -> 
     return lines
 
 
-def measured_lines(draw: ImageDraw.ImageDraw, label: str, font, allowed_width: int) -> list[LabelLine]:
-    """A label wrapped to ``allowed_width``, each line with its ink size."""
+def measured_lines(draw: ImageDraw.ImageDraw, label: Label, font, allowed_width: int) -> list[LabelLine]:
+    """A label's annotations each wrapped to ``allowed_width``, each line with its ink size."""
     lines = []
-    for text in wrap_words(draw, label, font, allowed_width):
-        left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
-        lines.append(LabelLine(text, right - left, bottom - top, allowed_width))
+    for annotation in annotations(label):
+        for text in wrap_words(draw, annotation.text, font, allowed_width):
+            left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
+            lines.append(LabelLine(text, right - left, bottom - top, allowed_width, annotation.active))
     return lines
 
 
@@ -76,13 +100,18 @@ def draw_lines(draw: ImageDraw.ImageDraw, x: float, y: float, lines: list[LabelL
         while draw.multiline_textbbox((0, 0), line.text, font=line_font)[2] > line.allowed_width and size > 1:
             size -= 1
             line_font = load_font(size, font_file)
-        draw.multiline_text((x, y + line.height / 2), line.text, font=line_font, fill=TEXT_COLOR, anchor="mm",
+        color = TEXT_COLOR if line.active else INACTIVE_COLOR
+        draw.multiline_text((x, y + line.height / 2), line.text, font=line_font, fill=color, anchor="mm",
                             align="center")
+        if not line.active:
+            middle = y + line.height // 2
+            draw.line((x - line.width // 2, middle, x + line.width // 2, middle), fill=INACTIVE_COLOR,
+                      width=STRIKE_WIDTH)
         y += line.height + line_spacing
 
 
-def annotate_grid(grid: Image.Image, cell_width: int, cell_height: int, column_labels: list[str],
-                  row_labels: list[str], margin: int = 0, font_file: str = "") -> Image.Image:
+def annotate_grid(grid: Image.Image, cell_width: int, cell_height: int, column_labels: Sequence[Label],
+                  row_labels: Sequence[Label], margin: int = 0, font_file: str = "") -> Image.Image:
     """A new image: ``grid``'s cells spread by ``margin``, column labels above, row labels to the left.
 
     Args:
@@ -96,7 +125,7 @@ def annotate_grid(grid: Image.Image, cell_width: int, cell_height: int, column_l
     cols, rows = grid.width // cell_width, grid.height // cell_height
     assert cols == len(column_labels), f"bad number of horizontal texts: {len(column_labels)}; must be {cols}"
     assert rows == len(row_labels), f"bad number of vertical texts: {len(row_labels)}; must be {rows}"
-    pad_left = 0 if not any(row_labels) else cell_width * 3 // 4
+    pad_left = 0 if not any(a.text for label in row_labels for a in annotations(label)) else cell_width * 3 // 4
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1), "white"))
     columns = [measured_lines(measure, label, font, cell_width) for label in column_labels]
     row_lines = [measured_lines(measure, label, font, pad_left) for label in row_labels]
