@@ -47,6 +47,18 @@ class HashCache:
             return None
         return entry.get("sha256")
 
+    def sha256(self, key: str, file: Path) -> str:
+        """``file``'s sha256: the cached one while the file is unchanged, else computed and stored.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        digest = self.get(key, file)
+        if digest is None:
+            digest = sha256_of_file(file)
+            self.put(key, file, digest)
+        return digest
+
     def put(self, key: str, file: Path, sha256: str) -> None:
         """Store a hash; written atomically so a crash never leaves a broken cache."""
         with self._lock:

@@ -30,8 +30,8 @@ IGNORED_SWITCHES = (
     "--update-check", "--do-not-download-clip", "--upcast-sampling", "--no-half-vae", "--theme",
 )
 IGNORED_WITH_VALUE = (
-    "--embeddings-dir", "--hypernetwork-dir", "--vae-dir", "--gradio-auth", "--server-name", "--tls-keyfile", "--tls-certfile",
-    "--ui-settings-file", "--ui-config-file", "--vae-path", "--config", "--device-id",
+    "--hypernetwork-dir", "--gradio-auth", "--server-name", "--tls-keyfile", "--tls-certfile",
+    "--ui-settings-file", "--ui-config-file", "--config", "--device-id",
 )
 
 
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--styles-file", type=Path, default=None, help="styles.csv (default: DATA_DIR/styles.csv)")
     serve.add_argument("--train-busy", choices=["queue", "reject"], default="queue",
                        help="generation while a LoRA trains: wait in the queue, or answer 409")
+    serve.add_argument("--embeddings-dir", type=Path, default=None,
+                       help="textual-inversion embeddings (default: DATA_DIR/embeddings)")
+    serve.add_argument("--vae-dir", type=Path, default=None, help="VAE files besides DATA_DIR/models/VAE")
+    serve.add_argument("--vae-path", type=Path, default=None,
+                       help="the VAE every checkpoint uses (the sd_vae options then change nothing)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
     serve.add_argument("--blip-dir", type=Path, default=None, help="BLIP captioners (default: DATA_DIR/models/BLIP)")
     serve.add_argument("--queue-size", type=int, default=None,
@@ -91,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_flags(train)
     train.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
 
-    demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/...")
+    demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/..., a "
+                          "demo embedding into DIR/embeddings and a demo VAE into DIR/models/VAE")
     demo.add_argument("dir", type=Path)
     demo.add_argument("--sdxl", action="store_true", help="also write the tiny SDXL checkpoint demo-sdxl.safetensors and its "
                            "kohya-format LoRA models/Lora/demo-sdxl-lora.safetensors")
@@ -149,7 +155,8 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         api_auth=args.api_auth, api_log=args.api_log, cors_allow_origins=args.cors_allow_origins,
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
-        blip_dir=args.blip_dir, web_ui=not args.nowebui, fast=args.fast,
+        blip_dir=args.blip_dir, web_ui=not args.nowebui, fast=args.fast, embeddings_dir=args.embeddings_dir,
+        vae_dir=args.vae_dir, vae_path=args.vae_path,
     )
     for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
                  "task_history_days", "fast_compile"):
@@ -208,5 +215,5 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         from sdapi.engine.demo_files import write_demo_models  # builds pipelines: torch loads only for this
 
-        for path in write_demo_models(args.dir, sdxl=args.sdxl):
+        for path in write_demo_models(args.dir, sdxl=args.sdxl, extras=True):
             print(path)

@@ -59,6 +59,8 @@ def generation_params(
     height: int,
     model_hash: str | None,
     model_name: str | None,
+    vae_hash: str | None = None,
+    vae_name: str | None = None,
     subseed: int,
     subseed_strength: Any,
     seed_resize_from: tuple[Any, Any],
@@ -86,6 +88,8 @@ def generation_params(
         "Size": f"{width}x{height}",
         "Model hash": model_hash,
         "Model": model_name,
+        "VAE hash": vae_hash,  # later A1111 (v1.5+): only when a VAE file replaced the checkpoint's own
+        "VAE": vae_name,
         "Variation seed": None if subseed_strength == 0 else subseed,
         "Variation seed strength": None if subseed_strength == 0 else subseed_strength,
         # v1.2.1 only leaves this out when a side is exactly 0, so API defaults print "-1x-1" (fixed in v1.5.0).

@@ -42,6 +42,9 @@ class Settings:
         ckpt_dir: checkpoint folder (``--ckpt-dir``); defaults to ``data_dir/models/Stable-diffusion``.
         ckpt: checkpoint to start with (``--ckpt``), listed first like A1111 does.
         lora_dir: LoRA folder (``--lora-dir``); defaults to ``data_dir/models/Lora``.
+        embeddings_dir: textual-inversion embeddings (``--embeddings-dir``); defaults to ``data_dir/embeddings``.
+        vae_dir: VAE files besides ``data_dir/models/VAE`` (``--vae-dir``).
+        vae_path: the one VAE every checkpoint uses (``--vae-path``; the ``sd_vae`` options then do nothing).
         cache_dir: built-in demo checkpoint and assembled diffusers config dirs.
         device: ``auto``, ``cuda`` or ``cpu``.
         no_half: keep fp32 on CUDA (``--no-half``).
@@ -80,6 +83,9 @@ class Settings:
     ckpt_dir: Path | None = None
     ckpt: Path | None = None
     lora_dir: Path | None = None
+    embeddings_dir: Path | None = None
+    vae_dir: Path | None = None
+    vae_path: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     host: str = "127.0.0.1"
     port: int = 7860
@@ -118,6 +124,9 @@ class Settings:
             self.ckpt_dir = Path(self.ckpt_dir).expanduser()
         if self.ckpt is not None:
             self.ckpt = Path(self.ckpt).expanduser()
+        for name in ("embeddings_dir", "vae_dir", "vae_path"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)).expanduser())
         if self.task_queue_size < 1 or self.task_history_days < 0:
             raise ValueError("task_queue_size must be at least 1 and task_history_days at least 0")
 
@@ -130,6 +139,16 @@ class Settings:
     def loras_dir(self) -> Path:
         """``models/Lora`` or ``--lora-dir``."""
         return Path(self.lora_dir).expanduser() if self.lora_dir else self.data_dir / "models" / "Lora"
+
+    @property
+    def embeddings_path(self) -> Path:
+        """``embeddings/`` (A1111 keeps it beside ``models/``) or ``--embeddings-dir``."""
+        return self.embeddings_dir or self.data_dir / "embeddings"
+
+    @property
+    def vae_models_dir(self) -> Path:
+        """``models/VAE``, A1111's VAE folder."""
+        return self.data_dir / "models" / "VAE"
 
     @property
     def demo_dir(self) -> Path:

@@ -52,6 +52,8 @@ class ResolvedRequest:
     denoising_strength: Any = None  # as info/infotext show it (None when a hires fix turned itself off)
     inpainting_conditioning: bool = False  # the model is an inpainting checkpoint (A1111's info flag)
     warnings: list[str] = field(default_factory=list)  # <lora:…> tags not applied, and why
+    vae_name: str | None = None  # the VAE file the job used (None: the checkpoint's own), for the infotext
+    vae_hash: str | None = None
 
 
 @dataclass
@@ -224,6 +226,8 @@ def image_infotext(req, resolved: ResolvedRequest, index: int, checkpoint: Check
         height=p.height,
         model_hash=checkpoint.shorthash if options.get("add_model_hash_to_info") else None,
         model_name=checkpoint.infotext_model_name if options.get("add_model_name_to_info") else None,
+        vae_hash=resolved.vae_hash if options.get("add_vae_hash_to_info") else None,
+        vae_name=LaterQuoted(resolved.vae_name) if resolved.vae_name and options.get("add_vae_name_to_info") else None,
         subseed=p.subseeds[index],
         subseed_strength=req.subseed_strength,
         seed_resize_from=(req.seed_resize_from_w, req.seed_resize_from_h),

@@ -81,11 +81,59 @@ class GenerationJob:
         checkpoint: the checkpoint file (a path every engine replica can read).
         params: the resolved parameters (img2img when they are ``Img2ImgParams``).
         tiling: model upscalers' tile options (hires fix with an ESRGAN-type upscaler).
+        embeddings: the textual-inversion files the prompts may name, in folder order (later ones win a name).
+        vae: a VAE file to decode and encode with instead of the checkpoint's own (``None``: its own).
     """
 
     checkpoint: Path
     params: Txt2ImgParams | Img2ImgParams
     tiling: Tiling = field(default_factory=Tiling)
+    embeddings: tuple[Path, ...] = ()
+    vae: Path | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingInfo:
+    """One textual-inversion embedding as ``/sdapi/v1/embeddings`` lists it (A1111's ``Embedding`` fields).
+
+    Args:
+        name: the name prompts use.
+        filename: its file.
+        step, sd_checkpoint, sd_checkpoint_name: training facts the file records, if any.
+        shape: the vector width (SDXL: both parts' widths added).
+        vectors: how many vectors (places in a chunk) it takes.
+    """
+
+    name: str
+    filename: Path
+    step: int | None
+    sd_checkpoint: str | None
+    sd_checkpoint_name: str | None
+    shape: int
+    vectors: int
+
+    def as_item(self) -> dict:
+        """The ``EmbeddingItem``."""
+        return {"step": self.step, "sd_checkpoint": self.sd_checkpoint, "sd_checkpoint_name": self.sd_checkpoint_name,
+                "shape": self.shape, "vectors": self.vectors}
+
+
+@dataclass(frozen=True)
+class EmbeddingListing:
+    """The embeddings of the files given, for one checkpoint: those it can use (A1111's order: by name, case
+    ignored) and those whose vectors do not fit it (in folder order)."""
+
+    loaded: tuple[EmbeddingInfo, ...] = ()
+    skipped: tuple[EmbeddingInfo, ...] = ()
+
+    def as_response(self) -> dict:
+        """``EmbeddingsResponse``."""
+        return {"loaded": {e.name: e.as_item() for e in self.loaded},
+                "skipped": {e.name: e.as_item() for e in self.skipped}}
+
+    def file_of(self, name: str) -> Path | None:
+        """The file of a loaded embedding."""
+        return next((e.filename for e in self.loaded if e.name == name), None)
 
 
 @dataclass
@@ -165,6 +213,16 @@ class Engine(Protocol):
         Raises:
             EngineError: as :meth:`generate`, for the whole batch (the caller may run the jobs alone instead).
         """
+
+    def embeddings(self, checkpoint: Path, files: tuple[Path, ...]) -> EmbeddingListing:
+        """Read the embedding files (each version once) and sort them out for a checkpoint (loaded if needed).
+
+        Files that hold no readable embedding are logged and left out of both lists.
+        """
+
+    def embeddings_used(self, job: GenerationJob) -> list[str]:
+        """The names of the embeddings a job's prompts use: its positive prompts' in order of first use, then its
+        negative prompts' (A1111's ``TI hashes`` order; a name in both comes twice, as there)."""
 
     def batch_capacity(self, pixels: int) -> int:
         """How many images of ``pixels`` pixels one sampling batch may hold on this device (free memory)."""

@@ -1,8 +1,8 @@
 """Which generation jobs may be sampled as one batch (cross-request batching). No torch here.
 
-Jobs merge when everything the batch shares is the same for each: the checkpoint and its LoRAs, the size, the
-sampler with its steps and settings, fast mode or not, the hires fix, img2img's step range and whether it has a mask, the upscaler
-tiling. What stays per image is free to differ: prompts, negative prompts, seeds, variation seeds, guidance scale,
+Jobs merge when everything the batch shares is the same for each: the checkpoint, its LoRAs, VAE and embedding
+files, the size, the sampler with its steps and settings, fast mode or not, the hires fix, img2img's step range and
+whether it has a mask, the upscaler tiling. What stays per image is free to differ: prompts, negative prompts, seeds, variation seeds, guidance scale,
 clip skip, noise options, init images and masks, batch sizes. Each job keeps its own noise streams and prompt
 schedules, so its images are the ones it gets alone.
 
@@ -36,7 +36,8 @@ def batch_key(job: GenerationJob) -> Hashable | None:
     if single_row_calls(p) or p.firstpass_image is not None:
         return None
     shared = (job.checkpoint, job.tiling, type(p).__name__, p.sampler, p.steps, p.width, p.height,
-              tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast, p.refiner)
+              tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast, p.refiner,
+              job.embeddings, job.vae)
     if isinstance(p, Img2ImgParams):
         shared += (p.mask is not None, p.denoising_strength, p.fix_steps, p.mask_round)
     # Some parts are mutable dataclasses (not hashable); their reprs list every field, so equal reprs are equal

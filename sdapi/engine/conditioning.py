@@ -5,27 +5,42 @@ A1111's ``comma_padding_backtrack``), each chunk is wrapped as ``[BOS] + 75 + [E
 and the chunks are concatenated. Per-token weights come from A1111's emphasis syntax
 (:func:`sdapi.prompts.attention.parse_attention`, unless the ``enable_emphasis`` option is off); they multiply the
 hidden states, and then the mean over the batch is restored.
+
+A textual-inversion embedding's name (:mod:`sdapi.engine.embeddings`) takes as many places in its chunk as it has
+vectors, filled with placeholder ids whose token embeddings are replaced by its vectors before the transformer
+(A1111's ``EmbeddingsWithFixes``); one that would cross the chunk's end starts the next chunk.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+from sdapi.engine.embeddings import EmbeddingDatabase, ModelWidths, TextualInversion
 from sdapi.engine.errors import SamplingInterrupted
 from sdapi.prompts.attention import BREAK_WEIGHT, is_break, parse_attention
 
 CHUNK_LENGTH = 75
+# The id an embedding's places hold until its vectors replace their token embeddings (A1111 uses 0 too).
+EMBEDDING_PLACEHOLDER = 0
+
+# Finds an embedding's name at a position of a run of ids: ``(embedding, ids its name takes)`` or ``None``.
+EmbeddingFinder = Callable[[list[int], int], "tuple[TextualInversion, int] | None"]
 
 
 @dataclass
 class PromptChunk:
-    """Up to 75 token ids with their weights (before BOS/EOS are added)."""
+    """Up to 75 token ids with their weights (before BOS/EOS are added).
+
+    ``fixes`` are A1111's ``PromptChunkFix``es: ``(offset among the 75, embedding)`` whose vectors go there.
+    """
 
     tokens: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+    fixes: list[tuple[int, Any]] = field(default_factory=list)
 
 
 def split_into_chunks(
@@ -34,6 +49,7 @@ def split_into_chunks(
     end_id: int,
     start_id: int,
     backtrack: int = 20,
+    find: EmbeddingFinder | None = None,
 ) -> list[PromptChunk]:
     """Lay weighted token runs into padded 77-id chunks with A1111's comma backtracking.
 
@@ -42,6 +58,8 @@ def split_into_chunks(
         comma_id: id of ``,</w>``; ``None`` disables backtracking.
         end_id, start_id: EOS (also used as padding, as A1111 does for SD1) and BOS.
         backtrack: how far back (in tokens) a comma may move the tail of a full chunk.
+        find: where embeddings' names are (``None``: no embeddings); each found takes one place per vector, with
+            the run's weight, starting a new chunk when it would not fit in this one.
 
     Returns:
         Chunks whose ``tokens`` are exactly 77 ids with ``weights`` 1.0 on BOS/EOS/padding.
@@ -55,7 +73,7 @@ def split_into_chunks(
         pad = CHUNK_LENGTH - len(chunk.tokens)
         tokens = [start_id] + chunk.tokens + [end_id] * pad + [end_id]
         weights = [1.0] + chunk.weights + [1.0] * pad + [1.0]
-        chunks.append(PromptChunk(tokens, weights))
+        chunks.append(PromptChunk(tokens, weights, chunk.fixes))
         chunk = PromptChunk()
         last_comma = -1
 
@@ -63,20 +81,35 @@ def split_into_chunks(
         if weight == -1 and not ids:
             close_chunk()
             continue
-        for token in ids:
+        position = 0
+        while position < len(ids):
+            token = ids[position]
             if token == comma_id:
                 last_comma = len(chunk.tokens)
             elif (backtrack and len(chunk.tokens) == CHUNK_LENGTH and last_comma != -1
                   and len(chunk.tokens) - last_comma <= backtrack):
                 cut = last_comma + 1
+                # A1111 moves the tail's ids and weights but leaves its fixes with the closed chunk (v1.2.1 to
+                # v1.10.1 alike): an embedding in the tail is then written over that chunk's padding.
                 moved = PromptChunk(chunk.tokens[cut:], chunk.weights[cut:])
                 chunk.tokens, chunk.weights = chunk.tokens[:cut], chunk.weights[:cut]
                 close_chunk()
                 chunk = moved
             if len(chunk.tokens) == CHUNK_LENGTH:
                 close_chunk()
-            chunk.tokens.append(token)
-            chunk.weights.append(weight)
+            found = find(ids, position) if find is not None else None
+            if found is None:
+                chunk.tokens.append(token)
+                chunk.weights.append(weight)
+                position += 1
+                continue
+            embedding, name_length = found
+            if len(chunk.tokens) + embedding.count > CHUNK_LENGTH:
+                close_chunk()
+            chunk.fixes.append((len(chunk.tokens), embedding))
+            chunk.tokens += [EMBEDDING_PLACEHOLDER] * embedding.count
+            chunk.weights += [weight] * embedding.count
+            position += name_length
     if chunk.tokens or not chunks:
         close_chunk()
     return chunks
@@ -89,12 +122,18 @@ class PromptEncoder:
         tokenizer: a CLIP tokenizer.
         text_encoder: ``CLIPTextModel`` (works whether or not it wraps ``.text_model``).
         device: where the text encoder runs.
+        embedding_key: which part of an SDXL embedding this encoder takes (``clip_l``/``clip_g``); ``None``: the
+            embedding is one matrix (SD 1.x/2.x).
+
+    ``embeddings`` is the textual-inversion database the engine gives it for the job (``None``: names are text).
     """
 
-    def __init__(self, tokenizer, text_encoder, device: torch.device):
+    def __init__(self, tokenizer, text_encoder, device: torch.device, embedding_key: str | None = None):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.device = device
+        self.embedding_key = embedding_key
+        self.embeddings: EmbeddingDatabase | None = None
         vocab = tokenizer.get_vocab()
         self.comma_id = vocab.get(",</w>")
         self.start_id = tokenizer.bos_token_id
@@ -128,9 +167,42 @@ class PromptEncoder:
         return runs
 
     def chunks(self, text: str, backtrack: int = 20, emphasis: bool = True) -> list[PromptChunk]:
-        """Chunks for one prompt, with its emphasis weights (see :meth:`token_runs`)."""
+        """Chunks for one prompt, with its emphasis weights (see :meth:`token_runs`) and embeddings."""
+        find = self.embeddings.find_at if self.embeddings else None
         return split_into_chunks(self.token_runs(text, emphasis), self.comma_id, self.end_id, self.start_id,
-                                 backtrack)
+                                 backtrack, find)
+
+    def width(self) -> int:
+        """The width of the text encoder's token embeddings (what an embedding's vectors must have)."""
+        return int(self.text_encoder.get_input_embeddings().weight.shape[1])
+
+    def widths(self) -> ModelWidths:
+        """What an embedding's vectors must be for this model (SD 1.x/2.x: one matrix of :meth:`width`)."""
+        return ModelWidths(single=self.width())
+
+    @contextlib.contextmanager
+    def _embedding_vectors(self, fixes: list[list[tuple[int, Any]]]) -> Iterator[None]:
+        """While a chunk batch is encoded: each row's embeddings' vectors replace the token embeddings of their
+        places (A1111's ``EmbeddingsWithFixes``; BOS comes first, hence ``offset + 1``)."""
+        if not any(fixes):
+            yield
+            return
+
+        def replace(_module, _args, output: torch.Tensor) -> torch.Tensor:
+            rows = []
+            for row_fixes, row in zip(fixes, output):
+                for offset, embedding in row_fixes:
+                    vectors = embedding.vectors_for(self.embedding_key).to(row.device, row.dtype)
+                    count = min(row.shape[0] - offset - 1, vectors.shape[0])
+                    row = torch.cat([row[:offset + 1], vectors[:count], row[offset + 1 + count:]])
+                rows.append(row)
+            return torch.stack(rows)
+
+        handle = self.text_encoder.get_input_embeddings().register_forward_hook(replace)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     @torch.no_grad()
     def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
@@ -175,7 +247,8 @@ class PromptEncoder:
             ids = torch.tensor([pad_after_end(c[i].tokens, self.end_id, self.pad_id) for c in per_prompt],
                                device=self.device)
             weights = torch.tensor([c[i].weights for c in per_prompt], device=self.device)
-            z, pooled = self._encode_chunk(ids, weights, clip_skip, counts)
+            with self._embedding_vectors([c[i].fixes for c in per_prompt]):
+                z, pooled = self._encode_chunk(ids, weights, clip_skip, counts)
             outputs.append(z)
             # A1111 takes the pooled output of the first chunk only.
             first_pooled = pooled if i == 0 else first_pooled

@@ -16,6 +16,9 @@ generated. sgm embeds those numbers with sinusoids before its UNet; diffusers' S
 (``add_time_proj``), so they travel raw here.
 
 An empty negative prompt gives zeros for both text parts (A1111's ``force_zero_embeddings``), the size numbers stay.
+
+A textual-inversion embedding for SDXL has a part per encoder (``clip_l``, ``clip_g``); both encoders find its name
+in the same places (one vocabulary) and each writes its own part there (later A1111's ``textual_inversion_key``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Callable
 import torch
 
 from sdapi.engine.conditioning import PromptEncoder
+from sdapi.engine.embeddings import EmbeddingDatabase, ModelWidths
 
 # sgm's CLIP-L layer_idx 11 of 12 layers: the penultimate one.
 PENULTIMATE = 2
@@ -80,9 +84,26 @@ class SdxlPromptEncoder:
     """
 
     def __init__(self, pipe, device: torch.device):
-        self.clip_l = ClipLEncoder(pipe.tokenizer, pipe.text_encoder, device)
-        self.bigg = BigGEncoder(pipe.tokenizer_2, pipe.text_encoder_2, device)
+        self.clip_l = ClipLEncoder(pipe.tokenizer, pipe.text_encoder, device, embedding_key="clip_l")
+        self.bigg = BigGEncoder(pipe.tokenizer_2, pipe.text_encoder_2, device, embedding_key="clip_g")
         self.device = device
+
+    @property
+    def embeddings(self) -> EmbeddingDatabase | None:
+        """The job's textual-inversion database, shared by both encoders."""
+        return self.clip_l.embeddings
+
+    @embeddings.setter
+    def embeddings(self, database: EmbeddingDatabase | None) -> None:
+        self.clip_l.embeddings = self.bigg.embeddings = database
+
+    def tokenize(self, text: str) -> list[int]:
+        """CLIP-L's token ids (A1111 registers embedding names with the first tokenizer)."""
+        return self.clip_l.tokenize(text)
+
+    def widths(self) -> ModelWidths:
+        """The widths an SDXL embedding's two parts must have."""
+        return ModelWidths(clip_l=self.clip_l.width(), clip_g=self.bigg.width())
 
     def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
                multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:

@@ -1,17 +1,20 @@
 """The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA, and on
-request the tiny SDXL checkpoint with its SDXL LoRA."""
+request the tiny SDXL checkpoint with its SDXL LoRA, and a textual-inversion embedding and VAE file for the SD 1.x
+ones."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sdapi.engine.demo_embedding import write_demo_embedding
 from sdapi.engine.demo_lora import write_demo_lora
 from sdapi.engine.demo_lora_sdxl import write_demo_sdxl_lora
 from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
 from sdapi.engine.demo_sdxl import write_demo_sdxl
+from sdapi.engine.demo_vae import write_demo_vae
 
 
-def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
+def write_demo_models(data_dir: Path, sdxl: bool = False, extras: bool = False) -> list[Path]:
     """Make sure the demo checkpoints exist under ``<data_dir>/models/Stable-diffusion``.
 
     Writes ``demo-sd15.safetensors`` (seed 0) and ``demo-sd15-b.safetensors``
@@ -22,10 +25,12 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
         data_dir: the server's data directory.
         sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`) and its
             kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`).
+        extras: also write ``embeddings/demo-embedding.safetensors`` and ``models/VAE/demo-vae.safetensors``
+            (:mod:`sdapi.engine.demo_embedding`, :mod:`sdapi.engine.demo_vae`).
 
     Returns:
         The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL
-        checkpoint and the SDXL LoRA.
+        checkpoint and the SDXL LoRA, then the embedding and the VAE.
     """
     models_dir = Path(data_dir) / MODELS_SUBDIR
     paths = []
@@ -37,4 +42,6 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
     paths.append(write_demo_lora(data_dir))
     if sdxl:
         paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir)]
+    if extras:
+        paths += [write_demo_embedding(data_dir), write_demo_vae(data_dir)]
     return paths

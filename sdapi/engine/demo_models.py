@@ -35,6 +35,8 @@ from sdapi.engine.ldm_layout import save_single_file
 DEMO_NOTE = "tiny random-weight demo checkpoint built by sdapi; real images need a real checkpoint"
 DEMO_MODELS = (("demo-sd15.safetensors", 0), ("demo-sd15-b.safetensors", 1))
 MODELS_SUBDIR = Path("models") / "Stable-diffusion"
+# The tiny SD 1.x text encoder's width (a real SD 1.x one is 768): what a demo embedding's vectors have.
+SD15_TEXT_WIDTH = 32
 
 _SD15_CONFIGS = CONFIGS_DIR / "sd15"
 _TOKENIZER_VOCAB_NOTE = "openai/clip-vit-large-patch14 vocab.json + merges.txt (49408 tokens); shipped in sdapi/configs/tokenizers/clip"
@@ -151,7 +153,7 @@ def _build_text_encoder(tokenizer: Any) -> Any:
     """
     from transformers import CLIPTextModel
 
-    config = tiny_clip_text_config(tokenizer, 32, "quick_gelu", tokenizer.pad_token_id)
+    config = tiny_clip_text_config(tokenizer, SD15_TEXT_WIDTH, "quick_gelu", tokenizer.pad_token_id)
     return CLIPTextModel(config)
 
 

@@ -218,7 +218,7 @@ def unet_to_ldm(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any
 # --------------------------------------------------------------------------- VAE
 
 
-def _rename_vae_key(key: str, n_blocks: int) -> str:
+def ldm_vae_key(key: str, n_blocks: int) -> str:
     """Rename one diffusers ``AutoencoderKL`` key to its ldm name (without prefix).
 
     Args:
@@ -263,7 +263,7 @@ def vae_to_ldm(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
     n_blocks = len(config["block_out_channels"])
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        new_key = _rename_vae_key(key, n_blocks)
+        new_key = ldm_vae_key(key, n_blocks)
         # ldm's mid attention uses 1x1 convs where diffusers uses Linear layers.
         if ".mid.attn_1." in new_key and new_key.endswith(".weight") and value.ndim == 2:
             value = value.reshape(*value.shape, 1, 1)

@@ -20,10 +20,19 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sdapi.engine.api import CaptionSettings, GenerationJob, JobEvents, ModelInfo, TrainingJob, UpscaleJob  # noqa: E402
+from sdapi.engine.api import (  # noqa: E402
+    CaptionSettings,
+    EmbeddingListing,
+    GenerationJob,
+    JobEvents,
+    ModelInfo,
+    TrainingJob,
+    UpscaleJob,
+)
 from sdapi.engine.blip import BlipCaptioner  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
+from sdapi.engine.embedding_cache import EmbeddingFiles, listing, used_names  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
 from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16  # noqa: E402
 from sdapi.engine.fast_model import fast_model  # noqa: E402
@@ -44,6 +53,7 @@ from sdapi.engine.training.trainer import LoraTrainer, TrainEnvironment  # noqa:
 from sdapi.engine.upscale_model import clear_network_cache, model_runner  # noqa: E402
 from sdapi.engine.upscalers import enlarger, upscale_by  # noqa: E402
 from sdapi.engine.vae_precision import upcast_vae_if_needed  # noqa: E402
+from sdapi.engine.vae_switch import VaeSwitcher  # noqa: E402
 
 log = logging.getLogger("sdapi")
 
@@ -101,11 +111,16 @@ class LocalEngine:
         self._captioner: BlipCaptioner | None = None
         self._captioner_marker: float | None = None
         self._captioner_lock = threading.Lock()
+        self.embedding_files = EmbeddingFiles()
+        self.vaes = VaeSwitcher()
+        # How many times a checkpoint file was read into a pipeline (a VAE switch must not add to it).
+        self.checkpoint_loads = 0
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 
     def _load(self, path: Path) -> LoadedModel:
         log.info("Loading checkpoint %s on %s (%s)", path.name, self.runtime.device, self.runtime.dtype)
+        self.checkpoint_loads += 1
         pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
         attention = enable_attention(pipe, self.runtime)
         upcast_vae_if_needed(pipe)
@@ -135,6 +150,16 @@ class LocalEngine:
 
     def set_cache_size(self, extra: int) -> None:
         self.pipelines.extra = max(0, int(extra))
+
+    # -- textual inversion ----------------------------------------------------------------------------------
+
+    def embeddings(self, checkpoint: Path, files: tuple[Path, ...]) -> EmbeddingListing:
+        return listing(self.embedding_files.database(self.model(checkpoint), tuple(files)))
+
+    def embeddings_used(self, job: GenerationJob) -> list[str]:
+        model = self.model(job.checkpoint)
+        model.encoder.embeddings = self.embedding_files.database(model, job.embeddings)
+        return used_names(model.encoder, job) if model.encoder.embeddings else []
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
@@ -170,6 +195,9 @@ class LocalEngine:
         params = [j.params for j in jobs]
         warn = events.warn if events is not None else None
         latent_events = _LatentEvents(events) if events is not None else None
+        # Every job of a batch shares its embedding files and its VAE (the batch key says so).
+        model.encoder.embeddings = self.embedding_files.database(model, job.embeddings)
+        self.vaes.apply(model, job.vae)
         try:
             with self._prepared(model, p, warn) as runs_on:
                 others = functools.partial(self._other_model, p=p, warn=warn)
@@ -247,6 +275,7 @@ class LocalEngine:
     def unload_all(self) -> None:
         self.pipelines.clear()
         self.loras.clear()
+        self.vaes.clear()
         clear_network_cache()
         with self._captioner_lock:
             self._captioner = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -22,6 +23,10 @@ class LoadedModel:
             (:func:`prompt_encoder`).
         device, dtype: where and in which precision the UNet/VAE run.
         fast: the same model as fast-mode jobs run it, once one has (it lives and goes with this one).
+        embeddings: ``(file versions, database)``: the textual-inversion database last built for this model
+            (:class:`sdapi.engine.embedding_cache.EmbeddingFiles`).
+        vae: which VAE weights ``pipe.vae`` holds now, and a copy of the checkpoint's own
+            (:class:`sdapi.engine.vae_switch.VaeState`).
     """
 
     pipe: object
@@ -29,6 +34,8 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     fast: "LoadedModel | None" = field(default=None, repr=False, compare=False)
+    embeddings: Any = field(default=None, repr=False, compare=False)
+    vae_state: Any = field(default=None, repr=False, compare=False)
 
     @property
     def unet(self):

@@ -3,7 +3,7 @@
 from .base import A1111Request
 from .coercion import LaxBool, LaxDict, LaxFloat, LaxInt, LaxList, LaxStr, LaxStrList
 from .img2img import ImageToImageResponse, StableDiffusionProcessingImg2Img
-from .models import SamplerItem, SchedulerItem, SDModelItem
+from .models import SamplerItem, SchedulerItem, SDModelItem, SDVaeItem
 from .settings import Flags, Options
 from .txt2img import StableDiffusionProcessingTxt2Img, TextToImageResponse
 from .utility import (
@@ -38,6 +38,7 @@ __all__ = [
     "SamplerItem",
     "SchedulerItem",
     "SDModelItem",
+    "SDVaeItem",
     "v1_validation_errors",
     "Options",
     "Flags",

@@ -1,4 +1,5 @@
-"""Listing models: ``/sdapi/v1/samplers`` and ``/sdapi/v1/sd-models`` items (A1111 v1.2.1), ``/schedulers`` (v1.9+)."""
+"""Listing models: ``/sdapi/v1/samplers`` and ``/sdapi/v1/sd-models`` items (A1111 v1.2.1), ``/schedulers`` (v1.9+)
+and ``/sd-vae`` (v1.4+)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .coercion import LaxStr
 
-__all__ = ["SamplerItem", "SchedulerItem", "SDModelItem"]
+__all__ = ["SamplerItem", "SchedulerItem", "SDModelItem", "SDVaeItem"]
 
 
 class SamplerItem(BaseModel):
@@ -41,3 +42,12 @@ class SDModelItem(BaseModel):
     sha256: Optional[str] = Field(default=None, title="sha256 hash")
     filename: str = Field(title="Filename")
     config: Optional[str] = Field(default=None, title="Config file")
+
+
+class SDVaeItem(BaseModel):
+    """Later A1111's ``GET /sdapi/v1/sd-vae`` item."""
+
+    model_config = ConfigDict(title="SDVaeItem", protected_namespaces=())
+
+    model_name: str = Field(title="Model Name")
+    filename: str = Field(title="Filename")

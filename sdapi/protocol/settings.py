@@ -2,8 +2,9 @@
 
 A1111 generates both models from its option table and its argparse parser at start-up; we generate them from the
 same fields as frozen in v1.2.1's OpenAPI document (``sdapi/data/settings_schemas_v1.2.1.json``), plus the later
-A1111 options sdapi honours (``sdapi/data/options_later.json``: SDXL's crop conditioning and CLIP-L skip, as
-v1.10.1 names them; typed here, where v1.10.1's schema leaves the crop options untyped). The JSON types
+A1111 options sdapi honours (``sdapi/data/options_later.json``: SDXL's crop conditioning and CLIP-L skip, and the
+``TI hashes``/``VAE hash``/``VAE`` infotext switches, as v1.10.1 names them; typed here, where v1.10.1's schema
+leaves the crop options untyped). The JSON types
 follow A1111's: integer options are ``number`` (A1111 maps ``int`` to ``float``), so ``GET /options`` renders
 ``CLIP_stop_at_last_layers`` as ``2.0``.
 """

@@ -29,7 +29,7 @@ class Txt2ImgApiTaskArgs(StableDiffusionProcessingTxt2Img):
 
     checkpoint: Optional[LaxStr] = Field(None, description="checkpoint title, file name or hash for this task "
                                                            "(as override_settings.sd_model_checkpoint)")
-    vae: Optional[LaxStr] = Field(None, description="accepted and recorded; sdapi has no separate VAEs yet")
+    vae: Optional[LaxStr] = Field(None, description="accepted and recorded, not applied (override_settings.sd_vae is)")
     callback_url: Optional[LaxStr] = Field(None, description="http(s) URL that receives the images when the "
                                                              "task ends (multipart POST)")
 
@@ -39,7 +39,7 @@ class Img2ImgApiTaskArgs(StableDiffusionProcessingImg2Img):
 
     checkpoint: Optional[LaxStr] = Field(None, description="checkpoint title, file name or hash for this task "
                                                            "(as override_settings.sd_model_checkpoint)")
-    vae: Optional[LaxStr] = Field(None, description="accepted and recorded; sdapi has no separate VAEs yet")
+    vae: Optional[LaxStr] = Field(None, description="accepted and recorded, not applied (override_settings.sd_vae is)")
     callback_url: Optional[LaxStr] = Field(None, description="http(s) URL that receives the images when the "
                                                              "task ends (multipart POST)")
 

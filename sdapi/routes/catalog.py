@@ -1,10 +1,11 @@
-"""Model and sampler listings: ``/sd-models``, ``/refresh-checkpoints``, ``/samplers``, ``/schedulers``."""
+"""Model and sampler listings: ``/sd-models``, ``/refresh-checkpoints``, ``/samplers``, ``/schedulers``, ``/sd-vae``,
+``/refresh-vae`` and ``/refresh-embeddings`` (the last four from later A1111 versions)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sdapi.protocol import SamplerItem, SchedulerItem, SDModelItem
+from sdapi.protocol import SamplerItem, SchedulerItem, SDModelItem, SDVaeItem
 from sdapi.routes.deps import State
 from sdapi.serving import catalog
 
@@ -29,4 +30,21 @@ def get_sd_models(state: State):
 @router.post("/sdapi/v1/refresh-checkpoints")
 def refresh_checkpoints(state: State):
     catalog.refresh_checkpoints(state)
+    return None
+
+
+@router.get("/sdapi/v1/sd-vae", response_model=list[SDVaeItem])
+def get_sd_vaes(state: State):
+    return catalog.sd_vaes(state)
+
+
+@router.post("/sdapi/v1/refresh-vae")
+def refresh_vae(state: State):
+    catalog.refresh_vaes(state)
+    return None
+
+
+@router.post("/sdapi/v1/refresh-embeddings")
+def refresh_embeddings(state: State):
+    catalog.refresh_embeddings(state)
     return None

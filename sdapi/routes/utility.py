@@ -63,8 +63,8 @@ def get_prompt_styles(state: State):
 
 
 @router.get("/sdapi/v1/embeddings", response_model=EmbeddingsResponse)
-def get_embeddings():
-    return catalog.embeddings()
+def get_embeddings(state: State):
+    return catalog.embeddings(state)
 
 
 @router.post("/sdapi/v1/unload-checkpoint")

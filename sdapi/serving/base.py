@@ -16,7 +16,8 @@ from typing import Any, Awaitable, Callable
 from starlette.concurrency import run_in_threadpool
 
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
-from sdapi.engine.api import Engine
+from sdapi.embeddings import scan_embedding_files
+from sdapi.engine.api import EmbeddingListing, Engine
 from sdapi.engine.upscalers import UpscalerSpec, available_upscalers
 from sdapi.errors import ApiError
 from sdapi.jobs import Batching, JobCancelled, JobQueue
@@ -26,6 +27,7 @@ from sdapi.serving.control import JobControl
 from sdapi.settings import Settings
 from sdapi.styles import StyleDatabase
 from sdapi.translate import job_timestamp
+from sdapi.vaes import VaeCatalog, vae_catalog
 
 log = logging.getLogger("sdapi")
 
@@ -54,6 +56,9 @@ class ServerState:
         loras: ``models/Lora``; ``None``: ``<lora:…>`` tags are only stripped.
         dataset, training: the dataset and LoRA training services, built in the lifespan.
         tasks: the Agent Scheduler's queued tasks (``sdapi.serving.tasks.TaskService``), built in the lifespan.
+        vaes: the VAE files and A1111's rule choosing one (built from the settings when not given).
+        embedding_listing: the textual-inversion embeddings as sorted out for the model loaded last (A1111 lists
+            its database as the last model load, job or refresh left it).
     """
 
     settings: Settings
@@ -65,6 +70,8 @@ class ServerState:
     dataset: Any = None
     training: Any = None
     tasks: Any = None
+    vaes: VaeCatalog | None = None
+    embedding_listing: EmbeddingListing = field(default_factory=EmbeddingListing)
     control: JobControl = field(default_factory=JobControl)
     queue: JobQueue = field(init=False)
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
@@ -76,6 +83,8 @@ class ServerState:
                               batching=batching)
         if self.styles is None:
             self.styles = StyleDatabase(self.settings.styles_path)
+        if self.vaes is None:
+            self.vaes = vae_catalog(self.settings, self.catalog.hash_cache)
 
     # -- checkpoints -------------------------------------------------------------------------------------
 
@@ -109,7 +118,19 @@ class ServerState:
             self.engine.load(info.filename)
             self.options.set("sd_model_checkpoint", info.title)
             self.options.set("sd_checkpoint_hash", info.sha256)
+        self.sort_out_embeddings(info)
         return info
+
+    def embedding_files(self) -> tuple:
+        """The textual-inversion files in ``embeddings/`` (or ``--embeddings-dir``) now, in A1111's walk order."""
+        return scan_embedding_files([self.settings.embeddings_path])
+
+    def sort_out_embeddings(self, info: CheckpointInfo, files: tuple | None = None) -> EmbeddingListing:
+        """Read the embedding files for the loaded ``info`` and keep the listing ``/embeddings`` shows (A1111
+        reloads them with each model and before each job)."""
+        self.embedding_listing = self.engine.embeddings(info.filename, self.embedding_files() if files is None
+                                                        else files)
+        return self.embedding_listing
 
     def load_selected(self) -> CheckpointInfo:
         """Load whatever the shared options select (start-up, ``/reload-checkpoint``)."""

@@ -1,4 +1,5 @@
-"""The read-only listings: checkpoints, samplers, upscalers, LoRAs, styles and what sdapi does not serve yet."""
+"""The read-only listings: checkpoints, samplers, upscalers, LoRAs, VAEs, embeddings, styles and what sdapi does not
+serve yet."""
 
 from __future__ import annotations
 
@@ -62,9 +63,26 @@ def refresh_loras(state: ServerState) -> None:
         state.loras.refresh()
 
 
-def embeddings() -> dict[str, Any]:
-    """``/embeddings``: textual-inversion embeddings are not loaded by sdapi yet."""
-    return {"loaded": {}, "skipped": {}}
+def embeddings(state: ServerState) -> dict[str, Any]:
+    """``/embeddings``: the embeddings as the last model load, job or refresh sorted them out (A1111 lists its
+    database as it stands, without reading the folder again)."""
+    return state.embedding_listing.as_response()
+
+
+def refresh_embeddings(state: ServerState) -> None:
+    """``/refresh-embeddings`` (later A1111): read the folder again for the current model, on the worker (A1111
+    takes its queue lock)."""
+    state.run_sync(lambda: state.sort_out_embeddings(state.selected_checkpoint()), "refresh embeddings")
+
+
+def sd_vaes(state: ServerState) -> list[dict[str, str]]:
+    """``/sd-vae`` (later A1111): the VAE files ``sd_vae`` may name, with their paths (as A1111 lists them)."""
+    return [{"model_name": name, "filename": str(path)} for name, path in state.vaes.items().items()]
+
+
+def refresh_vaes(state: ServerState) -> None:
+    """``/refresh-vae`` (later A1111): scan the VAE folders again."""
+    state.vaes.refresh()
 
 
 def nothing_listed() -> list:

@@ -21,6 +21,7 @@ from sdapi.img2img_images import PreparedInputs, finished, prepare_inputs
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
+from sdapi.serving.job_models import attach_job_models
 from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
@@ -105,7 +106,9 @@ def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, 
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
-    return resolved, GenerationJob(checkpoint.filename, resolved.params), checkpoint, prepared
+    job = GenerationJob(checkpoint.filename, resolved.params)
+    attach_job_models(state, job, resolved, options, checkpoint)
+    return resolved, job, checkpoint, prepared
 
 
 def generate_img2img(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView

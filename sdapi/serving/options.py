@@ -11,6 +11,7 @@ import functools
 import logging
 from typing import Any
 
+from sdapi.errors import InvalidRequest
 from sdapi.options import OptionsView, checked_option_values
 from sdapi.serving.base import ServerState
 
@@ -39,6 +40,7 @@ def set_options(state: ServerState, values: dict[str, Any]) -> None:
         InvalidRequest: a value that cannot have the option's type.
     """
     checked = checked_option_values(state.options, values)
+    check_vae_name(state, checked)
     checkpoint = checked.pop("sd_model_checkpoint", None)
     for key, value in checked.items():
         if key in READ_ONLY_OPTIONS:
@@ -78,9 +80,23 @@ def checked_overrides(state: ServerState, overrides: dict[str, Any] | None) -> d
     """
     wanted = {k: v for k, v in (overrides or {}).items() if k not in RESTRICTED_OPTIONS}
     checked = checked_option_values(state.options, wanted)
+    check_vae_name(state, checked)
     for key in READ_ONLY_OPTIONS & checked.keys():
         checked.pop(key)
     return checked
+
+
+def check_vae_name(state: ServerState, values: dict[str, Any]) -> None:
+    """``sd_vae`` must be ``Automatic``, ``None`` or a VAE file's name (``/sd-vae``). A1111 stores any string and
+    falls back to the checkpoint's own VAE with a console line; a typo would then go unnoticed.
+
+    Raises:
+        InvalidRequest: naming the option and the value.
+    """
+    name = values.get("sd_vae")
+    if name is not None and not state.vaes.knows(str(name)):
+        raise InvalidRequest(f"option sd_vae: {name!r} is not Automatic, None or the name of a VAE file "
+                             "(GET /sdapi/v1/sd-vae lists them)")
 
 
 def unknown_checkpoint_warning(state: ServerState, overrides: dict[str, Any]) -> str | None:

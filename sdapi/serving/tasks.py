@@ -372,7 +372,7 @@ class TaskService:
         request = req.model_dump(exclude_unset=True, exclude=set(TASK_FIELDS))
         model = self._checked_request(kind, request, checkpoint)
         if vae:
-            log.warning("Task vae %r recorded but not applied: sdapi has no separate VAEs yet", vae)
+            log.warning("Task vae %r recorded but not applied: use override_settings.sd_vae", vae)
         task_id = self._insert(kind, request, display_params(model, checkpoint, vae), checkpoint=checkpoint,
                                vae=vae, callback_url=callback_url)
         return {"task_id": task_id}

@@ -12,6 +12,7 @@ from sdapi.engine.upscalers import Tiling
 from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
+from sdapi.serving.job_models import attach_job_models
 from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode, resolve_txt2img, txt2img_response
 
 
@@ -46,7 +47,9 @@ def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: O
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
-    return resolved, GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options)), checkpoint
+    job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))
+    attach_job_models(state, job, resolved, options, checkpoint)
+    return resolved, job, checkpoint
 
 
 def generate_txt2img(state: ServerState, req, sampler: SamplerSpec, options: OptionsView

@@ -77,8 +77,11 @@ def test_options_have_every_recorded_key_with_its_json_type(client, state):
     r = client.get("/sdapi/v1/options")
     # Values that describe the recording machine or its loaded model are compared by type only.
     noisy = {"sd_model_checkpoint", "sd_checkpoint_hash"}
-    # Options of later A1111 versions that sdapi honours (SDXL's) come on top of v1.2.1's, with their defaults.
-    later = {"sdxl_crop_top": 0.0, "sdxl_crop_left": 0.0, "sdxl_clip_l_skip": False}
+    # Options of later A1111 versions that sdapi honours (SDXL's, the TI and VAE infotext switches) come on top of
+    # v1.2.1's, with their defaults.
+    later = {"sdxl_crop_top": 0.0, "sdxl_crop_left": 0.0, "sdxl_clip_l_skip": False,
+             "textual_inversion_add_hashes_to_infotext": True, "add_vae_name_to_info": True,
+             "add_vae_hash_to_info": True}
     body = r.json()
     assert {key: body.pop(key) for key in later} == later
     assert compare_to_recording(recorded, r.status_code, body, substitutions=subs, noisy=noisy) == []

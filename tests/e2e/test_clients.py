@@ -53,6 +53,31 @@ def test_webuiapi_listings(api):
         call()
 
 
+@pytest.fixture()
+def demo_extras(state):
+    """The demo embedding and VAE in the session's data dir for one test, listed, then gone again."""
+    from sdapi.engine.demo_embedding import write_demo_embedding
+    from sdapi.engine.demo_vae import write_demo_vae
+
+    paths = [write_demo_embedding(state.settings.data_dir), write_demo_vae(state.settings.data_dir)]
+    yield paths
+    for path in paths:
+        path.unlink()
+    state.vaes.refresh()
+    state.sort_out_embeddings(state.selected_checkpoint())
+
+
+def test_webuiapi_lists_embeddings_and_vaes(api, demo_extras):
+    assert api.session.post(f"{api.baseurl}/refresh-embeddings").status_code == 200
+    assert api.session.post(f"{api.baseurl}/refresh-vae").status_code == 200
+    loaded = api.get_embeddings()["loaded"]
+    assert loaded["demo-embedding"]["vectors"] == 2 and loaded["demo-embedding"]["shape"] == 32
+    assert api.get_sd_vae() == [{"model_name": "demo-vae.safetensors", "filename": str(demo_extras[1].resolve())}]
+    result = api.txt2img(prompt="a demo-embedding cat", seed=7, steps=2, width=64, height=64,
+                         override_settings={"sd_vae": "demo-vae.safetensors"})
+    assert "TI hashes" in result.info["infotexts"][0] and "VAE: demo-vae.safetensors" in result.info["infotexts"][0]
+
+
 def test_webuiapi_set_model_txt2img_png_info(api, state, restore_checkpoint):
     title = next(t for t in api.util_get_model_names() if t.startswith("demo-sd15-b."))
     api.util_set_model(title)
@@ -79,7 +104,7 @@ def test_webuiapi_progress_interrupt_skip_wait(api):
 
 # What A1111 v1.2.1 (no extensions) answers, where it is not 200, and why.
 # (/sdapi/v1/latent-upscale-modes, added in v1.4, is served: clients list the hires fix modes with it.)
-NOT_IN_V121 = {"/sdapi/v1/sd-vae"}  # added in v1.4-v1.9 and not served yet (/schedulers is)
+NOT_IN_V121: set[str] = set()  # later endpoints the recording has (/sd-vae, /schedulers) are served
 
 
 def _recorded() -> list[dict]:

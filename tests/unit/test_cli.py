@@ -32,3 +32,13 @@ def test_fast_mode_flags():
     assert (parse("serve").fast, parse("serve").fast_compile) == (False, "full")
     s = parse("serve", "--fast", "--fast-compile", "regional")
     assert (s.fast, s.fast_compile) == (True, "regional")
+
+
+def test_embedding_and_vae_folders():
+    s = parse("serve", "--data-dir", "/d")
+    assert (str(s.embeddings_path), str(s.vae_models_dir), s.vae_dir, s.vae_path) == (
+        "/d/embeddings", "/d/models/VAE", None, None)
+    s = parse("serve", "--embeddings-dir", "/e", "--vae-dir", "/v", "--vae-path", "/v/one.safetensors")
+    assert (str(s.embeddings_path), str(s.vae_dir), str(s.vae_path)) == ("/e", "/v", "/v/one.safetensors")
+    assert not {"--embeddings-dir", "--vae-dir", "--vae-path"} & set(s.ignored_flags)
+    assert s.launch_flags["embeddings_dir"] == "/e"

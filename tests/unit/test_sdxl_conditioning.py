@@ -128,3 +128,37 @@ def test_the_shipped_sdxl_config_widths_add_up_to_2048_context_and_1280_pooled()
         unet["projection_class_embeddings_input_dim"]
     refiner = _config("sdxl-refiner", "unet")
     assert refiner["cross_attention_dim"] == bigg["hidden_size"]  # the refiner has bigG only
+
+
+def test_an_sdxl_embedding_writes_each_part_into_its_own_encoder(pipe, encoder):
+    """Later A1111's ``textual_inversion_key``: CLIP-L takes ``clip_l``, bigG ``clip_g``, at the same places; an
+    SD 1.x-layout file is skipped on SDXL."""
+    from sdapi.engine.embedding_file import EmbeddingData
+    from sdapi.engine.embeddings import build_database
+
+    parts = {"clip_l": torch.randn(2, CLIP_L_WIDTH), "clip_g": torch.randn(2, BIGG_WIDTH)}
+    files = [("/e/xl.safetensors", EmbeddingData("xl-style", parts)),
+             ("/e/sd1.safetensors", EmbeddingData("sd1-style", torch.randn(2, CLIP_L_WIDTH)))]
+    database = build_database(files, encoder.widths(), encoder.tokenize)
+    assert list(database.loaded) == ["xl-style"] and list(database.skipped) == ["sd1-style"]
+    plain = encoder.encode_sdxl(["a cat xl-style"], SIZE)[0]
+    encoder.embeddings = database
+    try:
+        context = encoder.encode_sdxl(["a cat xl-style"], SIZE)[0]
+        (chunk,) = encoder.clip_l.chunks("a cat xl-style")
+        assert chunk.fixes == [(2, database.loaded["xl-style"])]  # "a", "cat", then 2 places
+        with torch.no_grad():
+            ids = torch.tensor([chunk.tokens])
+            embeds_l = pipe.text_encoder.get_input_embeddings()(ids)
+            embeds_l[0, 3:5] = parts["clip_l"]
+    finally:
+        encoder.embeddings = None
+    assert not torch.equal(context[..., :CLIP_L_WIDTH], plain[..., :CLIP_L_WIDTH])
+    assert not torch.equal(context[..., CLIP_L_WIDTH:], plain[..., CLIP_L_WIDTH:])
+    handle = pipe.text_encoder.get_input_embeddings().register_forward_hook(lambda *_: embeds_l)
+    try:
+        with torch.no_grad():
+            expected_l = pipe.text_encoder(input_ids=ids, output_hidden_states=True)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(context[..., :CLIP_L_WIDTH], expected_l.hidden_states[-2])

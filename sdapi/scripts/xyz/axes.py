@@ -205,7 +205,7 @@ AXIS_TYPES: tuple[AxisType, ...] = (
     AxisType("Cond. Image Mask Weight", ValueKind.FLOAT, set_option("inpainting_mask_weight"), mode=IMG2IMG,
              needs_inpainting=True),
     AxisType("VAE", ValueKind.TEXT, nothing, has_choices=True, cost=0.7,
-             unsupported="sdapi has no separate VAE files (sd_vae): every checkpoint uses its own VAE"),
+             unsupported="the VAE axis is not mapped yet; override_settings.sd_vae selects a VAE per request"),
     AxisType("Styles", ValueKind.TEXT, add_styles, has_choices=True),
     AxisType("UniPC Order", ValueKind.INT, nothing, cost=0.5,
              unsupported=_NOT_APPLIED.format("the uni_pc_order option (UniPC always runs order 3)")),
