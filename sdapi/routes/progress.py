@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sdapi.protocol import ProgressResponse
+from sdapi.protocol.internal import InternalProgressResponse, PendingTasksResponse, ProgressRequest
 from sdapi.routes.deps import State
 from sdapi.serving import progress as serving
 
@@ -26,3 +27,13 @@ def interruptapi(state: State):
 def skip(state: State):
     serving.skip(state)
     return None
+
+
+@router.post("/internal/progress", response_model=InternalProgressResponse)
+def progressapi_internal(req: ProgressRequest, state: State):
+    return serving.internal_progress(state, req.id_task, req.id_live_preview, req.live_preview)
+
+
+@router.get("/internal/pending-tasks", response_model=PendingTasksResponse)
+def get_pending_tasks(state: State):
+    return serving.pending_tasks(state)

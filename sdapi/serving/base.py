@@ -23,6 +23,7 @@ from sdapi.errors import ApiError
 from sdapi.jobs import Batching, JobCancelled, JobQueue
 from sdapi.loras import LoraCatalog
 from sdapi.options import Options, OptionsView
+from sdapi.serving.task_ids import TaskIds
 from sdapi.serving.control import JobControl
 from sdapi.settings import Settings
 from sdapi.styles import StyleDatabase
@@ -57,6 +58,7 @@ class ServerState:
         dataset, training: the dataset and LoRA training services, built in the lifespan.
         tasks: the Agent Scheduler's queued tasks (``sdapi.serving.tasks.TaskService``), built in the lifespan.
         vaes: the VAE files and A1111's rule choosing one (built from the settings when not given).
+        task_ids: A1111's task ids of the generation requests (``/internal/progress``).
         embedding_listing: the textual-inversion embeddings as sorted out for the model loaded last (A1111 lists
             its database as the last model load, job or refresh left it).
     """
@@ -73,6 +75,7 @@ class ServerState:
     vaes: VaeCatalog | None = None
     embedding_listing: EmbeddingListing = field(default_factory=EmbeddingListing)
     control: JobControl = field(default_factory=JobControl)
+    task_ids: TaskIds = field(default_factory=TaskIds)
     queue: JobQueue = field(init=False)
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 

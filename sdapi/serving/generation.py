@@ -4,10 +4,11 @@ frame on the worker (its option copy, its warnings, its overrides kept or droppe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 from sdapi.bounds import check_generation, check_lora_weights, check_pixels
 from sdapi.engine.api import GenerationJob
@@ -24,6 +25,7 @@ from sdapi.protocol.base import LATER_FIELDS
 from sdapi.scripts.registry import find_script
 from sdapi.translate_later import firstpass_image, hires_checkpoint, hires_sampler_choice, refiner_params
 from sdapi.serving.base import ServerState
+from sdapi.serving.task_ids import new_task_id
 from sdapi.serving.options import checked_overrides, job_options, keep_overrides, unknown_checkpoint_warning
 
 log = logging.getLogger("sdapi")
@@ -51,12 +53,14 @@ class CheckedRequest:
         sampler: its sampler.
         overrides: its ``override_settings``, type-checked (unknown checkpoint dropped).
         warnings: what was not applied as asked, for the response's ``info``.
+        task_id: A1111's task id (``force_task_id`` or a new one), for ``/internal/progress``.
     """
 
     req: Any
     sampler: SamplerSpec
     overrides: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    task_id: str | None = None
 
 
 def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
@@ -82,7 +86,9 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
         log.warning("%s", warning)
     if mode == "txt2img":
         validate_hires_size(req, state.options.view(overrides), state.settings.limits)
-    return CheckedRequest(req, sampler, overrides, warnings)
+    task_id = getattr(req, "force_task_id", None) or new_task_id(mode)
+    state.task_ids.queued(task_id)
+    return CheckedRequest(req, sampler, overrides, warnings, task_id)
 
 
 @dataclass
@@ -136,7 +142,9 @@ class GenerationRun:
         """This run and ``others`` as one job: each prepared with its own options, then those whose engine jobs
         match sampled as one batch. Each member gets its response or its own exception.
         """
-        return self.state.run_job(self.job_count, lambda: run_merged(self.state, [self, *others]))
+        runs = [self, *others]
+        with running_tasks(self.state, [run.checked.task_id for run in runs]):
+            return self.state.run_job(self.job_count, lambda: run_merged(self.state, runs))
 
 
 def run_merged(state: ServerState, runs: list[GenerationRun]) -> list[Any]:
@@ -221,10 +229,15 @@ def find_sampler_or_default(req) -> SamplerSpec:
     return resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler).sampler
 
 
+# Later fields that say nothing about the images: requests differing only in these may share a batch.
+NOT_ABOUT_IMAGES = {"force_task_id", "comments", "infotext"}
+
+
 def later_fields(req) -> dict[str, Any]:
-    """The later A1111 fields a request carries (kept out of ``parameters``, so out of ``model_dump``)."""
+    """The later A1111 fields a request carries that shape its images (kept out of ``parameters``, so out of
+    ``model_dump``)."""
     return {name: getattr(req, name) for name in LATER_FIELDS.get(type(req).model_config.get("title"), ())
-            if hasattr(req, name)}
+            if hasattr(req, name) and name not in NOT_ABOUT_IMAGES}
 
 
 def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,
@@ -244,7 +257,21 @@ def run_generation(state: ServerState, checked: CheckedRequest, job_count: int,
             keep_overrides(state, checked.overrides, options)
         return body
 
-    return state.run_job(job_count, run)
+    with running_tasks(state, [checked.task_id]):
+        return state.run_job(job_count, run)
+
+
+@contextlib.contextmanager
+def running_tasks(state: ServerState, task_ids: list[str | None]) -> Iterator[None]:
+    """Mark requests' task ids running for the duration, finished afterwards (whatever the outcome)."""
+    ids = [task_id for task_id in task_ids if task_id]
+    for task_id in ids:
+        state.task_ids.started(task_id)
+    try:
+        yield
+    finally:
+        for task_id in ids:
+            state.task_ids.finished(task_id)
 
 
 def validate_hires_size(req, options: OptionsView, limits: Limits) -> None:

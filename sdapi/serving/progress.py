@@ -51,13 +51,7 @@ def progress(state: ServerState, skip_current_image: bool = False) -> dict[str, 
     snapshot = state.control.snapshot()
     image = None
     if not skip_current_image and snapshot["job_count"] > 0 and state.options.get("live_previews_enable"):
-        fmt, quality = state.options.get("samples_format"), state.options.get("jpeg_quality")
-
-        def render(preview) -> str | None:
-            picture = preview.image()
-            return None if picture is None else encode_image(picture, fmt, quality, pnginfo=False)
-
-        image = state.control.current_preview(int(state.options.get("show_progress_every_n_steps")), render)
+        image = _preview(state)
     return progress_body(snapshot, time.time(), image)
 
 
@@ -69,3 +63,47 @@ def interrupt(state: ServerState) -> None:
 def skip(state: ServerState) -> None:
     """Skip the current batch of the running job."""
     state.control.skip()
+
+
+def internal_progress(state: ServerState, id_task: str | None, id_live_preview: int = -1,
+                      live_preview: bool = True) -> dict[str, Any]:
+    """A1111's ``POST /internal/progress`` body for one task id: queued (with its place), running (progress, ETA,
+    a live preview newer than ``id_live_preview``) or finished."""
+    status = state.task_ids.status(id_task)
+    body: dict[str, Any] = {"active": status.active, "queued": status.queued, "completed": status.completed,
+                            "progress": None, "eta": None, "live_preview": None, "id_live_preview": None,
+                            "textinfo": None}
+    if not status.active:
+        body["id_live_preview"] = -1
+        body["textinfo"] = f"In queue: {status.position}/{status.pending}" if status.queued else "Waiting..."
+        return body
+    snapshot = state.control.snapshot()
+    done = fraction_done(snapshot) - 0.01 if snapshot["job_count"] > 0 else 0.0  # A1111 adds no 0.01 here
+    elapsed = time.time() - snapshot["time_start"]
+    body.update(progress=min(max(done, 0.0), 1.0), textinfo=snapshot["textinfo"], id_live_preview=id_live_preview,
+                eta=elapsed / done - elapsed if done > 0 else None)
+    if live_preview and state.options.get("live_previews_enable"):
+        preview_id = snapshot["job_no"] * 100000 + snapshot["sampling_step"]
+        if preview_id != id_live_preview:
+            image = _preview(state, "png")  # v1.2.1's progress page always sends PNG
+            if image is not None:
+                body["live_preview"] = f"data:image/png;base64,{image}"
+                body["id_live_preview"] = preview_id
+    return body
+
+
+def _preview(state: ServerState, fmt: str | None = None) -> str | None:
+    """The running job's live preview, encoded in ``fmt`` (default ``samples_format``), rendered when due."""
+    fmt, quality = fmt or state.options.get("samples_format"), state.options.get("jpeg_quality")
+
+    def render(preview) -> str | None:
+        picture = preview.image()
+        return None if picture is None else encode_image(picture, fmt, quality, pnginfo=False)
+
+    return state.control.current_preview(int(state.options.get("show_progress_every_n_steps")), render)
+
+
+def pending_tasks(state: ServerState) -> dict[str, Any]:
+    """``GET /internal/pending-tasks``: the queued requests' task ids, oldest first."""
+    tasks = state.task_ids.pending()
+    return {"size": len(tasks), "tasks": tasks}

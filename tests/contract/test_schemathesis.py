@@ -153,6 +153,18 @@ def documented_a1111_500(case, response) -> str | None:
     upscaler = body.get("hr_upscaler")
     if error.get("errors") == f"could not find upscaler named {upscaler}" and body.get("enable_hr"):
         return "unknown hr_upscaler"
+    return later_a1111_500(body, error)
+
+
+def later_a1111_500(body: dict, error: dict) -> str | None:
+    """The 500s later A1111 (v1.6+) gives for its later request fields, which sdapi reads (``translate_later``)."""
+    named = {str(body.get(field)) for field in ("refiner_checkpoint", "hr_checkpoint_name")}
+    if error.get("error") == "Exception" and error.get("errors") in {f"Could not find checkpoint with name {n}"
+                                                                      for n in named}:
+        return "unknown refiner or hires checkpoint"
+    sampler = body.get("hr_sampler_name")
+    if error.get("error") == "AssertionError" and error.get("errors") == f"bad sampler name: {sampler}":
+        return "unknown hr_sampler_name"
     return None
 
 

@@ -141,3 +141,25 @@ def test_a_half_precision_sdxl_model_keeps_its_vae_in_float32():
     assert upcast_vae_if_needed(sd15) == torch.float16
     full = build_tiny_sdxl_pipeline(0)
     assert upcast_vae_if_needed(full) == torch.float32
+
+
+def test_a_full_file_with_the_buffers_pruned_files_drop_loads_the_same(tiny_files, tmp_path):
+    # Fine-tunes are often "pruned": saved without position ids, OpenCLIP's logit scale, EMA weights or the
+    # schedule buffers that full training checkpoints carry. The tiny file is pruned; add them back.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(tiny_files[0])
+    with safe_open(tiny_files[0], "pt") as handle:
+        metadata = handle.metadata()  # the tiny sizes' config
+    positions = state["conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight"].shape[0]
+    state["conditioner.embedders.0.transformer.text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    state["conditioner.embedders.1.model.logit_scale"] = torch.tensor(4.6052)
+    state["model_ema.decay"] = torch.tensor(0.9999)
+    state["alphas_cumprod"] = torch.linspace(0.99, 0.01, 1000)
+    full = tmp_path / "full.safetensors"
+    save_file(state, str(full), metadata=metadata)
+    loaded, pruned = load_pipeline(full, cache_dir=tmp_path), load_pipeline(tiny_files[0], cache_dir=tmp_path)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        a, b = getattr(loaded, name).state_dict(), getattr(pruned, name).state_dict()
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b), name

@@ -162,3 +162,15 @@ def test_an_sdxl_embedding_writes_each_part_into_its_own_encoder(pipe, encoder):
     finally:
         handle.remove()
     torch.testing.assert_close(context[..., :CLIP_L_WIDTH], expected_l.hidden_states[-2])
+
+
+def test_an_empty_negative_is_zeros_only_when_the_whole_batch_s_negatives_are_empty(encoder):
+    # A1111 v1.10 sd_models_xl: force_zero_negative_prompt = is_negative_prompt and all(x == '' for x in batch).
+    schedules = ScheduleEncoder(encoder, steps=4, size=SIZE)
+    mixed = schedules.batch(["a cat", "a cat"], ["", "blurry"])
+    empty_row = mixed.uncond_vectors_at(0)[0, :BIGG_WIDTH]
+    assert torch.count_nonzero(empty_row) > 0
+    text, text_vector = encoder.encode_sdxl([""], SIZE)
+    torch.testing.assert_close(mixed.uncond_at(0)[0], text[0])
+    all_empty = schedules.batch(["a cat", "a cat"], ["", ""])
+    assert torch.count_nonzero(all_empty.uncond_vectors_at(0)[:, :BIGG_WIDTH]) == 0

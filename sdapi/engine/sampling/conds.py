@@ -190,7 +190,9 @@ class ScheduleEncoder:
         Args:
             prompts, negative_prompts: one per image.
         """
-        negatives = tuple(self.schedule(prompt, negative=True) for prompt in negative_prompts)
+        # SDXL zeros empty negative prompts only when the whole batch's are empty (A1111's force_zero_negative_prompt).
+        zero_empty = all(prompt == "" for prompt in negative_prompts)
+        negatives = tuple(self.schedule(prompt, negative=zero_empty) for prompt in negative_prompts)
         per_image, texts = composable_batch(prompts)
         schedules = [self.schedule(text) for text in texts]
         subprompts = tuple(tuple((schedules[index], weight) for index, weight in pairs) for pairs in per_image)
