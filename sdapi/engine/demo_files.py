@@ -1,5 +1,5 @@
 """The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA, and on
-request the tiny SDXL checkpoint with its SDXL LoRA."""
+request the tiny SDXL checkpoint with its SDXL LoRA and the tiny SDXL refiner."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sdapi.engine.demo_lora import write_demo_lora
 from sdapi.engine.demo_lora_sdxl import write_demo_sdxl_lora
 from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
 from sdapi.engine.demo_sdxl import write_demo_sdxl
+from sdapi.engine.demo_sdxl_refiner import write_demo_sdxl_refiner
 
 
 def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
@@ -20,12 +21,13 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
 
     Args:
         data_dir: the server's data directory.
-        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`) and its
-            kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`).
+        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`), its
+            kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`)
+            and the tiny SDXL refiner ``demo-sdxl-refiner.safetensors`` (:mod:`sdapi.engine.demo_sdxl_refiner`).
 
     Returns:
         The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL
-        checkpoint and the SDXL LoRA.
+        checkpoint, the SDXL LoRA and the SDXL refiner.
     """
     models_dir = Path(data_dir) / MODELS_SUBDIR
     paths = []
@@ -36,5 +38,5 @@ def write_demo_models(data_dir: Path, sdxl: bool = False) -> list[Path]:
         paths.append(path)
     paths.append(write_demo_lora(data_dir))
     if sdxl:
-        paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir)]
+        paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir), write_demo_sdxl_refiner(data_dir)]
     return paths
