@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/..., a "
                           "demo embedding into DIR/embeddings and a demo VAE into DIR/models/VAE")
     demo.add_argument("dir", type=Path)
-    demo.add_argument("--sdxl", action="store_true", help="also write the tiny SDXL checkpoint demo-sdxl.safetensors and its "
-                           "kohya-format LoRA models/Lora/demo-sdxl-lora.safetensors")
+    demo.add_argument("--sdxl", action="store_true", help="also write the tiny SDXL checkpoint demo-sdxl.safetensors, its "
+                           "kohya-format LoRA models/Lora/demo-sdxl-lora.safetensors and the tiny SDXL refiner "
+                           "demo-sdxl-refiner.safetensors")
     dataset_cli.add_commands(sub)
     return parser
 

@@ -139,6 +139,8 @@ def resolve_txt2img(req, sampler: SamplerSpec, options: Options, styles=None,
         sampler_settings=sampler_settings(req, sampler, options),
         sdxl_crop=(int(options.get("sdxl_crop_top")), int(options.get("sdxl_crop_left"))),
         sdxl_clip_l_skip=options.get("sdxl_clip_l_skip") is True,
+        sdxl_aesthetic_scores=(float(options.get("sdxl_refiner_high_aesthetic_score")),
+                               float(options.get("sdxl_refiner_low_aesthetic_score"))),
         fast=bool(options.get("sdapi_fast_mode")),
         **noise_settings(options),
     )

@@ -64,13 +64,15 @@ class ModelInfo:
 
     Args:
         checkpoint: the file.
-        inpainting: the UNet takes the inpainting conditioning (A1111's ``is_using_inpainting_conditioning``).
+        inpainting: the UNet takes the inpainting conditioning (9 input channels).
         v_prediction: the UNet predicts v.
+        sdxl: an SDXL model (base, inpainting or refiner).
     """
 
     checkpoint: Path
     inpainting: bool
     v_prediction: bool = False
+    sdxl: bool = False
 
 
 @dataclass

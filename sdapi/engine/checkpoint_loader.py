@@ -21,7 +21,12 @@ Every checkpoint, real or tiny, goes through :func:`load_pipeline`:
 3. ``<pipeline class>.from_single_file(path, config=<that dir>,
    local_files_only=True)``, the class named by the dir's ``model_index.json``
    (``StableDiffusionPipeline`` for SD 1.x/2.x, ``StableDiffusionXLPipeline``
-   for SDXL, whose dir has a second text encoder and tokenizer).
+   for SDXL, whose dir has a second text encoder and tokenizer, and
+   ``StableDiffusionXLImg2ImgPipeline`` for the SDXL refiner, whose dir has only
+   the second ones: its ``model_index.json`` nulls ``text_encoder``/``tokenizer``
+   and says ``requires_aesthetics_score``; diffusers reads its bigG from
+   ``conditioner.embedders.0.model.``, which it recognises by the
+   ``text_projection`` there).
    ``original_config`` is never passed: it would make diffusers rebuild the
    UNet/VAE from the yaml (ignoring our configs) and fetch the text encoders
    from the hub.
@@ -73,14 +78,20 @@ _SDXL_COMPONENT_FILES = {"text_encoder_2": "text_encoder_2/config.json"}
 _TOKENIZER_FOLDERS = {"tokenizer": "tokenizer", "tokenizer_2": "tokenizer_2"}
 SD_PIPELINE = "StableDiffusionPipeline"
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
+SDXL_REFINER_PIPELINE = "StableDiffusionXLImg2ImgPipeline"
 # The pipeline class each model family loads as (a metadata config must agree with the keys).
-_FAMILY_PIPELINES = {"sd1": SD_PIPELINE, "sd2": SD_PIPELINE, "sdxl": SDXL_PIPELINE}
+_FAMILY_PIPELINES = {"sd1": SD_PIPELINE, "sd2": SD_PIPELINE, "sdxl": SDXL_PIPELINE,
+                     mt.SDXL_REFINER: SDXL_REFINER_PIPELINE}
+# Each pipeline's text encoders and tokenizers (the refiner has only SDXL's second ones, bigG).
+_PIPELINE_TEXT_PARTS = {
+    SD_PIPELINE: (("text_encoder",), ("tokenizer",)),
+    SDXL_PIPELINE: (("text_encoder", "text_encoder_2"), ("tokenizer", "tokenizer_2")),
+    SDXL_REFINER_PIPELINE: (("text_encoder_2",), ("tokenizer_2",)),
+}
 # Components from_single_file must not try to load (they would need files we do not ship).
 _NULL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 _SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 _UNSUPPORTED_TYPE_MESSAGES = {
-    mt.SDXL_INPAINT: "SDXL inpainting checkpoints are not served yet",
-    mt.SDXL_REFINER: "SDXL refiner checkpoints are not served yet",
     mt.UNKNOWN: (
         "not a Stable Diffusion 1.x/2.x/SDXL checkpoint sdapi recognises "
         "(no model.diffusion_model.* UNet with a cond_stage_model.* or conditioner.embedders.* text encoder; "
@@ -268,10 +279,11 @@ def config_files_from_metadata(config_json: str) -> dict[str, bytes]:
         found = config.get("format") if isinstance(config, dict) else None
         raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} has unknown format {found!r}")
     pipeline = config.get("pipeline", SD_PIPELINE)
-    if pipeline not in (SD_PIPELINE, SDXL_PIPELINE):
+    if pipeline not in _PIPELINE_TEXT_PARTS:
         raise UnsupportedCheckpoint(f"pipeline {pipeline!r} is not supported yet")
-    components = {**_COMPONENT_FILES, **(_SDXL_COMPONENT_FILES if pipeline == SDXL_PIPELINE else {})}
-    tokenizers = ("tokenizer", "tokenizer_2") if pipeline == SDXL_PIPELINE else ("tokenizer",)
+    encoders, tokenizers = _PIPELINE_TEXT_PARTS[pipeline]
+    components = {name: rel for name, rel in {**_COMPONENT_FILES, **_SDXL_COMPONENT_FILES}.items()
+                  if not name.startswith("text_encoder") or name in encoders}
     missing = [k for k in (*components, *tokenizers) if not isinstance(config.get(k), dict)]
     if missing:
         raise UnsupportedCheckpoint(f"{DIFFUSERS_CONFIG_KEY} lacks {', '.join(missing)}")
@@ -450,12 +462,12 @@ def load_pipeline(
         cache_dir: a writable directory for assembled config dirs.
 
     Returns:
-        A ``diffusers.StableDiffusionPipeline`` (SD 1.x/2.x) or ``StableDiffusionXLPipeline`` (SDXL) with
-        progress bars disabled.
+        A ``diffusers.StableDiffusionPipeline`` (SD 1.x/2.x), ``StableDiffusionXLPipeline`` (SDXL, SDXL
+        inpainting) or ``StableDiffusionXLImg2ImgPipeline`` (SDXL refiner) with progress bars disabled.
 
     Raises:
         UnsupportedCheckpoint: for unreadable files, pickles with non-tensor objects,
-            SDXL refiner/inpainting or unknown models, or any failure inside diffusers' loader.
+            unknown models, or any failure inside diffusers' loader.
     """
     path = Path(path)
     header = read_checkpoint_header(path)

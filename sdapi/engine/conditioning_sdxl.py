@@ -19,6 +19,8 @@ An empty negative prompt gives zeros for both text parts (A1111's ``force_zero_e
 
 A textual-inversion embedding for SDXL has a part per encoder (``clip_l``, ``clip_g``); both encoders find its name
 in the same places (one vocabulary) and each writes its own part there (later A1111's ``textual_inversion_key``).
+
+The SDXL refiner has bigG alone and five numbers in place of the six (:mod:`.conditioning_sdxl_refiner`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from sdapi.engine.embeddings import EmbeddingDatabase, ModelWidths
 
 # sgm's CLIP-L layer_idx 11 of 12 layers: the penultimate one.
 PENULTIMATE = 2
-# Size numbers after the pooled text in an added vector (the refiner's aesthetic-score layout would have 5).
+# Size numbers after the pooled text in an added vector: original size, crop, target size.
 TIME_IDS = 6
+# The refiner's (sgm's sd_xl_refiner.yaml embedders): original size, crop, aesthetic score.
+REFINER_TIME_IDS = 5
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class SizeConditioning:
         width, height: the size being generated (A1111 uses it as original and target size).
         crop_top, crop_left: A1111's ``sdxl_crop_top``/``sdxl_crop_left`` options.
         clip_l_skip: A1111's ``sdxl_clip_l_skip``: CLIP-L follows ``CLIP_stop_at_last_layers``.
+        aesthetic_scores: the refiner's A1111 ``(sdxl_refiner_high_aesthetic_score,
+            sdxl_refiner_low_aesthetic_score)``: for prompts and for negative prompts.
     """
 
     width: int
@@ -52,10 +58,17 @@ class SizeConditioning:
     crop_top: int = 0
     crop_left: int = 0
     clip_l_skip: bool = False
+    aesthetic_scores: tuple[float, float] = (6.0, 2.5)
 
     def time_ids(self) -> list[float]:
         """diffusers' ``add_time_ids``: original ``(h, w)``, crop ``(top, left)``, target ``(h, w)``."""
         return [float(v) for v in (self.height, self.width, self.crop_top, self.crop_left, self.height, self.width)]
+
+    def refiner_time_ids(self, negative: bool) -> list[float]:
+        """The refiner's: original ``(h, w)``, crop ``(top, left)`` and the aesthetic score (A1111 gives negative
+        prompts the low one)."""
+        score = self.aesthetic_scores[1] if negative else self.aesthetic_scores[0]
+        return [float(v) for v in (self.height, self.width, self.crop_top, self.crop_left, score)]
 
 
 class ClipLEncoder(PromptEncoder):

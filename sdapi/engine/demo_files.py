@@ -1,6 +1,6 @@
 """The demo files a data dir gets (``sdapi demo-models DIR`` and the tests): two checkpoints and a LoRA, and on
-request the tiny SDXL checkpoint with its SDXL LoRA, and a textual-inversion embedding and VAE file for the SD 1.x
-ones."""
+request the tiny SDXL checkpoint with its SDXL LoRA and the tiny SDXL refiner, and a textual-inversion embedding and
+VAE file for the SD 1.x ones."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sdapi.engine.demo_lora_sdxl import write_demo_sdxl_lora
 from sdapi.engine.demo_models import DEMO_MODELS, MODELS_SUBDIR, write_demo_checkpoint
 from sdapi.engine.demo_sdxl import write_demo_sdxl
 from sdapi.engine.demo_vae import write_demo_vae
+from sdapi.engine.demo_sdxl_refiner import write_demo_sdxl_refiner
 
 
 def write_demo_models(data_dir: Path, sdxl: bool = False, extras: bool = False) -> list[Path]:
@@ -23,14 +24,15 @@ def write_demo_models(data_dir: Path, sdxl: bool = False, extras: bool = False) 
 
     Args:
         data_dir: the server's data directory.
-        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`) and its
-            kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`).
+        sdxl: also write the tiny SDXL checkpoint ``demo-sdxl.safetensors`` (:mod:`sdapi.engine.demo_sdxl`), its
+            kohya-format SDXL LoRA ``models/Lora/demo-sdxl-lora.safetensors`` (:mod:`sdapi.engine.demo_lora_sdxl`)
+            and the tiny SDXL refiner ``demo-sdxl-refiner.safetensors`` (:mod:`sdapi.engine.demo_sdxl_refiner`).
         extras: also write ``embeddings/demo-embedding.safetensors`` and ``models/VAE/demo-vae.safetensors``
             (:mod:`sdapi.engine.demo_embedding`, :mod:`sdapi.engine.demo_vae`).
 
     Returns:
         The paths of both demo checkpoints and of the demo LoRA (existing or newly written), then the SDXL
-        checkpoint and the SDXL LoRA, then the embedding and the VAE.
+        checkpoint, the SDXL LoRA and the SDXL refiner, then the embedding and the VAE.
     """
     models_dir = Path(data_dir) / MODELS_SUBDIR
     paths = []
@@ -41,7 +43,7 @@ def write_demo_models(data_dir: Path, sdxl: bool = False, extras: bool = False) 
         paths.append(path)
     paths.append(write_demo_lora(data_dir))
     if sdxl:
-        paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir)]
+        paths += [write_demo_sdxl(data_dir), write_demo_sdxl_lora(data_dir), write_demo_sdxl_refiner(data_dir)]
     if extras:
         paths += [write_demo_embedding(data_dir), write_demo_vae(data_dir)]
     return paths

@@ -49,13 +49,14 @@ TIME_EMBED_WIDTH = 8
 _SDXL_CONFIGS = CONFIGS_DIR / "sdxl"
 
 
-def _build_unet() -> Any:
-    """The tiny SDXL-topology UNet: three levels, attention in the lower two, ``text_time`` added embedding."""
+def _build_unet(in_channels: int = 4) -> Any:
+    """The tiny SDXL-topology UNet: three levels, attention in the lower two, ``text_time`` added embedding (9 input
+    channels: SDXL inpainting's latent, mask and masked-image latent)."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         layers_per_block=2,
         block_out_channels=(16, 32, 32),
@@ -72,8 +73,12 @@ def _build_unet() -> Any:
     )
 
 
-def build_tiny_sdxl_pipeline(seed: int) -> Any:
+def build_tiny_sdxl_pipeline(seed: int, in_channels: int = 4) -> Any:
     """Build a tiny SDXL-topology pipeline with random weights (from a forked RNG seeded with ``seed``).
+
+    Args:
+        seed: the weight seed.
+        in_channels: the UNet's input channels (9: an SDXL inpainting model).
 
     Returns:
         A ``diffusers.StableDiffusionXLPipeline`` on CPU, float32, progress bar off.
@@ -85,7 +90,7 @@ def build_tiny_sdxl_pipeline(seed: int) -> Any:
     tokenizer_2 = build_tokenizer(_SDXL_CONFIGS / "tokenizer_2")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = _build_unet()
+        unet = _build_unet(in_channels)
         vae = build_tiny_vae(SDXL_VAE_SCALE)
         # CLIP-L uses OpenAI's quick_gelu, bigG plain gelu, as the real ones do.
         text_encoder = CLIPTextModel(
@@ -101,7 +106,7 @@ def build_tiny_sdxl_pipeline(seed: int) -> Any:
     return pipe
 
 
-def _text_encoder_config(model: Any, architecture: str) -> dict[str, Any]:
+def text_encoder_config(model: Any, architecture: str) -> dict[str, Any]:
     """A text encoder's config as stored in the metadata (without what describes only the library run)."""
     config = model.config.to_dict()
     for key in VOLATILE_TE_KEYS:
@@ -117,8 +122,8 @@ def sdxl_config_json(pipe: Any) -> str:
         "pipeline": SDXL_PIPELINE,
         "model_index": read_json(_SDXL_CONFIGS / "model_index.json"),
         "scheduler": plain_config(pipe.scheduler.config),
-        "text_encoder": _text_encoder_config(pipe.text_encoder, "CLIPTextModel"),
-        "text_encoder_2": _text_encoder_config(pipe.text_encoder_2, "CLIPTextModelWithProjection"),
+        "text_encoder": text_encoder_config(pipe.text_encoder, "CLIPTextModel"),
+        "text_encoder_2": text_encoder_config(pipe.text_encoder_2, "CLIPTextModelWithProjection"),
         "tokenizer": read_json(_SDXL_CONFIGS / "tokenizer" / "tokenizer_config.json"),
         "tokenizer_2": read_json(_SDXL_CONFIGS / "tokenizer_2" / "tokenizer_config.json"),
         "unet": plain_config(pipe.unet.config),
@@ -127,18 +132,20 @@ def sdxl_config_json(pipe: Any) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
-def write_demo_sdxl_checkpoint(path: Path, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+def write_demo_sdxl_checkpoint(path: Path, seed: int = 0, dtype: torch.dtype = torch.float32,
+                               in_channels: int = 4) -> Path:
     """Build the tiny SDXL pipeline and save it as an original-layout ``.safetensors``.
 
     Args:
         path: destination file.
         seed: the weight seed.
         dtype: the stored weight dtype (``torch.float16`` gives an fp16 file, as most SDXL downloads are).
+        in_channels: the UNet's input channels (9: an SDXL inpainting checkpoint).
 
     Returns:
         The destination path.
     """
-    pipe = build_tiny_sdxl_pipeline(seed).to(dtype=dtype)
+    pipe = build_tiny_sdxl_pipeline(seed, in_channels).to(dtype=dtype)
     metadata = {DIFFUSERS_CONFIG_KEY: sdxl_config_json(pipe), NOTE_KEY: DEMO_NOTE}
     return save_single_file(pipe, Path(path), metadata)
 

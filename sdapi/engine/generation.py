@@ -85,10 +85,12 @@ class BatchEvents(Protocol):
 
 def size_conditioning(model: LoadedModel, p: Txt2ImgParams, width: int, height: int) -> SizeConditioning | None:
     """SDXL's size and crop conditioning of a job's pass at ``width`` x ``height`` (``None`` for SD 1.x/2.x):
-    A1111 gives the size being generated as both original and target size."""
+    A1111 gives the size being generated as both original and target size (the refiner: original size, with its
+    aesthetic scores)."""
     if not model.sdxl:
         return None
-    return SizeConditioning(width, height, *p.sdxl_crop, clip_l_skip=p.sdxl_clip_l_skip)
+    return SizeConditioning(width, height, *p.sdxl_crop, clip_l_skip=p.sdxl_clip_l_skip,
+                            aesthetic_scores=p.sdxl_aesthetic_scores)
 
 
 def check_nans(latents: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,12 @@
 
 An inpainting UNet sees, besides the 4 latent channels, a 1-channel mask (1 = repaint) and the 4-channel latent of
 the image with the repainted area blacked out (``inpainting_mask_weight`` blends between the plain and the masked
-image). txt2img on such a model gives it an all-repaint mask and the latent of a black image.
+image). txt2img on such a model gives it an all-repaint mask and the latent of a mid-grey image (zeros in
+``[-1, 1]``).
+
+SDXL inpainting checkpoints get the same (A1111 v1.10's ``is_sdxl_inpaint`` branches: its txt2img image is 0.5 in
+``[0, 1]``, the same grey, and img2img goes through the same ``inpainting_image_conditioning``), placed after the
+latent channels as its ``apply_model`` concatenates ``c_concat``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from sdapi.engine.vae_io import encode_pixels
 
 
 def txt2img_image_cond(model, batch: int, width: int, height: int) -> torch.Tensor | None:
-    """txt2img's conditioning: a mask of ones and the latent of a black image; ``None`` for plain models."""
+    """txt2img's conditioning: a mask of ones and the latent of a mid-grey image; ``None`` for plain models."""
     if not model.inpainting:
         return None
     latent = encode_pixels(model, torch.zeros(batch, 3, height, width))

@@ -8,7 +8,8 @@ A1111 and most model sites use the CompVis/ldm ("original") key layout:
 * text encoder under ``cond_stage_model.transformer.text_model.`` (SD 1.x,
   OpenAI CLIP) or ``cond_stage_model.model.`` (SD 2.x, OpenCLIP); SDXL (Stability's
   sgm layout) has two, CLIP ViT-L under ``conditioner.embedders.0.transformer.`` and
-  OpenCLIP ViT-bigG (with its ``text_projection``) under ``conditioner.embedders.1.model.``.
+  OpenCLIP ViT-bigG (with its ``text_projection``) under ``conditioner.embedders.1.model.``; the SDXL refiner has
+  only that bigG, as its first embedder: ``conditioner.embedders.0.model.``.
 
 diffusers only ships the original -> diffusers direction, so this module holds
 the reverse mapping. It is generic over the number of blocks and res-blocks per
@@ -37,6 +38,7 @@ CLIP_PREFIX = "cond_stage_model.transformer."
 OPENCLIP_PREFIX = "cond_stage_model.model."
 SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
+SDXL_REFINER_OPENCLIP_PREFIX = "conditioner.embedders.0.model."
 
 # diffusers ResnetBlock2D names -> ldm ResBlock names (UNet only).
 _UNET_RESNET_NAMES = (
@@ -363,15 +365,18 @@ def pipeline_to_ldm_state_dict(pipe: Any, *, text_encoder_layout: str | None = N
     """Convert a diffusers SD pipeline to one original-layout state dict.
 
     Args:
-        pipe: a ``StableDiffusionPipeline`` (needs ``unet``, ``vae``, ``text_encoder``), or a
-            ``StableDiffusionXLPipeline`` (also ``text_encoder_2``: written in the SDXL layout).
+        pipe: a ``StableDiffusionPipeline`` (needs ``unet``, ``vae``, ``text_encoder``), a
+            ``StableDiffusionXLPipeline`` (also ``text_encoder_2``: written in the SDXL layout), or an SDXL refiner
+            (``text_encoder_2`` alone: the refiner's layout).
         text_encoder_layout: ``"clip"`` (SD 1.x), ``"openclip"`` (SD 2.x), or
             ``None`` to pick from the text encoder's activation (ignored for SDXL).
 
     Returns:
         ``{original_key: tensor}``; tensors are the pipeline's own (not copies).
     """
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "text_encoder", None) is None:
+        text = openclip_to_ldm(pipe.text_encoder_2.state_dict(), SDXL_REFINER_OPENCLIP_PREFIX)
+    elif getattr(pipe, "text_encoder_2", None) is not None:
         text = clip_to_ldm(pipe.text_encoder.state_dict(), SDXL_CLIP_PREFIX)
         text.update(openclip_to_ldm(pipe.text_encoder_2.state_dict(), SDXL_OPENCLIP_PREFIX))
     else:

@@ -143,7 +143,7 @@ class LocalEngine:
 
     def load(self, checkpoint: Path) -> ModelInfo:
         model = self.model(checkpoint)
-        return ModelInfo(Path(checkpoint), model.inpainting, model.v_prediction)
+        return ModelInfo(Path(checkpoint), model.inpainting, model.v_prediction, model.sdxl)
 
     def loaded(self) -> list[Path]:
         return self.pipelines.loaded()

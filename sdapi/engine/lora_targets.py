@@ -133,9 +133,12 @@ def target_table(pipe) -> dict[str, LoraTarget]:
     """
     table: dict[str, LoraTarget] = {}
     sdxl = model_family(pipe) == SDXL
+    # The SDXL refiner's bigG is its conditioner's embedder 0 (A1111 names it 0_model_...), where A1111 v1.10 looks
+    # for lora_te1_ as 0_transformer_text_model_ and lora_te2_ as 1_model_...: no text encoder layer applies.
+    refiner = sdxl and getattr(pipe, "text_encoder", None) is None
     for prefix, attribute, kind in COMPONENT_PREFIXES:
         component = getattr(pipe, attribute, None)
-        if component is None or (sdxl and prefix in SD_ONLY_PREFIXES):
+        if component is None or (sdxl and prefix in SD_ONLY_PREFIXES) or (refiner and kind == TEXT_ENCODER):
             continue
         layers = _layers(component)
         names = unet_names(prefix, component, layers) if kind == UNET else text_encoder_names(prefix, layers)

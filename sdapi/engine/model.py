@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from sdapi.engine.conditioning import PromptEncoder
-from sdapi.engine.conditioning_sdxl import SdxlPromptEncoder
+from sdapi.engine.conditioning_sdxl import REFINER_TIME_IDS, TIME_IDS, SdxlPromptEncoder
+from sdapi.engine.conditioning_sdxl_refiner import SdxlRefinerPromptEncoder
 
 INPAINT_UNET_CHANNELS = 9
 
@@ -52,8 +53,19 @@ class LoadedModel:
 
     @property
     def sdxl(self) -> bool:
-        """An SDXL model: two text encoders and the UNet's added vector (pooled text, size numbers)."""
+        """An SDXL model (base, inpainting or refiner, as A1111's ``is_sdxl``): bigG, and the UNet's added vector
+        (pooled text, size numbers)."""
         return getattr(self.pipe, "text_encoder_2", None) is not None
+
+    @property
+    def sdxl_refiner(self) -> bool:
+        """The SDXL refiner: bigG alone, and an aesthetic score among its added numbers."""
+        return self.sdxl and getattr(self.pipe, "text_encoder", None) is None
+
+    @property
+    def time_ids(self) -> int:
+        """How many numbers end the UNet's added vector (after the pooled text): 6, or the refiner's 5."""
+        return REFINER_TIME_IDS if self.sdxl_refiner else TIME_IDS
 
     @property
     def inpainting(self) -> bool:
@@ -61,8 +73,11 @@ class LoadedModel:
         return int(self.unet.config.in_channels) == INPAINT_UNET_CHANNELS
 
 
-def prompt_encoder(pipe, device: torch.device) -> PromptEncoder | SdxlPromptEncoder:
-    """The A1111-style prompt encoder for a pipeline: SDXL's two-encoder one, or the SD 1.x/2.x one."""
+def prompt_encoder(pipe, device: torch.device) -> PromptEncoder | SdxlPromptEncoder | SdxlRefinerPromptEncoder:
+    """The A1111-style prompt encoder for a pipeline: SDXL's two-encoder one, the SDXL refiner's bigG one, or the
+    SD 1.x/2.x one."""
+    if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "text_encoder", None) is None:
+        return SdxlRefinerPromptEncoder(pipe, device)
     if getattr(pipe, "text_encoder_2", None) is not None:
         return SdxlPromptEncoder(pipe, device)
     return PromptEncoder(pipe.tokenizer, pipe.text_encoder, device)

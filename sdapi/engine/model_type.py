@@ -47,12 +47,12 @@ SDXL_INPAINT = "sdxl-inpaint"
 SDXL_REFINER = "sdxl-refiner"
 UNKNOWN = "unknown"
 
-#: Model types that ship a config in ``sdapi/configs/<type>/`` and are served (``sdxl-refiner`` ships one too, for
-#: loading it later as a refiner, but is not served on its own yet).
-SUPPORTED_MODEL_TYPES = (SD15, SD2, SD2_V, SDXL)
+#: Model types that ship a config in ``sdapi/configs/<type>/`` and are served (the refiner as a main checkpoint too,
+#: as A1111 allows).
+SUPPORTED_MODEL_TYPES = (SD15, SD2, SD2_V, SDXL, SDXL_REFINER)
 
 #: Inpainting types: their base type's config with a 9-channel UNet input (latent, mask, masked-image latent).
-INPAINT_BASE_TYPES = {SD15_INPAINT: SD15, SD2_INPAINT: SD2}
+INPAINT_BASE_TYPES = {SD15_INPAINT: SD15, SD2_INPAINT: SD2, SDXL_INPAINT: SDXL}
 
 _UNET_PREFIX = "model.diffusion_model."
 _UNET_IN_KEY = "model.diffusion_model.input_blocks.0.0.weight"

@@ -78,6 +78,8 @@ class Txt2ImgParams:
         sampler_settings: eta, churn and ``s_min_uncond``.
         sdxl_crop: A1111's ``(sdxl_crop_top, sdxl_crop_left)``: SDXL's crop conditioning.
         sdxl_clip_l_skip: A1111's ``sdxl_clip_l_skip``: SDXL's CLIP-L follows ``clip_skip`` (else penultimate).
+        sdxl_aesthetic_scores: A1111's ``(sdxl_refiner_high_aesthetic_score, sdxl_refiner_low_aesthetic_score)``:
+            the SDXL refiner's aesthetic score for prompts and for negative prompts.
         fast: sdapi's fast mode (the ``sdapi_fast_mode`` option): compiled UNet and VAE decoder, channels_last,
             reduced-precision autocast; pixels differ slightly from the default mode's.
         refiner: later A1111's refiner: another checkpoint takes over sampling part way, or ``None``.
@@ -113,6 +115,7 @@ class Txt2ImgParams:
     sampler_settings: SamplerSettings = field(default_factory=SamplerSettings)
     sdxl_crop: tuple[int, int] = (0, 0)
     sdxl_clip_l_skip: bool = False
+    sdxl_aesthetic_scores: tuple[float, float] = (6.0, 2.5)
     fast: bool = False
     refiner: "RefinerParams | None" = None
     firstpass_image: Image.Image | None = None

@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from sdapi.checkpoints import CheckpointInfo
-from sdapi.engine.api import GenerationJob
+from sdapi.engine.api import GenerationJob, ModelInfo
 from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.engine.upscalers import Tiling
 from sdapi.options import OptionsView
@@ -46,10 +46,23 @@ def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: O
                                find_checkpoint=state.find_checkpoint, script_overrides=script_overrides)
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
-    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
+    resolved.inpainting_conditioning = txt2img_inpainting_flag(state.engine.load(checkpoint.filename),
+                                                               resolved.params)
     job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))
     attach_job_models(state, job, resolved, options, checkpoint)
     return resolved, job, checkpoint
+
+
+def txt2img_inpainting_flag(model: ModelInfo, params) -> bool:
+    """A1111's ``is_using_inpainting_conditioning`` of a txt2img job (its info and ``Conditional mask weight``).
+
+    A1111 v1.10's txt2img sets it from the ldm conditioning key (``hybrid``/``concat``), which its SDXL models report
+    as ``crossattn``: an SDXL inpainting model gets the inpainting conditioning without the flag, unless a hires pass
+    with a pixel upscaler builds it the img2img way (which sets the flag for SDXL inpainting too).
+    """
+    if not model.inpainting or not model.sdxl:
+        return model.inpainting
+    return params.hires is not None and params.hires.latent_mode is None
 
 
 def generate_txt2img(state: ServerState, req, sampler: SamplerSpec, options: OptionsView

@@ -120,3 +120,14 @@ def test_only_a_known_other_family_is_a_mismatch():
     assert mismatch(SD, SDXL) == "it was made for SD 1.x/2.x and the current model is SDXL"
     assert mismatch(SDXL, SD) == "it was made for SDXL and the current model is SD 1.x/2.x"
     assert mismatch(None, SDXL) is None and mismatch(SDXL, SDXL) is None
+
+
+def test_on_the_refiner_only_unet_layers_are_targets():
+    """A1111 v1.10 names the refiner's bigG ``0_model_...`` (its conditioner's embedder 0) and looks for ``lora_te1_``
+    as ``0_transformer_text_model_...`` and ``lora_te2_`` as ``1_model_...``: no text encoder layer of an SDXL LoRA
+    applies to a refiner, its UNet layers do where they fit."""
+    from sdapi.engine.demo_sdxl_refiner import build_tiny_sdxl_refiner_pipeline
+
+    names = set(target_table(build_tiny_sdxl_refiner_pipeline()))
+    assert names and all(name.startswith("lora_unet_") for name in names)
+    assert "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k" in names

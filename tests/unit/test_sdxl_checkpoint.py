@@ -124,10 +124,12 @@ def test_demo_models_write_the_tiny_sdxl_file_on_request(tmp_path):
 
     assert not any(p.name == "demo-sdxl.safetensors" for p in write_demo_models(tmp_path))
     paths = write_demo_models(tmp_path, sdxl=True)
-    assert paths[-2:] == [tmp_path / "models" / "Stable-diffusion" / "demo-sdxl.safetensors",
-                          tmp_path / "models" / "Lora" / "demo-sdxl-lora.safetensors"]
-    assert mt.detect_model_type(read_checkpoint_header(paths[-2]).shapes) == mt.SDXL
-    assert read_checkpoint_header(paths[-1]).metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert paths[-3:] == [tmp_path / "models" / "Stable-diffusion" / "demo-sdxl.safetensors",
+                          tmp_path / "models" / "Lora" / "demo-sdxl-lora.safetensors",
+                          tmp_path / "models" / "Stable-diffusion" / "demo-sdxl-refiner.safetensors"]
+    assert mt.detect_model_type(read_checkpoint_header(paths[-3]).shapes) == mt.SDXL
+    assert read_checkpoint_header(paths[-2]).metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert mt.detect_model_type(read_checkpoint_header(paths[-1]).shapes) == mt.SDXL_REFINER
     assert write_demo_models(tmp_path, sdxl=True) == paths  # existing files are left alone
 
 

@@ -21,7 +21,7 @@ guidance scale of 1. Their conditioning step is the number of sampler updates so
 
 An inpainting UNet's extra input channels (``image_cond``) follow each row's scaled input, unscaled, as ldm's
 ``c_concat`` does. SDXL's added vectors (pooled text and size numbers) follow each row's context the same way,
-as sgm's ``vector`` key does.
+as sgm's ``vector`` key does; the model says how many numbers end them (the refiner has five).
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: tor
     kwargs = {}
     if vectors is not None:
         vectors = vectors.to(x_in.device, model.dtype)
-        kwargs["added_cond_kwargs"] = {"text_embeds": vectors[:, :-TIME_IDS], "time_ids": vectors[:, -TIME_IDS:]}
+        # SDXL's six size numbers, or the refiner's five (models without the attribute are base SDXL).
+        numbers = getattr(model, "time_ids", TIME_IDS)
+        kwargs["added_cond_kwargs"] = {"text_embeds": vectors[:, :-numbers], "time_ids": vectors[:, -numbers:]}
     out = model.unet(x_in.to(model.dtype).contiguous(), t_in, encoder_hidden_states=context.to(model.dtype),
                      **kwargs).sample
     return out.float().contiguous()
