@@ -128,7 +128,7 @@ class SdxlPromptEncoder:
     def encode_sdxl(self, texts: list[str], size: SizeConditioning, clip_skip: int = 1, backtrack: int = 20,
                     emphasis: bool = True, multiplicity: list[int] | None = None,
                     stop: Callable[[], bool] | None = None,
-                    negative: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    negative: bool = False, zero_empty: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Context and added vector for a batch of prompts.
 
         Args:
@@ -136,7 +136,9 @@ class SdxlPromptEncoder:
             size: the job's size and crop conditioning and CLIP-L skip rule.
             clip_skip: A1111's ``CLIP_stop_at_last_layers`` (used by CLIP-L only with ``size.clip_l_skip``).
             backtrack, emphasis, multiplicity, stop: as :meth:`PromptEncoder.encode`.
-            negative: these are negative prompts (all empty: the text parts are zeros).
+            negative: these are negative prompts.
+            zero_empty: with ``negative``, empty texts give zeros for the text parts (A1111 does this only when every
+                negative prompt of the batch is empty).
 
         Returns:
             ``(B, 77 * chunks, width_l + width_g)`` and ``(B, projection + 6)``.
@@ -145,7 +147,7 @@ class SdxlPromptEncoder:
         context_l = self.clip_l.encode(texts, skip_l, backtrack, emphasis, multiplicity, stop)
         context_g, pooled = self.bigg.encode_pooled(texts, PENULTIMATE, backtrack, emphasis, multiplicity, stop)
         context = torch.cat([context_l, context_g], dim=-1)
-        if negative and all(text == "" for text in texts):
+        if negative and zero_empty and all(text == "" for text in texts):
             context, pooled = torch.zeros_like(context), torch.zeros_like(pooled)
         time_ids = torch.tensor([size.time_ids()], dtype=pooled.dtype, device=pooled.device)
         return context, torch.cat([pooled, time_ids.expand(pooled.shape[0], -1)], dim=-1)

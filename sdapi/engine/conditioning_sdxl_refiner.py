@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from sdapi.engine.embeddings import ModelWidths
+
 from sdapi.engine.conditioning_sdxl import PENULTIMATE, BigGEncoder, SizeConditioning
 
 
@@ -33,6 +35,17 @@ class SdxlRefinerPromptEncoder:
     def __init__(self, pipe, device: torch.device):
         self.bigg = BigGEncoder(pipe.tokenizer_2, pipe.text_encoder_2, device)
         self.device = device
+        # Set by the job's textual-inversion lookup; none fits (see :meth:`widths`), so it stays unused.
+        self.embeddings = None
+
+    def tokenize(self, text: str) -> list[int]:
+        """bigG's token ids."""
+        return self.bigg.tokenize(text)
+
+    def widths(self) -> ModelWidths:
+        """No textual-inversion embedding applies to a refiner: SDXL embeddings carry a CLIP-L part, which the
+        refiner has no encoder for (its CLIP-L width counts as 0), so each goes to ``skipped``."""
+        return ModelWidths(clip_l=0, clip_g=self.bigg.width())
 
     def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
                multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:
@@ -44,7 +57,7 @@ class SdxlRefinerPromptEncoder:
     def encode_sdxl(self, texts: list[str], size: SizeConditioning, clip_skip: int = 1, backtrack: int = 20,
                     emphasis: bool = True, multiplicity: list[int] | None = None,
                     stop: Callable[[], bool] | None = None,
-                    negative: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    negative: bool = False, zero_empty: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Context and added vector for a batch of prompts.
 
         Args:
@@ -52,13 +65,15 @@ class SdxlRefinerPromptEncoder:
             size: the job's size, crop and aesthetic-score conditioning.
             clip_skip: unused: A1111 applies no clip skip to bigG.
             backtrack, emphasis, multiplicity, stop: as :meth:`PromptEncoder.encode`.
-            negative: these are negative prompts (the low aesthetic score; all empty: the text parts are zeros).
+            negative: these are negative prompts (the low aesthetic score).
+            zero_empty: with ``negative``, empty texts give zeros for the text parts (A1111 does this only when every
+                negative prompt of the batch is empty).
 
         Returns:
             ``(B, 77 * chunks, width_g)`` and ``(B, projection + 5)``.
         """
         context, pooled = self.bigg.encode_pooled(texts, PENULTIMATE, backtrack, emphasis, multiplicity, stop)
-        if negative and all(text == "" for text in texts):
+        if negative and zero_empty and all(text == "" for text in texts):
             context, pooled = torch.zeros_like(context), torch.zeros_like(pooled)
         numbers = torch.tensor([size.refiner_time_ids(negative)], dtype=pooled.dtype, device=pooled.device)
         return context, torch.cat([pooled, numbers.expand(pooled.shape[0], -1)], dim=-1)

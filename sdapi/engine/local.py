@@ -61,8 +61,9 @@ log = logging.getLogger("sdapi")
 class _LatentEvents:
     """Adapts :class:`JobEvents` to the sampling core, which reports latents: previews render on demand."""
 
-    def __init__(self, events: JobEvents):
+    def __init__(self, events: JobEvents, sdxl: bool = False):
         self.events = events
+        self.sdxl = sdxl
 
     @property
     def interrupted(self) -> bool:
@@ -81,7 +82,7 @@ class _LatentEvents:
         self.events.sampling(steps)
 
     def step(self, step: int, latents: torch.Tensor) -> None:
-        self.events.step(step, LatentPreview(latents))
+        self.events.step(step, LatentPreview(latents, self.sdxl))
 
     def batch_done(self) -> None:
         self.events.batch_done()
@@ -194,7 +195,7 @@ class LocalEngine:
         p = job.params
         params = [j.params for j in jobs]
         warn = events.warn if events is not None else None
-        latent_events = _LatentEvents(events) if events is not None else None
+        latent_events = _LatentEvents(events, model.sdxl) if events is not None else None
         # Every job of a batch shares its embedding files and its VAE (the batch key says so).
         model.encoder.embeddings = self.embedding_files.database(model, job.embeddings)
         self.vaes.apply(model, job.vae)

@@ -87,7 +87,6 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
     if mode == "txt2img":
         validate_hires_size(req, state.options.view(overrides), state.settings.limits)
     task_id = getattr(req, "force_task_id", None) or new_task_id(mode)
-    state.task_ids.queued(task_id)
     return CheckedRequest(req, sampler, overrides, warnings, task_id)
 
 

@@ -401,7 +401,7 @@ class TaskService:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
             raise InvalidRequest(f"invalid {kind} request: {problems}") from None
-        REQUEST_CHECKS[kind](self.state, model)
+        REQUEST_CHECKS[kind](self.state, model, track=False)  # checked now, queued as a task
         return model
 
     def _insert(self, kind: str, request: dict[str, Any], params: dict[str, Any], **fields: Any) -> str:

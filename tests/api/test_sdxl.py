@@ -210,3 +210,17 @@ def test_align_your_steps_takes_its_sdxl_table_on_sdxl(sdxl_client, monkeypatch)
     # NVIDIA's SDXL table differs from the SD 1.5 one from its second value on (6.315 vs 6.475), interpolated to 10.
     assert len(seen) == 1 and not torch.equal(seen[0], align_your_steps_sigmas(10, sdxl=False))
     assert torch.equal(seen[0], align_your_steps_sigmas(10, sdxl=True))
+
+
+def test_sdxl_live_previews_use_sdxl_latent_colours(sdxl_client, monkeypatch):
+    control = sdxl_client.app.state.sdapi.control
+    seen = []
+    step = control.step
+
+    def keep(number, preview=None):
+        seen.append(preview)
+        step(number, preview)
+
+    monkeypatch.setattr(control, "step", keep)
+    generate(sdxl_client, steps=2)
+    assert seen and all(preview.sdxl for preview in seen) and seen[-1].image() is not None

@@ -47,7 +47,10 @@ def test_webuiapi_listings(api):
     assert api.get_options()["samples_format"] == "png"
     assert "api_auth" in api.get_cmd_flags()
     assert [u["name"] for u in api.get_upscalers()][:3] == ["None", "Lanczos", "Nearest"]
-    assert api.get_scripts() == {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}
+    assert api.get_scripts() == {
+        "txt2img": ["prompt matrix", "prompts from file or textbox", "x/y/z plot"],
+        "img2img": ["loopback", "outpainting mk2", "poor man's outpainting", "prompt matrix",
+                    "prompts from file or textbox", "sd upscale", "x/y/z plot"]}
     for call in (api.get_hypernetworks, api.get_face_restorers, api.get_realesrgan_models, api.get_prompt_styles,
                  api.get_embeddings, api.get_memory, api.refresh_checkpoints):
         call()

@@ -174,12 +174,17 @@ class ScheduleEncoder:
         self.backtrack = backtrack
         self.emphasis = emphasis
         self.size = size
-        self._schedules: dict[tuple[str, bool], CondSchedule] = {}
+        self._schedules: dict[tuple[str, bool, bool], CondSchedule] = {}
 
-    def schedule(self, prompt: str, negative: bool = False) -> CondSchedule:
-        """The encoded schedule of one prompt (sub-prompt or negative)."""
-        # Only SDXL encodes a negative prompt differently (an empty one is zeros).
-        key = (prompt, negative and self.size is not None)
+    def schedule(self, prompt: str, negative: bool = False, zero_empty: bool = True) -> CondSchedule:
+        """The encoded schedule of one prompt (sub-prompt or negative).
+
+        Args:
+            zero_empty: for a negative prompt, whether an empty one is zeros (SDXL; see :meth:`batch`).
+        """
+        # Only SDXL encodes a negative prompt differently (an empty one is zeros, the refiner's score is lower).
+        sdxl_negative = negative and self.size is not None
+        key = (prompt, sdxl_negative, sdxl_negative and zero_empty)
         if key not in self._schedules:
             self._schedules[key] = self._encode(*key)
         return self._schedules[key]
@@ -192,13 +197,13 @@ class ScheduleEncoder:
         """
         # SDXL zeros empty negative prompts only when the whole batch's are empty (A1111's force_zero_negative_prompt).
         zero_empty = all(prompt == "" for prompt in negative_prompts)
-        negatives = tuple(self.schedule(prompt, negative=zero_empty) for prompt in negative_prompts)
+        negatives = tuple(self.schedule(prompt, negative=True, zero_empty=zero_empty) for prompt in negative_prompts)
         per_image, texts = composable_batch(prompts)
         schedules = [self.schedule(text) for text in texts]
         subprompts = tuple(tuple((schedules[index], weight) for index, weight in pairs) for pairs in per_image)
         return BatchConds(subprompts, negatives)
 
-    def _encode(self, prompt: str, negative: bool) -> CondSchedule:
+    def _encode(self, prompt: str, negative: bool, zero_empty: bool) -> CondSchedule:
         entries = prompt_schedule(prompt, self.steps)
         texts = [text for _, text in entries]
         distinct = list(dict.fromkeys(texts))
@@ -210,6 +215,6 @@ class ScheduleEncoder:
                                         multiplicity=multiplicity, stop=self.stop)
         else:
             conds, vectors = self.encoder.encode_sdxl(distinct, self.size, self.clip_skip, self.backtrack,
-                                                      self.emphasis, multiplicity, self.stop, negative)
+                                                      self.emphasis, multiplicity, self.stop, negative, zero_empty)
         rows = tuple(distinct.index(text) for text in texts)
         return CondSchedule(tuple(end for end, _ in entries), rows, conds, vectors)
