@@ -11,7 +11,7 @@ never lost to it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from PIL import Image
@@ -38,6 +38,8 @@ class ImageSaver:
         mode: ``txt2img`` or ``img2img`` (which folder options apply).
         job_timestamp: the job's (``[job_timestamp]``).
         style_prompts: style names → their prompts, for ``[prompt_no_styles]``.
+        failures: collects the warnings of every :meth:`save` (pass one list to several savers to gather a
+            script's).
     """
 
     guard: PathGuard
@@ -45,6 +47,7 @@ class ImageSaver:
     mode: str
     job_timestamp: str | None = None
     style_prompts: Callable[[list[str]], list[str]] = lambda names: []
+    failures: list[str] = field(default_factory=list)  # every warning so far (a script's several saves)
 
     @property
     def samples_folder(self) -> str:
@@ -66,6 +69,7 @@ class ImageSaver:
                 log.warning("Could not save image %d of %d into %s: %s", number, len(items), item.folder, reason)
                 warnings.append(f"save_images: image {number} of {len(items)} was not saved into {item.folder}: "
                                 f"{reason}")
+        self.failures.extend(warnings)
         return warnings
 
     def save_generation(self, req, resolved, images: list[Image.Image], infotexts: list[str],
@@ -111,3 +115,31 @@ class ImageSaver:
             iteration=index // p.batch_size, denoising_strength=resolved.denoising_strength,
             clip_skip=self.options.get("CLIP_stop_at_last_layers"), style_prompts=self.style_prompts(styles),
             max_prompt_words=int(self.options.get("directories_max_prompt_words")))
+
+    def save_plot_grids(self, grids, checkpoint) -> list[str]:
+        """Save an X/Y/Z plot's grids as A1111's script does when ``grid_save`` is on (even without
+        ``save_images``): ``xyz_grid-NNNN-<pattern>`` in the grids folder, the file name read off the first
+        cell's answer (tags it has no value for, such as ``[generation_number]``, stay as written).
+
+        Args:
+            grids: :class:`sdapi.scripts.xyz.response.SavedGrid` items.
+            checkpoint: the job's model.
+        """
+        if not self.options.get("grid_save"):
+            return []
+        items = []
+        for grid in grids:
+            info = grid.template
+            styles = list(info.get("styles") or [])
+            context = NamingContext(
+                seed=grid.seed, prompt=grid.prompt, width=grid.image.width, height=grid.image.height,
+                steps=info.get("steps"), cfg_scale=info.get("cfg_scale"), styles=styles,
+                sampler_name=info.get("sampler_name"), model_hash=info.get("sd_model_hash"),
+                model_name=checkpoint.model_name, job_timestamp=info.get("job_timestamp"),
+                batch_size=info.get("batch_size"), n_iter=None, batch_index=None, iteration=None,
+                denoising_strength=info.get("denoising_strength"),
+                clip_skip=self.options.get("CLIP_stop_at_last_layers"), style_prompts=self.style_prompts(styles),
+                max_prompt_words=int(self.options.get("directories_max_prompt_words")))
+            items.append(ImageToSave(grid.image, self.grids_folder, "xyz_grid", str(self.options.get("grid_format")),
+                                     context, grid.infotext, grid=True))
+        return self.save(items)

@@ -15,14 +15,16 @@ from sdapi.serving.base import ServerState
 OUTPUT_FOLDER_PREFIX = "outdir_"
 
 
-def image_saver(state: ServerState, options: OptionsView, mode: str) -> ImageSaver:
-    """What saves a ``mode`` job's images (``txt2img``/``img2img``), with the job's ``options``."""
+def image_saver(state: ServerState, options: OptionsView, mode: str, failures: list[str] | None = None
+                ) -> ImageSaver:
+    """What saves a ``mode`` job's images (``txt2img``/``img2img``), with the job's ``options`` (``failures``:
+    gathers its warnings with others')."""
     def style_prompts(names: list[str]) -> list[str]:
         styles = state.styles.styles() if state.styles is not None else {}
         return [styles[name].prompt if name in styles else "" for name in names]
 
     return ImageSaver(PathGuard.for_settings(state.settings), options, mode, state.control.job_timestamp,
-                      style_prompts)
+                      style_prompts, failures if failures is not None else [])
 
 
 def check_output_folders(state: ServerState, values: dict[str, Any]) -> None:

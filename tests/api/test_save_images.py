@@ -190,3 +190,21 @@ def test_a_pattern_leaving_the_roots_or_a_failed_write_is_a_warning(saving):
     assert len(body["images"]) == 1
     assert json.loads(body["info"])["warnings"][0].startswith(
         "save_images: image 1 of 1 was not saved into outputs/blocked/txt2img-images: ")
+
+
+def test_an_xyz_plot_saves_its_grids_and_with_save_images_its_cells(saving):
+    from tests.api.test_xyz_plot import named, plot
+
+    client, root = saving
+    folder = root / configure(client, "xyz", save_to_dirs=False, grid_save_to_dirs=False)
+    # A1111's script saves the plot's grid whenever grid_save is on, even without save_images.
+    _, info = plot(client, named("Seed", "1, 2", z_type="Steps", z_values="1, 2"), seed=1, prompt="cat")
+    grid_names = ["txt2img-grids/xyz_grid-0000-1-cat.png", "txt2img-grids/xyz_grid-0001-1-cat.png",
+                  "txt2img-grids/xyz_grid-0002-1-cat.png"]  # the main grid, then one per Z value
+    assert files(folder) == grid_names
+    main = Image.open(folder / grid_names[0])
+    assert main.info["parameters"] == info["infotexts"][0]
+    # With save_images each cell is saved as a plain request's image would be.
+    plot(client, named("Seed", "5, 6"), prompt="dog", save_images=True)
+    assert files(folder) == grid_names + ["txt2img-grids/xyz_grid-0003-5-dog.png",
+                                          "txt2img-images/00000-5-dog.png", "txt2img-images/00001-6-dog.png"]
