@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import IO
 
 from PIL import Image, PngImagePlugin
 
@@ -30,17 +31,46 @@ def encode_image(image: Image.Image, fmt: str = "png", jpeg_quality: int = 80, p
                     meta.add_text(key, value)
         image.save(buf, format="PNG", pnginfo=meta)
     elif fmt in ("jpg", "jpeg", "webp"):
-        exif = Image.Exif()
         text = image.info.get("parameters") if pnginfo else None
-        if text:
-            # UserComment lives in the Exif sub-IFD, where A1111's reader (piexif) looks; 8-byte charset header
-            # then UTF-16 text, as piexif's "unicode" encoding writes it.
-            exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text.encode("utf-16be")
-        kwargs = {"quality": int(jpeg_quality), "exif": exif.tobytes()}
+        kwargs = {"quality": int(jpeg_quality), "exif": user_comment_exif(text)}
         image.convert("RGB").save(buf, format="JPEG" if fmt != "webp" else "WEBP", **kwargs)
     else:
         raise ApiError("Invalid image format", status_code=500)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def user_comment_exif(text: str | None) -> bytes:
+    """EXIF bytes holding ``text`` as the UserComment (empty EXIF for no text): where A1111 keeps a JPEG's or
+    WEBP's infotext."""
+    exif = Image.Exif()
+    if text:
+        # UserComment lives in the Exif sub-IFD, where A1111's reader (piexif) looks; 8-byte charset header
+        # then UTF-16 text, as piexif's "unicode" encoding writes it.
+        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text.encode("utf-16be")
+    return exif.tobytes()
+
+
+def write_image_file(out: IO[bytes], image: Image.Image, fmt: str, infotext: str | None, quality: int,
+                     webp_lossless: bool = False) -> None:
+    """Write ``image`` as a saved file (A1111's ``save_image``): a PNG gets only the infotext (text chunk
+    ``parameters``), a JPEG or WEBP gets it as EXIF UserComment, with the ``jpeg_quality`` and ``webp_lossless``
+    options.
+
+    Args:
+        infotext: ``None`` for no infotext (``enable_pnginfo`` off).
+    """
+    fmt = fmt.lower()
+    if fmt == "png":
+        meta = PngImagePlugin.PngInfo()
+        if infotext is not None:
+            meta.add_text("parameters", infotext)
+        image.save(out, format="PNG", pnginfo=meta)
+    elif fmt in ("jpg", "jpeg", "webp"):
+        image = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        image.save(out, format="WEBP" if fmt == "webp" else "JPEG", quality=int(quality), lossless=webp_lossless,
+                   exif=user_comment_exif(infotext))
+    else:
+        raise ValueError(f"cannot save images as {fmt!r}")
 
 
 def decode_image(encoded: str) -> Image.Image:

@@ -263,23 +263,28 @@ def image_grid(images: list[Image.Image], rows: int) -> Image.Image:
 
 
 def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
-                     options: Options, job_timestamp: str, warnings: list[str] | None = None) -> dict[str, Any]:
+                     options: Options, job_timestamp: str, warnings: list[str] | None = None,
+                     saver=None) -> dict[str, Any]:
     """``TextToImageResponse`` for a finished job: images with infotexts, the echo, and ``info``.
 
     Args:
         warnings: what the job did not apply as asked; listed in ``info["warnings"]`` (an sdapi extension, left
             out when there are none, so ``info`` stays A1111's).
+        saver: saves the images and grid when the request has ``save_images``
+            (:class:`sdapi.saving.generation.ImageSaver`; ``None``: nothing is saved, as for a script's inner
+            calls). Images it could not save are added to the warnings.
     """
     p = resolved.params
     infotexts = [image_infotext(req, resolved, i, checkpoint, options) for i in range(len(images))]
+    grid = job_grid(req, images, p.batch_size, options)
+    if saver is not None and req.save_images:
+        # Before the infotext goes into image.info: A1111 saves each sample before that, with only its infotext.
+        warnings = list(warnings or []) + saver.save_generation(req, resolved, images, infotexts, grid, checkpoint)
     for img, text in zip(images, infotexts):
         if options.get("enable_pnginfo"):
             img.info["parameters"] = text
     index_of_first_image = 0
-    if req.save_images and len(images) > 1 and options.get("return_grid"):
-        # The API only builds a grid when the client asks to save images (it forces do_not_save_grid otherwise).
-        rows = int(options.get("n_rows"))
-        grid = image_grid(images, p.batch_size if rows == 0 else rows)
+    if grid is not None and options.get("return_grid"):
         grid.info["parameters"] = infotexts[0]
         images, infotexts = [grid] + images, [infotexts[0]] + infotexts
         index_of_first_image = 1
@@ -318,6 +323,18 @@ def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], 
     fmt, quality = options.get("samples_format"), options.get("jpeg_quality")
     encoded = [encode_image(img, fmt, quality, options.get("enable_pnginfo")) for img in images] if req.send_images else []
     return {"images": encoded, "parameters": req.model_dump(), "info": json.dumps(info)}
+
+
+def job_grid(req, images: list[Image.Image], batch_size: int, options: Options) -> Image.Image | None:
+    """The grid A1111 makes after a job, or ``None``: only when the request saves images (its API sets
+    ``do_not_save_grid`` otherwise), the grid is returned or saved (``return_grid``, ``grid_save``), and there
+    are two images or more unless ``grid_only_if_multiple`` is off."""
+    if not req.save_images or not images or not (options.get("return_grid") or options.get("grid_save")):
+        return None
+    if len(images) < 2 and options.get("grid_only_if_multiple"):
+        return None
+    rows = int(options.get("n_rows"))
+    return image_grid(images, batch_size if rows == 0 else rows)
 
 
 def job_timestamp() -> str:

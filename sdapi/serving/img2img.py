@@ -22,6 +22,7 @@ from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.serving.job_models import attach_job_models
+from sdapi.serving.saving import image_saver
 from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode
 from sdapi.translate_img2img import img2img_response, resolve_img2img
 
@@ -85,7 +86,7 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
         images = finished(outputs, prepared, resolved.params.batch_size, options.get("img2img_color_correction"))
         overlay = prepared.mask.overlay if prepared.mask is not None else None
         return img2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
-                                warnings, overlay)
+                                warnings, overlay, image_saver(state, options, "img2img"))
 
     return PreparedGeneration(job, resolved.warnings, respond)
 

@@ -14,14 +14,16 @@ from typing import Any
 from sdapi.errors import InvalidRequest
 from sdapi.options import OptionsView, checked_option_values
 from sdapi.serving.base import ServerState
+from sdapi.serving.saving import check_output_folders
 
 log = logging.getLogger("sdapi")
 
-# Output locations and filename patterns cannot be overridden per request (A1111's restricted_opts).
+# Output locations and filename patterns cannot be overridden per request (A1111's restricted_opts, which leaves
+# out outdir_img2img_grids: that one may be, checked like every output folder).
 RESTRICTED_OPTIONS = frozenset({
     "samples_filename_pattern", "directories_filename_pattern", "outdir_samples", "outdir_txt2img_samples",
     "outdir_img2img_samples", "outdir_extras_samples", "outdir_grids", "outdir_txt2img_grids",
-    "outdir_img2img_grids", "outdir_save", "outdir_init_images",
+    "outdir_save", "outdir_init_images",
 })
 # Kept in the option map for clients, but owned by the server: a stale value posted back must not overwrite it.
 READ_ONLY_OPTIONS = frozenset({"sd_checkpoint_hash"})
@@ -38,9 +40,11 @@ def set_options(state: ServerState, values: dict[str, Any]) -> None:
     Raises:
         KeyError: an unknown key (A1111's 500).
         InvalidRequest: a value that cannot have the option's type.
+        PathNotAllowed: an output folder (``outdir_*``) outside the allowed roots.
     """
     checked = checked_option_values(state.options, values)
     check_vae_name(state, checked)
+    check_output_folders(state, checked)
     checkpoint = checked.pop("sd_model_checkpoint", None)
     for key, value in checked.items():
         if key in READ_ONLY_OPTIONS:
@@ -81,6 +85,7 @@ def checked_overrides(state: ServerState, overrides: dict[str, Any] | None) -> d
     wanted = {k: v for k, v in (overrides or {}).items() if k not in RESTRICTED_OPTIONS}
     checked = checked_option_values(state.options, wanted)
     check_vae_name(state, checked)
+    check_output_folders(state, checked)
     for key in READ_ONLY_OPTIONS & checked.keys():
         checked.pop(key)
     return checked

@@ -25,6 +25,7 @@ from sdapi.serving.base import Job, ServerState
 from sdapi.serving.builtin_scripts import builtin_script_job
 from sdapi.serving.generation import CheckedRequest, run_generation
 from sdapi.serving.img2img import Img2ImgInputs, generate_img2img
+from sdapi.serving.saving import image_saver
 from sdapi.serving.txt2img import generate_txt2img
 
 
@@ -62,7 +63,7 @@ def _xyz_job(state: ServerState, checked: CheckedRequest, mode: str, inputs: Img
         parameters.update(init_images=None, mask=None)
     generate = _cell_generator(state, mode, plan, inputs)
     passes = 2 if getattr(req, "enable_hr", False) else 1
-    respond = functools.partial(_plot, state, req, plan, generate, parameters)
+    respond = functools.partial(_plot, state, req, mode, plan, generate, parameters)
     return functools.partial(run_generation, state, checked, len(plan.cells) * req.n_iter * passes, respond)
 
 
@@ -95,10 +96,22 @@ def require_inpainting(state: ServerState, axis: Axis, options: OptionsView) -> 
                              f"checkpoints, and {checkpoint.title} is not one")
 
 
-def _plot(state: ServerState, req, plan: PlotPlan, generate: Generate, parameters: dict[str, Any],
+def _plot(state: ServerState, req, mode: str, plan: PlotPlan, generate: Generate, parameters: dict[str, Any],
           options: OptionsView) -> dict[str, Any]:
     """Generate every cell and answer with the grid (on the worker)."""
     interrupted: Callable[[], bool] = lambda: state.control.interrupted  # noqa: E731 - read at each cell
-    results = run_cells(plan, generate, options, state.control.job_timestamp, interrupted)
-    return plot_response(req, plan, results, options, parameters)
+    failures: list[str] = []
+
+    def saver_for(cell_options: OptionsView):
+        return image_saver(state, cell_options, mode, failures)
+
+    # As A1111's API: the cells' images are saved only with save_images; the plot's grids whenever grid_save is on.
+    results = run_cells(plan, generate, options, state.control.job_timestamp, interrupted,
+                        saver_for if req.save_images else None)
+    grid_saver = saver_for(options)
+
+    def save_grids(grids) -> None:
+        grid_saver.save_plot_grids(grids, state.selected_checkpoint(options))
+
+    return plot_response(req, plan, results, options, parameters, save_grids, failures)
 

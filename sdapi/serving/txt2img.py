@@ -13,6 +13,7 @@ from sdapi.options import OptionsView
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.serving.job_models import attach_job_models
+from sdapi.serving.saving import image_saver
 from sdapi.translate import ResolvedRequest, ScriptOverrides, mark_fast_mode, resolve_txt2img, txt2img_response
 
 
@@ -31,7 +32,7 @@ def prepare_txt2img(state: ServerState, checked: CheckedRequest, options: Option
 
     def respond(images: list, warnings: list[str]) -> dict[str, Any]:
         return txt2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
-                                warnings)
+                                warnings, image_saver(state, options, "txt2img"))
 
     return PreparedGeneration(job, resolved.warnings, respond)
 

@@ -40,7 +40,12 @@ class CellResult:
         return self.images[0] if self.images else None
 
 
-def run_cell(cell, generate: Generate, grid_fields: list[dict[str, Any]], options, job_timestamp: str) -> CellResult:
+# options → what saves a cell's images (``None``: nothing is saved).
+SaverFor = Callable[[Any], Any]
+
+
+def run_cell(cell, generate: Generate, grid_fields: list[dict[str, Any]], options, job_timestamp: str,
+             saver_for: SaverFor | None = None) -> CellResult:
     """Generate one cell with its overrides on top of the job's options.
 
     Args:
@@ -49,11 +54,14 @@ def run_cell(cell, generate: Generate, grid_fields: list[dict[str, Any]], option
         grid_fields: infotext fields of the grids this cell's infotext heads (empty for most cells).
         options: the job's options (an ``OptionsView``); the cell's overrides go on a copy.
         job_timestamp: the running job's timestamp (``info``).
+        saver_for: the saver of the cell's images with its options; A1111 saves them (and a batch's grid) like a
+            plain request's when the request has ``save_images``.
     """
     options = options.with_overrides(cell.overrides)
     resolved, images, checkpoint = generate(cell.request, options)
     body = txt2img_response(cell.request.model_copy(update={"send_images": False}), resolved, images,
-                            checkpoint, options, job_timestamp)
+                            checkpoint, options, job_timestamp, None,
+                            saver_for(options) if saver_for is not None else None)
     info = json.loads(body["info"])
     grid_texts = [grid_infotext(cell.request, resolved, checkpoint, options, fields) for fields in grid_fields]
     if info["index_of_first_image"] == 1:
@@ -64,15 +72,16 @@ def run_cell(cell, generate: Generate, grid_fields: list[dict[str, Any]], option
 
 
 def run_cells(plan, generate: Generate, options, job_timestamp: str,
-              interrupted: Callable[[], bool]) -> list[CellResult | None]:
+              interrupted: Callable[[], bool], saver_for: SaverFor | None = None) -> list[CellResult | None]:
     """Every cell's result in grid order, generated in ``plan.run_order``; ``None`` for cells an interrupt
-    left unstarted (the first cell always starts: it is the answer's template)."""
+    left unstarted (the first cell always starts: it is the answer's template). ``saver_for``: as for
+    :func:`run_cell`."""
     results: list[CellResult | None] = [None] * len(plan.cells)
     for count, index in enumerate(plan.run_order):
         if count and interrupted():
             break
         cell = plan.cells[index]
-        results[index] = run_cell(cell, generate, grid_fields(plan, cell), options, job_timestamp)
+        results[index] = run_cell(cell, generate, grid_fields(plan, cell), options, job_timestamp, saver_for)
     return results
 
 

@@ -17,7 +17,8 @@ Cells an interrupt left unstarted are blank in the grid and ``null`` in the list
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -69,11 +70,46 @@ def plot_info(plan: PlotPlan, results: list[CellResult | None]) -> dict[str, Any
     return info
 
 
-def plot_images(plan: PlotPlan, results: list[CellResult | None], font_file: str = "") -> list[Image.Image]:
-    """The images to return, in order (see the module docstring)."""
+@dataclass
+class SavedGrid:
+    """A grid A1111's plot saves (``xyz_grid-NNNN``) and what its file name reads: the first cell's prompt and
+    seed of that grid, the grid's infotext, and the answer's template (``template``: the first cell's ``info``,
+    A1111's ``Processed``)."""
+
+    image: Image.Image
+    infotext: str | None
+    prompt: str
+    seed: Any
+    template: dict[str, Any]
+
+
+def grids_to_save(plan: PlotPlan, results: list[CellResult | None], main: Image.Image,
+                  sub_grids: list[Image.Image]) -> list[SavedGrid]:
+    """With ``grid_save`` on, A1111 saves the main grid and, when there are several Z values, each sub-grid
+    (whether or not they are returned)."""
+    first_of_grid = [iz * plan.cells_per_grid for iz in range(len(plan.z.values))]
+
+    def first_cell(i: int) -> tuple[str, Any]:
+        result = results[i]
+        seed = result.info["seed"] if result is not None and result.images else None
+        return plan.cells[i].request.prompt or "", seed
+
+    template = results[0].info
+    saved = [SavedGrid(main, _grid_text(results[0], 1), *first_cell(0), template)]
+    if len(sub_grids) > 1:
+        saved += [SavedGrid(grid, _grid_text(results[i], 0), *first_cell(i), template)
+                  for grid, i in zip(sub_grids, first_of_grid)]
+    return saved
+
+
+def plot_images(plan: PlotPlan, results: list[CellResult | None], font_file: str = "",
+                save_grids: Callable[[list[SavedGrid]], Any] | None = None) -> list[Image.Image]:
+    """The images to return, in order (see the module docstring); ``save_grids`` gets the grids to save."""
     cells = cell_images(plan, results)
     main, sub_grids = plot_grids(cells, plan.x.labels, plan.y.labels, plan.z.labels, plan.args.draw_legend,
                                  plan.args.margin_size, font_file)
+    if save_grids is not None:
+        save_grids(grids_to_save(plan, results, main, sub_grids))
     images = [main]
     if plan.args.include_sub_grids:
         images += sub_grids
@@ -83,14 +119,21 @@ def plot_images(plan: PlotPlan, results: list[CellResult | None], font_file: str
 
 
 def plot_response(req, plan: PlotPlan, results: list[CellResult | None], options: Options,
-                  parameters: dict[str, Any]) -> dict[str, Any]:
+                  parameters: dict[str, Any], save_grids: Callable[[list[SavedGrid]], Any] | None = None,
+                  warnings: list[str] | None = None) -> dict[str, Any]:
     """``TextToImageResponse`` / ``ImageToImageResponse`` of a finished plot.
 
     Args:
         req: the request as the client sent it.
         parameters: its echo (``response.parameters``).
+        save_grids: saves the plot's grids (``grid_save``); called before the answer is built.
+        warnings: images not saved (sdapi's ``info["warnings"]``), read after ``save_grids`` ran.
     """
-    images = plot_images(plan, results, str(options.get("font") or ""))
+    images = plot_images(plan, results, str(options.get("font") or ""), save_grids)
     fmt, quality, pnginfo = options.get("samples_format"), options.get("jpeg_quality"), options.get("enable_pnginfo")
     encoded = [encode_image(image, fmt, quality, pnginfo) for image in images] if req.send_images else []
-    return {"images": encoded, "parameters": parameters, "info": json.dumps(plot_info(plan, results))}
+    info = plot_info(plan, results)
+    info.pop("warnings", None)  # a cell's own; the plot's are listed below
+    if warnings:
+        info["warnings"] = list(warnings)
+    return {"images": encoded, "parameters": parameters, "info": json.dumps(info)}
