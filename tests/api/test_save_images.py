@@ -69,7 +69,7 @@ def test_default_names_are_numbered_across_requests_in_a_dated_folder(saving):
     day = today()
     assert files(folder) == [f"txt2img-images/{day}/00000-5.png", f"txt2img-images/{day}/00001-6.png"]
     # The saved PNG's infotext is the response's, in A1111's "parameters" chunk and nothing else.
-    for name, body in ((f"00000-5.png", first), (f"00001-6.png", second)):
+    for name, body in (("00000-5.png", first), ("00001-6.png", second)):
         saved = Image.open(folder / "txt2img-images" / day / name)
         assert saved.info == {"parameters": infotexts(body)[0]}
     # A single image makes no grid; nothing names a server path in the answer.
