@@ -264,7 +264,7 @@ def image_grid(images: list[Image.Image], rows: int) -> Image.Image:
 
 def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
                      options: Options, job_timestamp: str, warnings: list[str] | None = None,
-                     saver=None) -> dict[str, Any]:
+                     saver=None, grid: bool = True) -> dict[str, Any]:
     """``TextToImageResponse`` for a finished job: images with infotexts, the echo, and ``info``.
 
     Args:
@@ -273,10 +273,11 @@ def txt2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], 
         saver: saves the images and grid when the request has ``save_images``
             (:class:`sdapi.saving.generation.ImageSaver`; ``None``: nothing is saved, as for a script's inner
             calls). Images it could not save are added to the warnings.
+        grid: whether a saved batch gets its grid (a script's inner calls set A1111's ``do_not_save_grid``).
     """
     p = resolved.params
     infotexts = [image_infotext(req, resolved, i, checkpoint, options) for i in range(len(images))]
-    grid = job_grid(req, images, p.batch_size, options)
+    grid = job_grid(req, images, p.batch_size, options) if grid else None
     if saver is not None and req.save_images:
         # Before the infotext goes into image.info: A1111 saves each sample before that, with only its infotext.
         warnings = list(warnings or []) + saver.save_generation(req, resolved, images, infotexts, grid, checkpoint)

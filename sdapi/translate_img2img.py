@@ -67,12 +67,12 @@ def resolve_img2img(req, sampler: SamplerSpec, options: Options, prepared: Prepa
 
 def img2img_response(req, resolved: ResolvedRequest, images: list[Image.Image], checkpoint: CheckpointInfo,
                      options: Options, job_timestamp: str, warnings: list[str] | None = None,
-                     overlay_mask: Image.Image | None = None, saver=None) -> dict[str, Any]:
+                     overlay_mask: Image.Image | None = None, saver=None, grid: bool = True) -> dict[str, Any]:
     """``ImageToImageResponse``: as txt2img's, with ``init_images``/``mask`` echoed only if
     ``include_init_images``, and after each inpainted image the mask images A1111's ``return_mask`` and
     ``return_mask_composite`` options ask for (``overlay_mask``: the inpainting's overlay mask; ``saver``: as
     for txt2img)."""
-    body = txt2img_response(req, resolved, images, checkpoint, options, job_timestamp, warnings, saver)
+    body = txt2img_response(req, resolved, images, checkpoint, options, job_timestamp, warnings, saver, grid)
     if overlay_mask is not None and req.send_images:
         add_mask_outputs(body, images, overlay_mask, options)
     if not req.include_init_images:

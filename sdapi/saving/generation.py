@@ -127,19 +127,31 @@ class ImageSaver:
         """
         if not self.options.get("grid_save"):
             return []
+        return self.save([ImageToSave(grid.image, self.grids_folder, "xyz_grid", str(self.options.get("grid_format")),
+                                      self._info_context(grid.template, grid.seed, grid.prompt, grid.image,
+                                                         checkpoint), grid.infotext, grid=True)
+                          for grid in grids])
+
+    def save_script_images(self, saves, checkpoint) -> list[str]:
+        """Save what a built-in script saves itself (:class:`sdapi.scripts.processing.ScriptSave` items; the script
+        checked ``samples_save`` / ``grid_save``), the file names read as for :meth:`save_plot_grids`."""
         items = []
-        for grid in grids:
-            info = grid.template
-            styles = list(info.get("styles") or [])
-            context = NamingContext(
-                seed=grid.seed, prompt=grid.prompt, width=grid.image.width, height=grid.image.height,
-                steps=info.get("steps"), cfg_scale=info.get("cfg_scale"), styles=styles,
-                sampler_name=info.get("sampler_name"), model_hash=info.get("sd_model_hash"),
-                model_name=checkpoint.model_name, job_timestamp=info.get("job_timestamp"),
-                batch_size=info.get("batch_size"), n_iter=None, batch_index=None, iteration=None,
-                denoising_strength=info.get("denoising_strength"),
-                clip_skip=self.options.get("CLIP_stop_at_last_layers"), style_prompts=self.style_prompts(styles),
-                max_prompt_words=int(self.options.get("directories_max_prompt_words")))
-            items.append(ImageToSave(grid.image, self.grids_folder, "xyz_grid", str(self.options.get("grid_format")),
-                                     context, grid.infotext, grid=True))
+        for save in saves:
+            folder, fmt = ((self.grids_folder, "grid_format") if save.grid else (self.samples_folder, "samples_format"))
+            context = self._info_context(save.template, save.seed, save.prompt, save.image, checkpoint)
+            items.append(ImageToSave(save.image, folder, save.basename, str(self.options.get(fmt)), context,
+                                     save.infotext, short_filename=save.short_filename, grid=save.grid))
         return self.save(items)
+
+    def _info_context(self, info: dict[str, Any], seed: Any, prompt: str, image: Image.Image, checkpoint
+                      ) -> NamingContext:
+        """The naming values of an image made by a script, read off one of its calls' ``info``."""
+        styles = list(info.get("styles") or [])
+        return NamingContext(
+            seed=seed, prompt=prompt, width=image.width, height=image.height, steps=info.get("steps"),
+            cfg_scale=info.get("cfg_scale"), styles=styles, sampler_name=info.get("sampler_name"),
+            model_hash=info.get("sd_model_hash"), model_name=checkpoint.model_name,
+            job_timestamp=info.get("job_timestamp"), batch_size=info.get("batch_size"), n_iter=None,
+            batch_index=None, iteration=None, denoising_strength=info.get("denoising_strength"),
+            clip_skip=self.options.get("CLIP_stop_at_last_layers"), style_prompts=self.style_prompts(styles),
+            max_prompt_words=int(self.options.get("directories_max_prompt_words")))

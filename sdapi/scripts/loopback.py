@@ -23,7 +23,7 @@ from PIL import Image
 from sdapi.bounds import check_finite
 from sdapi.errors import InvalidRequest
 from sdapi.scripts.args import FLOAT, INT, TEXT, ArgSpec
-from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, processed_info
+from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, ScriptSave, processed_info
 from sdapi.seeds import resolve_seed
 from sdapi.settings import Limits
 from sdapi.translate import ScriptOverrides, image_grid
@@ -126,4 +126,7 @@ def run_loopback(plan: LoopPlan, runner: Runner) -> ScriptOutput:
     assert last is not None  # loops and n_iter are at least 1
     info = processed_info(last, first.seed if first else None, first.first_infotext if first else None,
                           denoising_strength=strength, batch_size=1)
-    return ScriptOutput(grids + history, info)
+    saves = [ScriptSave(grid, True, "grid", info["seed"], req.prompt, info["infotexts"][0], last.info,
+                        short_filename=not runner.options.get("grid_extended_filename"))
+             for grid in grids] if runner.options.get("grid_save") else []
+    return ScriptOutput(grids + history, info, saves)

@@ -30,7 +30,7 @@ from sdapi.scripts.args import DIRECTIONS as DIRECTIONS_KIND
 from sdapi.scripts.args import FLOAT, HTML, INT, ArgSpec
 from sdapi.scripts.matched_noise import matched_noise
 from sdapi.scripts.outpainting import DIRECTIONS, Expansion, check_expansion, expansion
-from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, processed_info
+from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, ScriptSave, processed_info
 from sdapi.settings import Limits
 from sdapi.translate import image_grid
 
@@ -183,6 +183,13 @@ def run_mk2(plan: Mk2Plan, runner: Runner) -> ScriptOutput:
         results += images
     assert first is not None and last is not None  # the plan has a side to grow
     answer = list(results)
-    if runner.options.get("return_grid") and not (len(results) < 2 and runner.options.get("grid_only_if_multiple")):
-        answer = [image_grid(results, grid_rows(len(results), runner.options))] + answer
-    return ScriptOutput(answer, processed_info(last, first.seed, first.first_infotext))
+    options = runner.options
+    saves = [ScriptSave(image, False, "", last.seed, req.prompt, last.first_infotext, last.info)
+             for image in results] if options.get("samples_save") else []
+    if options.get("return_grid") and not (len(results) < 2 and options.get("grid_only_if_multiple")):
+        grid = image_grid(results, grid_rows(len(results), options))
+        answer = [grid] + answer
+        if options.get("grid_save"):
+            saves.append(ScriptSave(grid, True, "grid", last.seed, req.prompt, last.first_infotext, last.info,
+                                    short_filename=not options.get("grid_extended_filename")))
+    return ScriptOutput(answer, processed_info(last, first.seed, first.first_infotext), saves)

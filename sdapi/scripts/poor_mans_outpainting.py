@@ -21,7 +21,7 @@ from sdapi.errors import InvalidRequest
 from sdapi.scripts.args import DIRECTIONS as DIRECTIONS_KIND
 from sdapi.scripts.args import INDEX, INT, ArgSpec
 from sdapi.scripts.outpainting import DIRECTIONS, Expansion, check_expansion, expansion
-from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, processed_info
+from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, ScriptSave, processed_info
 from sdapi.scripts.tiles import Tile, TileGrid, combine_grid, split_grid, tile_counts
 from sdapi.settings import Limits
 
@@ -135,4 +135,7 @@ def run_poor_mans(plan: PoorPlan, runner: Runner) -> ScriptOutput:
     for index, tile in enumerate(work[0]):
         tile.image = outputs[index] if index < len(outputs) else Image.new("RGB", (req.width, req.height))
     assert first is not None and last is not None  # the plan has at least one tile to paint
-    return ScriptOutput([combine_grid(grids[0])], processed_info(last, first.seed, first.first_infotext))
+    combined = combine_grid(grids[0])
+    saves = ([ScriptSave(combined, False, "", first.seed, req.prompt, first.first_infotext, first.info)]
+             if runner.options.get("samples_save") else [])
+    return ScriptOutput([combined], processed_info(last, first.seed, first.first_infotext), saves)

@@ -80,11 +80,37 @@ class Runner:
 
 
 @dataclass
+class ScriptSave:
+    """An image a script saves itself: A1111's built-in scripts call ``images.save_image`` whatever the request's
+    ``save_images``, when the option they check (``samples_save``, ``grid_save``) is on.
+
+    Args:
+        image: what is saved.
+        grid: into the grids folder in ``grid_format`` (else the samples folder in ``samples_format``).
+        basename: A1111's ``basename`` argument (``"prompt_matrix"``, ``"grid"``, or ``""``).
+        seed, prompt: what the file name's ``[seed]`` and prompt tags read.
+        infotext: the text saved with it (``None``: none).
+        template: an ``info`` of the script's calls, for the file name's other tags.
+        short_filename: A1111's ``short_filename`` (no pattern after the number).
+    """
+
+    image: Image.Image
+    grid: bool
+    basename: str
+    seed: Any
+    prompt: str
+    infotext: str | None
+    template: dict[str, Any]
+    short_filename: bool = False
+
+
+@dataclass
 class ScriptOutput:
-    """A script's answer: the images to return, in order, and the ``info`` object."""
+    """A script's answer: the images to return, in order, the ``info`` object, and what it saves itself."""
 
     images: list[Image.Image]
     info: dict[str, Any]
+    saves: list[ScriptSave] = field(default_factory=list)
 
 
 def processed_info(last: Processed, seed: Any, infotext: str | None, **fields: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from sdapi.errors import InvalidRequest
 from sdapi.scripts.args import BOOL, INT, TEXT, ArgSpec
-from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput
+from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, ScriptSave
 from sdapi.scripts.xyz.grid import Annotation, annotate_grid
 from sdapi.seeds import resolve_seed
 from sdapi.settings import Limits
@@ -137,11 +137,14 @@ def run_prompt_matrix(plan: MatrixPlan, runner: Runner) -> ScriptOutput:
         calls.append(runner.process(ProcessCall(call_req, runner.images, runner.mask, overrides=overrides)))
     images = [image for call in calls for image in call.images]
     info = joined_info(calls, req.batch_size)
+    saves = []
     if images:
         grid = matrix_grid(images, plan.parts, len(plan.prompts), plan.margin, str(runner.options.get("font") or ""))
         images = [grid] + images
         info.update(infotexts=info["infotexts"][:1] + info["infotexts"], index_of_first_image=1)
-    return ScriptOutput(images, info)
+        if runner.options.get("grid_save"):  # A1111 saves it with no infotext, under the request's prompt
+            saves.append(ScriptSave(grid, True, "prompt_matrix", info["seed"], req.prompt or "", None, calls[0].info))
+    return ScriptOutput(images, info, saves)
 
 
 def joined_info(calls: list[Processed], batch_size: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sdapi.engine.upscalers import UpscalerSpec
 from sdapi.errors import InvalidRequest
 from sdapi.resize import flatten
 from sdapi.scripts.args import FLOAT, HTML, INT, UPSCALER, ArgSpec
-from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, processed_info
+from sdapi.scripts.processing import ProcessCall, Processed, Runner, ScriptOutput, ScriptSave, processed_info
 from sdapi.scripts.tiles import combine_grid, split_grid, tile_counts
 from sdapi.seeds import resolve_seed
 from sdapi.settings import Limits
@@ -145,6 +145,7 @@ def run_sd_upscale(plan: UpscalePlan, runner: Runner) -> ScriptOutput:
     first: Processed | None = None
     last: Processed | None = None
     results: list[Image.Image] = []
+    starts: list[int] = []
     for n in range(req.n_iter):
         batch_seed = seed + n
         outputs: list[Image.Image] = []
@@ -160,5 +161,8 @@ def run_sd_upscale(plan: UpscalePlan, runner: Runner) -> ScriptOutput:
             # A batch an interrupt left unmade leaves its tiles black, as in A1111.
             tile.image = outputs[position] if position < len(outputs) else Image.new("RGB", (req.width, req.height))
         results.append(combine_grid(grid))
+        starts.append(seed + n)
     assert first is not None and last is not None  # n_iter and batch_count are at least 1
-    return ScriptOutput(results, processed_info(last, seed, first.first_infotext))
+    saves = [ScriptSave(image, False, "", start, req.prompt, first.first_infotext, first.info)
+             for image, start in zip(results, starts)] if runner.options.get("samples_save") else []
+    return ScriptOutput(results, processed_info(last, seed, first.first_infotext), saves)

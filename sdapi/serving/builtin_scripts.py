@@ -33,6 +33,7 @@ from sdapi.scripts.xyz.axes import IMG2IMG, TXT2IMG
 from sdapi.serving.base import Job, ServerState
 from sdapi.serving.generation import CheckedRequest, run_generation
 from sdapi.serving.img2img import Img2ImgInputs, img2img_engine_job
+from sdapi.serving.saving import image_saver
 from sdapi.serving.txt2img import txt2img_engine_job
 from sdapi.translate import txt2img_response
 from sdapi.translate_img2img import img2img_response
@@ -59,6 +60,9 @@ def builtin_script_job(state: ServerState, checked: CheckedRequest, mode: str, i
 
     def respond(options: OptionsView) -> dict[str, Any]:
         output = run(plan, _runner(state, mode, inputs, options))
+        if output.saves:  # what the script saves itself; a failure joins the response's warnings
+            image_saver(state, options, mode, state.control.warnings).save_script_images(
+                output.saves, state.selected_checkpoint(options))
         return script_response(req, output, parameters, options, state.control.warnings)
 
     return functools.partial(run_generation, state, checked, plan.job_count, respond)
@@ -103,7 +107,10 @@ def process(state: ServerState, mode: str, options: OptionsView, call: ProcessCa
     """One ``process_images`` call of a script: generated as a plain request with its values would be (nothing
     is generated once the job is interrupted, or with ``generate`` False), and that request's ``info``."""
     control = state.control
-    req = call.req.model_copy(update={"save_images": False, "send_images": False})
+    # A1111's scripts leave do_not_save_samples as the request set it (the API: not save_images) and turn the
+    # grid off: each call's images are saved when the request saves images, its grid never.
+    req = call.req.model_copy(update={"send_images": False})
+    saver = image_saver(state, options, mode, control.warnings) if generate and req.save_images else None
     sampler = find_sampler(req.sampler_name or req.sampler_index)
     if mode == TXT2IMG:
         resolved, job, checkpoint = txt2img_engine_job(state, req, sampler, options, call.overrides)
@@ -115,10 +122,12 @@ def process(state: ServerState, mode: str, options: OptionsView, call: ProcessCa
             control.warn(warning)
     images = state.engine.generate(job, control) if generate and not control.interrupted else []
     if mode == TXT2IMG:
-        body = txt2img_response(req, resolved, images, checkpoint, options, control.job_timestamp)
+        body = txt2img_response(req, resolved, images, checkpoint, options, control.job_timestamp, saver=saver,
+                                grid=False)
     else:
         images = finished(images, prepared, resolved.params.batch_size, options.get("img2img_color_correction"))
-        body = img2img_response(req, resolved, images, checkpoint, options, control.job_timestamp)
+        body = img2img_response(req, resolved, images, checkpoint, options, control.job_timestamp, saver=saver,
+                                grid=False)
     return Processed(images, json.loads(body["info"]))
 
 

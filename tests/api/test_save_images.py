@@ -69,7 +69,7 @@ def test_default_names_are_numbered_across_requests_in_a_dated_folder(saving):
     day = today()
     assert files(folder) == [f"txt2img-images/{day}/00000-5.png", f"txt2img-images/{day}/00001-6.png"]
     # The saved PNG's infotext is the response's, in A1111's "parameters" chunk and nothing else.
-    for name, body in ((f"00000-5.png", first), (f"00001-6.png", second)):
+    for name, body in (("00000-5.png", first), ("00001-6.png", second)):
         saved = Image.open(folder / "txt2img-images" / day / name)
         assert saved.info == {"parameters": infotexts(body)[0]}
     # A single image makes no grid; nothing names a server path in the answer.
@@ -208,3 +208,35 @@ def test_an_xyz_plot_saves_its_grids_and_with_save_images_its_cells(saving):
     plot(client, named("Seed", "5, 6"), prompt="dog", save_images=True)
     assert files(folder) == grid_names + ["txt2img-grids/xyz_grid-0003-5-dog.png",
                                           "txt2img-images/00000-5-dog.png", "txt2img-images/00001-6-dog.png"]
+
+
+def test_a_scripts_inner_images_are_saved_without_their_grids(saving):
+    client, root = saving
+    folder = root / configure(client, "script", samples_filename_pattern="[seed]-[prompt_spaces]",
+                              save_to_dirs=False)
+    body = txt2img(client, prompt="a cat|red", seed=9, save_images=True, script_name="prompt matrix",
+                   script_args=[False, False, "positive", "comma", 0])
+    names = files(folder)
+    # The two combinations, each as its own process_images call would save it (no inner "grid-" file), and the
+    # script's own grid, which A1111's prompt matrix saves whenever grid_save is on.
+    assert names == [f"txt2img-grids/{today()}/prompt_matrix-0000-9-a cat_red.png",
+                     "txt2img-images/00000-9-a cat.png", "txt2img-images/00001-9-a cat, red.png"]
+    assert len(body["images"]) == 3  # the script's grid and the two cells
+    unsaved = txt2img(client, prompt="a dog|blue", seed=9, script_name="prompt matrix",
+                      script_args=[False, False, "positive", "comma", 0])
+    assert files(folder) == sorted(names + [f"txt2img-grids/{today()}/prompt_matrix-0001-9-a dog_blue.png"])
+    assert len(unsaved["images"]) == 3
+    configure(client, "script-off", grid_save=False)
+    txt2img(client, prompt="a dog|blue", seed=9, script_name="prompt matrix",
+            script_args=[False, False, "positive", "comma", 0])
+    assert not (root / "outputs" / "script-off").exists()
+
+
+def test_sd_upscale_saves_its_result_whenever_samples_save_is_on(saving):
+    client, root = saving
+    folder = root / configure(client, "upscale", save_to_dirs=False, samples_filename_pattern="[seed]")
+    body = {"init_images": [b64(gradient())], "prompt": "x", "width": 64, "height": 64, "steps": 2, "seed": 21,
+            "denoising_strength": 0.3, "script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0]}
+    assert client.post("/sdapi/v1/img2img", json=body).status_code == 200
+    assert files(folder) == ["img2img-images/00000-21.png"]
+    assert Image.open(folder / "img2img-images" / "00000-21.png").size == (128, 128)
