@@ -234,3 +234,11 @@ def test_controlnet_jobs_are_not_merged(control_model, drawing):
     assert batch_key(GenerationJob("x", p)) is not None
     p.controlnets = [ControlNetParams(model="x", hint=Image.new("RGB", (64, 64)))]
     assert batch_key(GenerationJob("x", p)) is None
+
+
+def test_checkpoint_switch_keeps_loaded_controlnet(client, state, control_model, drawing):
+    generate(client, [unit(control_model, drawing)])
+    loads = state.engine.controlnets.loads
+    other = next(c.title for c in state.catalog.items() if c.title != state.selected_checkpoint().title)
+    generate(client, [unit(control_model, drawing)], override_settings={"sd_model_checkpoint": other})
+    assert state.engine.controlnets.loads == loads
