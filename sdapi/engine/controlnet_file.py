@@ -86,6 +86,7 @@ def read_controlnet(path: Path, unet_config: Mapping[str, Any], device: torch.de
     tensors = read_tensors(path)
     model = blank_controlnet(unet_config)
     converted = convert_controlnet_checkpoint(tensors, dict(model.config))
+    converted.update(_added_embedding(tensors))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
     wrong = [k for k in expected if k in converted and converted[k].shape != expected[k].shape]
@@ -94,6 +95,21 @@ def read_controlnet(path: Path, unet_config: Mapping[str, Any], device: torch.de
                                  f"({len(missing)} tensors missing, {len(wrong)} of another shape)")
     model.load_state_dict({k: converted[k] for k in expected})
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+# SDXL's added-vector MLP in the original layout; diffusers' ControlNet conversion leaves it out.
+_LABEL_EMB = {"label_emb.0.0.": "add_embedding.linear_1.", "label_emb.0.2.": "add_embedding.linear_2."}
+
+
+def _added_embedding(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An SDXL ControlNet's ``label_emb`` tensors under diffusers' ``add_embedding`` names (none for SD 1.x/2.x)."""
+    found = {}
+    for key, value in tensors.items():
+        bare = key[len(LDM_PREFIX):] if key.startswith(LDM_PREFIX) else key
+        for ldm, diffusers_name in _LABEL_EMB.items():
+            if bare.startswith(ldm):
+                found[diffusers_name + bare[len(ldm):]] = value
+    return found
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
