@@ -23,6 +23,7 @@ from sdapi.routes import (
     progress,
     utility,
 )
+from sdapi.routes import controlnet as controlnet_routes
 from sdapi.routes import extras as extras_routes
 from sdapi.routes import loras as lora_routes
 from sdapi.routes import scripts as script_routes
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_outer_habits(app, http_settings)
     install_docs(app)
     for module in (generation, extras_routes, catalog, config, progress, utility, script_routes, lora_routes,
-                   dataset, training_routes, lora_scripts, agent_scheduler,
+                   dataset, training_routes, lora_scripts, agent_scheduler, controlnet_routes,
                    ui):
         app.include_router(module.router)
     if http_settings.web_ui:  # A1111 with --nowebui answers 404 at /; the page stays at /ui either way

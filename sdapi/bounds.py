@@ -158,3 +158,9 @@ def check_lora_weights(prompt: str | None) -> None:
             continue  # skipped later with a warning, as A1111 skips it
         if not (math.isfinite(tag.te_multiplier) and math.isfinite(tag.unet_multiplier)):
             raise InvalidRequest(f"prompt: <lora:{':'.join(params.items)}> needs finite multipliers")
+
+
+# ControlNet: the extension's largest unit count setting (``control_net_unit_count`` slider: 1 to 10), and the
+# images one ``/controlnet/detect`` call may hold.
+MAX_CONTROLNET_UNITS = 10
+MAX_DETECT_IMAGES = 16

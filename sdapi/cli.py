@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--embeddings-dir", type=Path, default=None,
                        help="textual-inversion embeddings (default: DATA_DIR/embeddings)")
     serve.add_argument("--vae-dir", type=Path, default=None, help="VAE files besides DATA_DIR/models/VAE")
+    serve.add_argument("--controlnet-dir", type=Path, default=None,
+                       help="ControlNet files besides DATA_DIR/models/ControlNet (the extension's --controlnet-dir)")
     serve.add_argument("--vae-path", type=Path, default=None,
                        help="the VAE every checkpoint uses (the sd_vae options then change nothing)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
 
     demo = sub.add_parser("demo-models", help="write tiny random-weight demo checkpoints into DIR/models/..., a "
-                          "demo embedding into DIR/embeddings and a demo VAE into DIR/models/VAE")
+                          "demo embedding into DIR/embeddings, a demo VAE into DIR/models/VAE and a demo ControlNet "
+                          "into DIR/models/ControlNet")
     demo.add_argument("dir", type=Path)
     demo.add_argument("--sdxl", action="store_true", help="also write the tiny SDXL checkpoint demo-sdxl.safetensors, its "
                            "kohya-format LoRA models/Lora/demo-sdxl-lora.safetensors and the tiny SDXL refiner "
@@ -157,7 +160,7 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         cors_allow_origins_regex=args.cors_allow_origins_regex, styles_file=args.styles_file,
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
         blip_dir=args.blip_dir, web_ui=not args.nowebui, fast=args.fast, embeddings_dir=args.embeddings_dir,
-        vae_dir=args.vae_dir, vae_path=args.vae_path,
+        vae_dir=args.vae_dir, vae_path=args.vae_path, controlnet_dir=args.controlnet_dir,
     )
     for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
                  "task_history_days", "fast_compile"):
@@ -216,5 +219,5 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         from sdapi.engine.demo_files import write_demo_models  # builds pipelines: torch loads only for this
 
-        for path in write_demo_models(args.dir, sdxl=args.sdxl, extras=True):
+        for path in write_demo_models(args.dir, sdxl=args.sdxl, extras=True, controlnet=True):
             print(path)

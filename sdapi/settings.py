@@ -44,6 +44,7 @@ class Settings:
         lora_dir: LoRA folder (``--lora-dir``); defaults to ``data_dir/models/Lora``.
         embeddings_dir: textual-inversion embeddings (``--embeddings-dir``); defaults to ``data_dir/embeddings``.
         vae_dir: VAE files besides ``data_dir/models/VAE`` (``--vae-dir``).
+        controlnet_dir: ControlNet files besides ``data_dir/models/ControlNet`` (``--controlnet-dir``).
         vae_path: the one VAE every checkpoint uses (``--vae-path``; the ``sd_vae`` options then do nothing).
         cache_dir: built-in demo checkpoint and assembled diffusers config dirs.
         device: ``auto``, ``cuda`` or ``cpu``.
@@ -86,6 +87,7 @@ class Settings:
     embeddings_dir: Path | None = None
     vae_dir: Path | None = None
     vae_path: Path | None = None
+    controlnet_dir: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     host: str = "127.0.0.1"
     port: int = 7860
@@ -124,7 +126,7 @@ class Settings:
             self.ckpt_dir = Path(self.ckpt_dir).expanduser()
         if self.ckpt is not None:
             self.ckpt = Path(self.ckpt).expanduser()
-        for name in ("embeddings_dir", "vae_dir", "vae_path"):
+        for name in ("embeddings_dir", "vae_dir", "vae_path", "controlnet_dir"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)).expanduser())
         if self.task_queue_size < 1 or self.task_history_days < 0:
@@ -149,6 +151,12 @@ class Settings:
     def vae_models_dir(self) -> Path:
         """``models/VAE``, A1111's VAE folder."""
         return self.data_dir / "models" / "VAE"
+
+    @property
+    def controlnet_dirs(self) -> list[Path]:
+        """Where ControlNet files are found, in the extension's order: ``models/ControlNet``, then
+        ``--controlnet-dir``."""
+        return [self.data_dir / "models" / "ControlNet"] + ([self.controlnet_dir] if self.controlnet_dir else [])
 
     @property
     def demo_dir(self) -> Path:

@@ -54,6 +54,7 @@ class ResolvedRequest:
     warnings: list[str] = field(default_factory=list)  # <lora:…> tags not applied, and why
     vae_name: str | None = None  # the VAE file the job used (None: the checkpoint's own), for the infotext
     vae_hash: str | None = None
+    controlnet: Any = None  # the ControlNet units made ready (sdapi.controlnet.units.ResolvedControl), if any
 
 
 @dataclass

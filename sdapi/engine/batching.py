@@ -6,7 +6,7 @@ whether it has a mask, the upscaler tiling. What stays per image is free to diff
 clip skip, noise options, init images and masks, batch sizes. Each job keeps its own noise streams and prompt
 schedules, so its images are the ones it gets alone.
 
-Not merged: jobs of several batches (``n_iter`` > 1: their batches run one after another), DPM adaptive (its step
+Not merged: jobs with ControlNet units (each has its own control maps), jobs of several batches (``n_iter`` > 1: their batches run one after another), DPM adaptive (its step
 size follows an error norm over the whole batch), ``AND`` with a CompVis sampler (A1111 refuses it: the error
 must stay that job's), and jobs whose UNet calls have one row per image (:func:`single_row_calls`). Token lengths
 are checked once the prompts are encoded (:class:`sdapi.engine.generation.NotMergeable`). How the UNet keeps rows
@@ -33,7 +33,8 @@ def batch_key(job: GenerationJob) -> Hashable | None:
         return None
     if not samplers[0].kdiffusion and any(len(split_subprompts(prompt)) > 1 for prompt in p.prompts):
         return None
-    if single_row_calls(p) or p.firstpass_image is not None:
+    if single_row_calls(p) or p.firstpass_image is not None or p.controlnets:
+        # ControlNet units: each job has its own control maps; they run alone.
         return None
     shared = (job.checkpoint, job.tiling, type(p).__name__, p.sampler, p.steps, p.width, p.height,
               tuple(p.loras), p.hires, p.mask_weight, p.circular, p.sampler_settings, p.fast, p.refiner,

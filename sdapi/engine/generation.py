@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from sdapi.engine.conditioning_sdxl import SizeConditioning
+from sdapi.engine.controlnet_cache import JobControls
 from sdapi.engine.errors import NansException, SamplingInterrupted
 from sdapi.engine.image_cond import img2img_image_cond, txt2img_image_cond
 from sdapi.engine.model import LoadedModel
@@ -143,8 +144,10 @@ class _Group:
     ones it gets alone."""
 
     def __init__(self, model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None,
-                 other_models: OtherModels | None = None, stack: ExitStack | None = None):
+                 other_models: OtherModels | None = None, stack: ExitStack | None = None,
+                 controls: JobControls | None = None):
         self.model = model
+        self.controls = controls
         self.params = params
         self.events = events
         self.other_models = other_models
@@ -283,8 +286,9 @@ class _Group:
         sampler = p.hires.sampler if hires else p.sampler
         settings = (p.hires.settings or p.sampler_settings) if hires else p.sampler_settings
         image_jobs = [piece.job for piece in pieces for _ in piece.seeds] if len(pieces) > 1 else None
+        control = self.controls.for_pass(hires, shape[2] * 8, shape[1] * 8) if self.controls is not None else None
         latents = sample(model or self.model, sampler, start, torch.cat(noises), conds, cfg_scale, step_noise, seeds,
-                         settings, self.events, image_jobs, self.refiner_switch(pieces, start, hires))
+                         settings, self.events, image_jobs, self.refiner_switch(pieces, start, hires), control)
         return check_nans(latents)
 
     def _piece_noise(self, piece: _Piece, shape: tuple[int, ...], hires: bool) -> tuple[torch.Tensor, SamplerNoise]:
@@ -334,14 +338,18 @@ def run_txt2img(model: LoadedModel, p: Txt2ImgParams, events: BatchEvents | None
 
 
 def run_txt2img_group(model: LoadedModel, params: list[Txt2ImgParams], events: BatchEvents | None = None,
-                      tiling: Tiling = Tiling(), other_models: OtherModels | None = None) -> list[list[Image.Image]]:
+                      tiling: Tiling = Tiling(), other_models: OtherModels | None = None,
+                      controls: JobControls | None = None) -> list[list[Image.Image]]:
     """Generate the images of one txt2img job, or of several compatible one-batch jobs sampled together.
+
+    Args:
+        controls: a lone job's ControlNet units, loaded (jobs with units are never merged).
 
     Returns:
         Each job's images.
     """
     with ExitStack() as stack:
-        group = _Group(model, params, events, other_models, stack)
+        group = _Group(model, params, events, other_models, stack, controls)
         group.check_mergeable()
         images: list[list[Image.Image]] = [[] for _ in params]
         for pieces in group:
@@ -511,17 +519,19 @@ def run_img2img(model: LoadedModel, p: Img2ImgParams, events: BatchEvents | None
 
 
 def run_img2img_group(model: LoadedModel, params: list[Img2ImgParams], events: BatchEvents | None = None,
-                      other_models: OtherModels | None = None) -> list[list[Image.Image]]:
+                      other_models: OtherModels | None = None,
+                      controls: JobControls | None = None) -> list[list[Image.Image]]:
     """Generate the images of one img2img job, or of several compatible one-batch jobs sampled together.
 
     Args:
         other_models: the checkpoint a refiner names.
+        controls: a lone job's ControlNet units, loaded (jobs with units are never merged).
 
     Returns:
         Each job's images.
     """
     with ExitStack() as stack:
-        group = _Group(model, params, events, other_models, stack)
+        group = _Group(model, params, events, other_models, stack, controls)
         group.check_mergeable()
         starts = [img2img_start(model, p) for p in params]
         images: list[list[Image.Image]] = [[] for _ in params]

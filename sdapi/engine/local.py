@@ -31,6 +31,7 @@ from sdapi.engine.api import (  # noqa: E402
 )
 from sdapi.engine.blip import BlipCaptioner  # noqa: E402
 from sdapi.engine.checkpoint_loader import load_pipeline  # noqa: E402
+from sdapi.engine.controlnet_cache import ControlNetCache, JobControls  # noqa: E402
 from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.embedding_cache import EmbeddingFiles, listing, used_names  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
@@ -114,6 +115,7 @@ class LocalEngine:
         self._captioner_lock = threading.Lock()
         self.embedding_files = EmbeddingFiles()
         self.vaes = VaeSwitcher()
+        self.controlnets = ControlNetCache(runtime.device, runtime.dtype)
         # How many times a checkpoint file was read into a pipeline (a VAE switch must not add to it).
         self.checkpoint_loads = 0
 
@@ -202,9 +204,10 @@ class LocalEngine:
         try:
             with self._prepared(model, p, warn) as runs_on:
                 others = functools.partial(self._other_model, p=p, warn=warn)
+                controls = JobControls(p.controlnets, self.controlnets, model.unet.config) if p.controlnets else None
                 if isinstance(p, Img2ImgParams):
-                    return run_img2img_group(runs_on, params, latent_events, others)
-                return run_txt2img_group(runs_on, params, latent_events, job.tiling, others)
+                    return run_img2img_group(runs_on, params, latent_events, others, controls)
+                return run_txt2img_group(runs_on, params, latent_events, job.tiling, others, controls)
         except Exception as exc:
             if _out_of_memory(exc):
                 raise DeviceOutOfMemory(f"the {self.runtime.device.type} device ran out of memory: lower the size, "
@@ -277,6 +280,7 @@ class LocalEngine:
         self.pipelines.clear()
         self.loras.clear()
         self.vaes.clear()
+        self.controlnets.clear()
         clear_network_cache()
         with self._captioner_lock:
             self._captioner = None

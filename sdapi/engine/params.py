@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -48,6 +49,34 @@ class LoraActivation:
     unet_multiplier: float = 1.0
 
 
+@dataclass(frozen=True)
+class ControlNetParams:
+    """One enabled ControlNet unit, its control map already made (the extension's ``ControlParams``).
+
+    Args:
+        model: the ControlNet file.
+        hint: the control map (RGB) at the first pass's size.
+        hires_hint: the map at the hires fix's size (txt2img with a hires fix whose size differs), or ``None``.
+        weight: the unit's weight (0: the unit changes nothing).
+        guidance_start, guidance_end: the fraction of each pass's steps it acts in.
+        soft: the extension's ``soft_injection`` (any control mode but "Balanced").
+        cond_only: the extension's ``cfg_injection`` ("ControlNet is more important").
+        hr_option: with a hires fix, the passes it acts in: ``Both``, ``Low res only``, ``High res only``.
+        hires_soft: soft injection forced in the hires pass (the extension does it for canny and mlsd maps).
+    """
+
+    model: Path
+    hint: Image.Image
+    hires_hint: Image.Image | None = None
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    soft: bool = False
+    cond_only: bool = False
+    hr_option: str = "Both"
+    hires_soft: bool = False
+
+
 @dataclass
 class Txt2ImgParams:
     """Everything one txt2img job needs, already resolved (seeds fixed, sampler found, one prompt per image).
@@ -85,6 +114,7 @@ class Txt2ImgParams:
         refiner: later A1111's refiner: another checkpoint takes over sampling part way, or ``None``.
         firstpass_image: later A1111's ``firstpass_image``: the hires fix refines this image instead of a first
             pass (RGB, at the first pass's size), or ``None``.
+        controlnets: the enabled ControlNet units (``alwayson_scripts.controlnet``), in the request's order.
     """
 
     prompts: list[str]
@@ -119,6 +149,7 @@ class Txt2ImgParams:
     fast: bool = False
     refiner: "RefinerParams | None" = None
     firstpass_image: Image.Image | None = None
+    controlnets: list[ControlNetParams] = field(default_factory=list)
 
     def batches(self) -> list[slice]:
         """Index ranges of each batch."""

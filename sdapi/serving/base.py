@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from starlette.concurrency import run_in_threadpool
 
 from sdapi.checkpoints import CheckpointCatalog, CheckpointInfo
+from sdapi.controlnet.models import ControlNetCatalog
 from sdapi.embeddings import scan_embedding_files
 from sdapi.engine.api import EmbeddingListing, Engine
 from sdapi.engine.upscalers import UpscalerSpec, available_upscalers
@@ -59,6 +60,7 @@ class ServerState:
         tasks: the Agent Scheduler's queued tasks (``sdapi.serving.tasks.TaskService``), built in the lifespan.
         vaes: the VAE files and A1111's rule choosing one (built from the settings when not given).
         task_ids: A1111's task ids of the generation requests (``/internal/progress``).
+        controlnets: the ControlNet files (``models/ControlNet``, ``--controlnet-dir``; built when not given).
         embedding_listing: the textual-inversion embeddings as sorted out for the model loaded last (A1111 lists
             its database as the last model load, job or refresh left it).
     """
@@ -73,6 +75,7 @@ class ServerState:
     training: Any = None
     tasks: Any = None
     vaes: VaeCatalog | None = None
+    controlnets: ControlNetCatalog | None = None
     embedding_listing: EmbeddingListing = field(default_factory=EmbeddingListing)
     control: JobControl = field(default_factory=JobControl)
     task_ids: TaskIds = field(default_factory=TaskIds)
@@ -88,6 +91,8 @@ class ServerState:
             self.styles = StyleDatabase(self.settings.styles_path)
         if self.vaes is None:
             self.vaes = vae_catalog(self.settings, self.catalog.hash_cache)
+        if self.controlnets is None:
+            self.controlnets = ControlNetCatalog(self.settings.controlnet_dirs)
 
     # -- checkpoints -------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
 from sdapi.bounds import check_generation, check_lora_weights, check_pixels
+from sdapi.controlnet.units import SCRIPT_NAME as CONTROLNET_SCRIPT
 from sdapi.engine.api import GenerationJob
 from sdapi.engine.batching import merge_groups
 from sdapi.engine.sampling.registry import SamplerSpec
@@ -25,6 +26,7 @@ from sdapi.protocol.base import LATER_FIELDS
 from sdapi.scripts.registry import find_script
 from sdapi.translate_later import firstpass_image, hires_checkpoint, hires_sampler_choice, refiner_params
 from sdapi.serving.base import ServerState
+from sdapi.serving.controlnet import check_units
 from sdapi.serving.task_ids import new_task_id
 from sdapi.serving.options import checked_overrides, job_options, keep_overrides, unknown_checkpoint_warning
 
@@ -199,6 +201,8 @@ def request_merge_key(state: ServerState, checked: CheckedRequest, mode: str) ->
     req = checked.req
     if req.script_name or (req.n_iter or 1) != 1 or state.queue.batching.max_images <= 1:
         return None
+    if any(str(name).lower() == CONTROLNET_SCRIPT for name in (req.alwayson_scripts or {})):
+        return None  # ControlNet units run alone (:func:`sdapi.engine.batching.batch_key`)
     fields = req.model_dump(mode="json", exclude=PER_IMAGE_FIELDS)
     checkpoint = checked.overrides.get("sd_model_checkpoint") or state.options.get("sd_model_checkpoint")
     networks = sorted(EXTRA_NETWORK_TAG.findall(f"{req.prompt or ''} {req.negative_prompt or ''}"))
@@ -306,9 +310,11 @@ def log_ignored_fields(req) -> None:
 
 
 def check_scripts(req, mode: str) -> None:
-    """Refuse script names A1111 would not find (422): unknown selectable scripts, and every always-on one
-    (none exist yet)."""
+    """Refuse script names A1111 would not find (422): unknown selectable scripts, and every always-on one but
+    ControlNet's (whose units are checked here)."""
     if req.script_name:
         find_script(req.script_name, mode)
     for name in (req.alwayson_scripts or {}):
-        raise Unprocessable(f"always on script {name} not found")
+        if str(name).lower() != CONTROLNET_SCRIPT:
+            raise Unprocessable(f"always on script {name} not found")
+    check_units(req)

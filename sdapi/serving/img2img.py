@@ -19,7 +19,9 @@ from sdapi.errors import InvalidRequest, NotFound
 from sdapi.images import decode_image
 from sdapi.img2img_images import PreparedInputs, finished, prepare_inputs
 from sdapi.options import OptionsView
+from sdapi.controlnet.units import ControlTarget
 from sdapi.serving.base import Job, ServerState
+from sdapi.serving.controlnet import attach_controlnet, with_maps
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.serving.job_models import attach_job_models
 from sdapi.serving.saving import image_saver
@@ -88,7 +90,7 @@ def prepare_img2img(state: ServerState, checked: CheckedRequest, inputs: Img2Img
         return img2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
                                 warnings, overlay, image_saver(state, options, "img2img"))
 
-    return PreparedGeneration(job, resolved.warnings, respond)
+    return PreparedGeneration(job, resolved.warnings, with_maps(respond, resolved.controlnet, checked.req, options))
 
 
 def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, options: OptionsView,
@@ -107,6 +109,9 @@ def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, 
     if resolved.params.fast:
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
+    p = resolved.params
+    resolved.controlnet = attach_controlnet(state, req, p, options, ControlTarget(
+        p.width, p.height, init_image=inputs.images[0], init_resize_mode=req.resize_mode or 0))
     job = GenerationJob(checkpoint.filename, resolved.params)
     attach_job_models(state, job, resolved, options, checkpoint)
     return resolved, job, checkpoint, prepared

@@ -10,7 +10,9 @@ from sdapi.engine.api import GenerationJob, ModelInfo
 from sdapi.engine.sampling.registry import SamplerSpec
 from sdapi.engine.upscalers import Tiling
 from sdapi.options import OptionsView
+from sdapi.controlnet.units import ControlTarget
 from sdapi.serving.base import Job, ServerState
+from sdapi.serving.controlnet import attach_controlnet, with_maps
 from sdapi.serving.generation import CheckedRequest, GenerationRun, PreparedGeneration, request_merge_key
 from sdapi.serving.job_models import attach_job_models
 from sdapi.serving.saving import image_saver
@@ -34,7 +36,7 @@ def prepare_txt2img(state: ServerState, checked: CheckedRequest, options: Option
         return txt2img_response(checked.req, resolved, images, checkpoint, options, state.control.job_timestamp,
                                 warnings, image_saver(state, options, "txt2img"))
 
-    return PreparedGeneration(job, resolved.warnings, respond)
+    return PreparedGeneration(job, resolved.warnings, with_maps(respond, resolved.controlnet, checked.req, options))
 
 
 def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: OptionsView,
@@ -49,6 +51,9 @@ def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: O
         mark_fast_mode(resolved.params, state.engine.fast_precision())
     resolved.inpainting_conditioning = txt2img_inpainting_flag(state.engine.load(checkpoint.filename),
                                                                resolved.params)
+    p = resolved.params
+    hires = (p.hires.width - p.hires.truncate_x * 8, p.hires.height - p.hires.truncate_y * 8) if p.hires else None
+    resolved.controlnet = attach_controlnet(state, req, p, options, ControlTarget(p.width, p.height, hires))
     job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))
     attach_job_models(state, job, resolved, options, checkpoint)
     return resolved, job, checkpoint

@@ -175,8 +175,8 @@ def test_jpeg_samples_format_carries_infotext_in_exif(client, state):
          {"error": "HTTPException", "detail": "Sampler not found", "body": "", "errors": ""}),
         ({"script_name": "no such script"}, 422,
          {"error": "HTTPException", "detail": "Script 'no such script' not found", "body": "", "errors": ""}),
-        ({"alwayson_scripts": {"controlnet": {"args": []}}}, 422,
-         {"error": "HTTPException", "detail": "always on script controlnet not found", "body": "", "errors": ""}),
+        ({"alwayson_scripts": {"adetailer": {"args": []}}}, 422,
+         {"error": "HTTPException", "detail": "always on script adetailer not found", "body": "", "errors": ""}),
     ],
 )
 def test_a1111_errors(client, payload, status, body):

@@ -83,7 +83,9 @@ def test_options_have_every_recorded_key_with_its_json_type(client, state):
              "textual_inversion_add_hashes_to_infotext": True, "add_vae_name_to_info": True,
              "add_vae_hash_to_info": True, "hires_fix_refiner_pass": "second pass",
              "sdxl_refiner_low_aesthetic_score": 2.5, "sdxl_refiner_high_aesthetic_score": 6.0,
-             "refiner_switch_by_sample_steps": False}
+             "refiner_switch_by_sample_steps": False,
+             # sd-webui-controlnet's options (A1111 lists them when the extension is installed).
+             "control_net_unit_count": 3.0, "control_net_model_cache_size": 2.0, "control_net_no_detectmap": False}
     body = r.json()
     assert {key: body.pop(key) for key in later} == later
     assert compare_to_recording(recorded, r.status_code, body, substitutions=subs, noisy=noisy) == []

@@ -25,6 +25,7 @@ from sdapi.engine.errors import SamplingInterrupted, UnsupportedRequest
 from sdapi.engine.params import SamplerSettings
 from sdapi.engine.sampling.compvis import CompVisRun, sample_ddim, sample_plms, stochastic_encode
 from sdapi.engine.sampling.conds import BatchConds
+from sdapi.engine.sampling.control import ControlRun
 from sdapi.engine.sampling.denoiser import CfgDenoiser, CfgScale, CompVisGuidance
 from sdapi.engine.sampling.kdiffusion import KDIFFUSION_FUNCTIONS
 from sdapi.engine.sampling.noise import BrownianNoise, StepNoise
@@ -110,7 +111,7 @@ def image_pass_sampler(spec: SamplerSpec) -> SamplerSpec:
 def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, conds: BatchConds,
            cfg_scale: CfgScale, step_noise: StepNoise, seeds: list[int], settings: SamplerSettings = SamplerSettings(),
            events: SamplingEvents | None = None, image_jobs: list[int] | None = None,
-           refiner: RefinerSwitch | None = None) -> torch.Tensor:
+           refiner: RefinerSwitch | None = None, control: ControlRun | None = None) -> torch.Tensor:
     """Sample one batch; returns its latents (float32), or on interrupt what A1111 returns.
 
     Args:
@@ -126,6 +127,7 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
         events: progress, interrupt and skip.
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
         refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
+        control: the pass's ControlNet units (the step callback tells them where the pass is), or ``None``.
 
     Raises:
         AndWithCompVis: ``AND`` with DDIM, PLMS or UniPC.
@@ -139,44 +141,52 @@ def sample(model, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor, 
             return start.latent  # a zero-strength hires pass: only the upscale remains
     if spec.kdiffusion:
         return _sample_kdiffusion(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, seeds, settings,
-                                  events, image_jobs, refiner)
+                                  events, image_jobs, refiner, control)
     return _sample_compvis(model, schedule, spec, start, noise, conds, cfg_scale, step_noise, settings, events,
-                           image_jobs, refiner)
+                           image_jobs, refiner, control)
 
 
 class _Reporter:
-    """A1111's step callbacks: remember the latent an interrupt returns and publish progress."""
+    """A1111's step callbacks: remember the latent an interrupt returns and publish progress (to the job, and to
+    the ControlNet units, whose guidance windows read A1111's ``sampling_step / sampling_steps``)."""
 
-    def __init__(self, events: SamplingEvents | None, steps: int, first: torch.Tensor):
+    def __init__(self, events: SamplingEvents | None, steps: int, first: torch.Tensor,
+                 control: ControlRun | None = None):
         self.events = events
         self.steps = steps
         self.last = first
+        self.control = control
         if events is not None:
             events.sampling(steps)
+        if control is not None:
+            control.progress(0, steps)
 
     def __call__(self, step: int, latents: torch.Tensor) -> None:
         self.last = latents
         if self.events is not None:
             self.events.step(min(step, self.steps), latents)
+        if self.control is not None:
+            self.control.progress(min(step, self.steps), self.steps)
 
 
 def _sample_kdiffusion(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart,
                        noise: torch.Tensor, conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise,
                        seeds: list[int], settings: SamplerSettings, events: SamplingEvents | None,
-                       image_jobs: list[int] | None, refiner: RefinerSwitch | None = None) -> torch.Tensor:
+                       image_jobs: list[int] | None, refiner: RefinerSwitch | None = None,
+                       control: ControlRun | None = None) -> torch.Tensor:
     """A1111's ``KDiffusionSampler.sample`` / ``sample_img2img``."""
     sigmas = a1111_sigmas(schedule, start.steps, spec.karras, spec.discard_penultimate_sigma, settings.schedule_type,
                           model.sdxl).to(model.device)
     if start.from_image:
         tail = sigmas[start.steps - start.t_enc - 1:]
         x = start.latent + noise * tail[0]
-        reporter = _Reporter(events, start.t_enc + 1, start.latent)
+        reporter = _Reporter(events, start.t_enc + 1, start.latent, control)
     else:
         tail = sigmas
         x = noise * sigmas[0]
-        reporter = _Reporter(events, start.steps, x)
+        reporter = _Reporter(events, start.steps, x, control)
     denoiser = CfgDenoiser(model, schedule, conds, cfg_scale, events, start.image_cond, start.mask, start.latent,
-                           start.keep, settings.s_min_uncond, image_jobs, refiner)
+                           start.keep, settings.s_min_uncond, image_jobs, refiner, control)
     kwargs = _kdiffusion_arguments(spec, schedule, tail, start, settings)
     sampler_noise = (BrownianNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), seeds)
                      if spec.function == "dpmpp_sde" else step_noise)
@@ -210,12 +220,12 @@ def _kdiffusion_arguments(spec: SamplerSpec, schedule: DiscreteSchedule, tail: t
 def _sample_compvis(model, schedule: DiscreteSchedule, spec: SamplerSpec, start: SamplingStart, noise: torch.Tensor,
                     conds: BatchConds, cfg_scale: CfgScale, step_noise: StepNoise, settings: SamplerSettings,
                     events: SamplingEvents | None, image_jobs: list[int] | None,
-                    refiner: RefinerSwitch | None = None) -> torch.Tensor:
+                    refiner: RefinerSwitch | None = None, control: ControlRun | None = None) -> torch.Tensor:
     """A1111's ``VanillaStableDiffusionSampler.sample`` / ``sample_img2img`` (DDIM, PLMS, UniPC)."""
     steps = effective_steps(spec, start.steps)
-    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond, image_jobs, refiner)
+    guidance = CompVisGuidance(model, conds, cfg_scale, events, start.image_cond, image_jobs, refiner, control)
     first = start.latent if start.from_image else noise
-    reporter = _Reporter(events, start.t_enc + 1 if start.from_image else steps, first)
+    reporter = _Reporter(events, start.t_enc + 1 if start.from_image else steps, first, control)
     run = CompVisRun(guidance, schedule, step_noise.global_stream(), model.v_prediction, reporter, start.mask, start.keep,
                      start.latent)
     run.last = first

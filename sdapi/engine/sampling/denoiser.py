@@ -21,7 +21,9 @@ guidance scale of 1. Their conditioning step is the number of sampler updates so
 
 An inpainting UNet's extra input channels (``image_cond``) follow each row's scaled input, unscaled, as ldm's
 ``c_concat`` does. SDXL's added vectors (pooled text and size numbers) follow each row's context the same way,
-as sgm's ``vector`` key does; the model says how many numbers end them (the refiner has five).
+as sgm's ``vector`` key does; the model says how many numbers end them (the refiner has five). ControlNet units
+(:mod:`sdapi.engine.sampling.control`) are run on each UNet call's own rows, knowing which rows hold the prompt and
+which the negative prompt.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sdapi.engine.batch_invariance import RowGroups, row_groups
 from sdapi.engine.conditioning_sdxl import TIME_IDS
 from sdapi.engine.errors import AndWithCompVis, SamplingInterrupted
 from sdapi.engine.sampling.conds import BatchConds
+from sdapi.engine.sampling.control import ControlRun
 from sdapi.engine.sampling.refiner import RefinerSwitch
 from sdapi.engine.sampling.schedules import DiscreteSchedule
 
@@ -69,7 +72,8 @@ def check_stop(stop: StopSignal | None) -> None:
 
 
 def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor,
-              uncond: torch.Tensor | None, vectors: torch.Tensor | None = None) -> torch.Tensor:
+              uncond: torch.Tensor | None, vectors: torch.Tensor | None = None, control: ControlRun | None = None,
+              cond_mark: torch.Tensor | None = None) -> torch.Tensor:
     """The UNet's output for every cond row followed by every uncond row (float32).
 
     Args:
@@ -78,18 +82,24 @@ def unet_rows(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, cond: to
         t_in: one timestep per row.
         cond: ``(cond rows, tokens, hidden)``; uncond: ``(images, tokens', hidden)``, or ``None`` to skip it.
         vectors: SDXL's added vector of every row, in the rows' order, or ``None``.
+        control: the pass's ControlNet units, or ``None``.
+        cond_mark: with ``uncond`` ``None``, which rows of ``cond`` hold a prompt (1) or a negative prompt (0);
+            default all prompt rows. With ``uncond`` given, the layout says it.
     """
     rows = cond.shape[0]
     if uncond is None:
-        return _unet(model, x_in, t_in, cond, vectors)
+        return _unet(model, x_in, t_in, cond, vectors, control, cond_mark)
     images = uncond.shape[0]
     if cond.shape[1] == uncond.shape[1]:
-        return _unet(model, x_in, t_in, torch.cat([cond, uncond]), vectors)
+        mark = torch.cat([torch.ones(rows), torch.zeros(images)])
+        return _unet(model, x_in, t_in, torch.cat([cond, uncond]), vectors, control, mark)
     out = []
     for a in range(0, rows, 2 * images):
         b = min(a + 2 * images, rows)
-        out.append(_unet(model, x_in[a:b], t_in[a:b], cond[a:b], _rows(vectors, a, b)))
-    out.append(_unet(model, x_in[rows:], t_in[rows:], uncond, _rows(vectors, rows, None)))
+        out.append(_unet(model, x_in[a:b], t_in[a:b], cond[a:b], _rows(vectors, a, b), control,
+                         torch.ones(b - a)))
+    out.append(_unet(model, x_in[rows:], t_in[rows:], uncond, _rows(vectors, rows, None), control,
+                     torch.zeros(images)))
     return torch.cat(out)
 
 
@@ -98,8 +108,10 @@ def _rows(vectors: torch.Tensor | None, start: int, stop: int | None) -> torch.T
 
 
 def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: torch.Tensor,
-          vectors: torch.Tensor | None = None) -> torch.Tensor:
-    """One UNet call in the model's dtype, returning float32.
+          vectors: torch.Tensor | None = None, control: ControlRun | None = None,
+          cond_mark: torch.Tensor | None = None) -> torch.Tensor:
+    """One UNet call in the model's dtype, returning float32; the pass's ControlNet units (if any) run first on
+    the same rows and their residuals go into the call.
 
     Input and output are kept in the default memory layout: a convolution may hand back channels-last output
     depending on the batch size, and the layout picks the kernel of every later convolution (so a job's pixels
@@ -111,8 +123,12 @@ def _unet(model: UnetModel, x_in: torch.Tensor, t_in: torch.Tensor, context: tor
         # SDXL's six size numbers, or the refiner's five (models without the attribute are base SDXL).
         numbers = getattr(model, "time_ids", TIME_IDS)
         kwargs["added_cond_kwargs"] = {"text_embeds": vectors[:, :-numbers], "time_ids": vectors[:, -numbers:]}
-    out = model.unet(x_in.to(model.dtype).contiguous(), t_in, encoder_hidden_states=context.to(model.dtype),
-                     **kwargs).sample
+    sample = x_in.to(model.dtype).contiguous()
+    context = context.to(model.dtype)
+    if control is not None:
+        kwargs.update(control.residuals(sample, t_in, context, cond_mark, kwargs.get("added_cond_kwargs"),
+                                        model.dtype))
+    out = model.unet(sample, t_in, encoder_hidden_states=context, **kwargs).sample
     return out.float().contiguous()
 
 
@@ -190,13 +206,15 @@ class CfgDenoiser:
         s_min_uncond: A1111's ``s_min_uncond`` (0: never skip the uncond rows).
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
         refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
+        control: the pass's ControlNet units, or ``None``.
     """
 
     def __init__(self, model: UnetModel, schedule: DiscreteSchedule, conds: BatchConds, cfg_scale: CfgScale,
                  stop: StopSignal | None = None, image_cond: torch.Tensor | None = None,
                  mask: torch.Tensor | None = None, init_latent: torch.Tensor | None = None,
                  nmask: torch.Tensor | None = None, s_min_uncond: float = 0.0,
-                 image_jobs: list[int] | None = None, refiner: RefinerSwitch | None = None):
+                 image_jobs: list[int] | None = None, refiner: RefinerSwitch | None = None,
+                 control: ControlRun | None = None):
         self.model = model
         self.schedule = schedule
         self.conds = conds
@@ -209,6 +227,7 @@ class CfgDenoiser:
         self.s_min_uncond = s_min_uncond
         self.image_jobs = image_jobs
         self.refiner = refiner
+        self.control = control
         self.step = 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -254,7 +273,7 @@ class CfgDenoiser:
         model_in = x_in * c_in
         if image_cond_in is not None:
             model_in = torch.cat([model_in, image_cond_in.to(model_in)], dim=1)
-        out = unet_rows(self.model, model_in, t_in, cond, uncond, vectors)
+        out = unet_rows(self.model, model_in, t_in, cond, uncond, vectors, self.control)
         if self.model.v_prediction:
             c_skip = 1.0 / (sigma ** 2 + 1.0)
             c_out = -sigma * 1.0 / (sigma ** 2 + 1.0) ** 0.5
@@ -280,6 +299,7 @@ class CompVisGuidance:
         image_cond: an inpainting UNet's extra input channels per image, or ``None``.
         image_jobs: the job of each image when several jobs share the batch (``None``: one job).
         refiner: where another checkpoint takes over (later A1111's refiner), or ``None``.
+        control: the pass's ControlNet units, or ``None``.
 
     Raises:
         AndWithCompVis: a prompt with ``AND`` (A1111's assertion).
@@ -287,7 +307,7 @@ class CompVisGuidance:
 
     def __init__(self, model: UnetModel, conds: BatchConds, cfg_scale: CfgScale, stop: StopSignal | None = None,
                  image_cond: torch.Tensor | None = None, image_jobs: list[int] | None = None,
-                 refiner: RefinerSwitch | None = None):
+                 refiner: RefinerSwitch | None = None, control: ControlRun | None = None):
         if conds.composable:
             raise AndWithCompVis(AND_WITH_COMPVIS_MESSAGE)
         self.model = model
@@ -297,6 +317,7 @@ class CompVisGuidance:
         self.image_cond = image_cond
         self.image_jobs = image_jobs
         self.refiner = refiner
+        self.control = control
         self.step = 0  # sampler updates so far: A1111's hook counter picks the prompt schedule entry
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -311,12 +332,13 @@ class CompVisGuidance:
         cond_vectors = self.conds.cond_vectors_at(self.step)
         if all(scale == 1.0 for scale in scales):
             with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=False)):
-                return unet_rows(self.model, model_in, t, cond, None, cond_vectors)
+                return unet_rows(self.model, model_in, t, cond, None, cond_vectors, self.control)
         uncond = pad_uncond(self.conds.uncond_at(self.step).to(x.device), cond.shape[1])
         vectors = _joined(self.conds.uncond_vectors_at(self.step), cond_vectors)
         with row_groups(job_row_groups(self.image_jobs, one_row, with_uncond=True, uncond_first=True)):
+            images = x.shape[0]
             out = unet_rows(self.model, torch.cat([model_in] * 2), torch.cat([t] * 2), torch.cat([uncond, cond]),
-                            None, vectors)
+                            None, vectors, self.control, torch.cat([torch.zeros(images), torch.ones(images)]))
         out_uncond, out_cond = out.chunk(2)
         scale = (torch.tensor(self.cfg_scale, dtype=out.dtype, device=out.device).view(-1, 1, 1, 1)
                  if isinstance(self.cfg_scale, list) else self.cfg_scale)
