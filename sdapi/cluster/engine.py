@@ -172,7 +172,7 @@ class RayEngine:
 
     def _stream_once(self, method: str, args: tuple, checkpoint: Path, events: JobEvents | None, job_id: str,
                      sampled: threading.Event) -> Any:
-        ray.get(self.board.open_job.remote(job_id))
+        ray.get(self.board.open_job.remote(job_id), timeout=30)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(events, job_id, done), daemon=True,
                                    name=f"sdapi-watch-{job_id[:8]}")

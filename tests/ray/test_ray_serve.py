@@ -227,3 +227,17 @@ def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
     ids = {r["id"] for r in replicas}
     assert running[0]["replica_id"] not in ids and len(ids) == REPLICAS, replicas
     assert txt2img(ray_front, seed=3).status_code == 200
+
+
+def test_the_serve_config_builds_the_application(ray_front, ray_data_dir):
+    """``deploy/serve-config.yaml``'s ``import_path`` and ``args`` build the app (its folders pointed here)."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from sdapi.cluster.app import build_app
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "serve-config.yaml").read_text())
+    app = ServeDeploySchema.model_validate(config).applications[0]
+    assert app.import_path == "sdapi.cluster.app:build_app"
+    args = {**app.args, "flags": ["--data-dir", str(ray_data_dir)]}
+    assert type(build_app(args)).__name__ == "Application"
