@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
 from fastapi import FastAPI
 
-from sdapi.engine.api import Engine
+from sdapi.engine.api import Engine, EngineFactory
 from sdapi.engine.factory import local_engine
 from sdapi.errors import install_error_handlers
 from sdapi.http import install_inner_habits, install_outer_habits
@@ -16,6 +17,7 @@ from sdapi.options import Options
 from sdapi.routes import (
     agent_scheduler,
     catalog,
+    cluster,
     config,
     dataset,
     generation,
@@ -64,23 +66,27 @@ def build_state(settings: Settings, engine: Engine | None = None) -> ServerState
     return state
 
 
-def create_app(settings: Settings | None = None, state: ServerState | None = None, load_model: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, state: ServerState | None = None, load_model: bool = True,
+               engine_factory: EngineFactory | None = None) -> FastAPI:
     """Build the app.
 
     Args:
         settings: used to build the state in the lifespan when ``state`` is not given.
         state: a ready state (tests inject one to share loaded models between apps).
         load_model: load the selected checkpoint at start-up, as A1111 does.
+        engine_factory: builds the engine in the lifespan (default: the local engine); Ray mode passes one that
+            connects to the engine replicas.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         owned = getattr(app.state, "sdapi", None) is None
         if owned:
-            app.state.sdapi = build_state(settings or Settings())
+            app.state.sdapi = build_state(settings or Settings(), engine_factory() if engine_factory else None)
         if load_model:
             try:
-                info = app.state.sdapi.load_selected()
+                # Off the event loop: an engine in other processes (Ray) must not block the loop it answers on.
+                info = await asyncio.to_thread(app.state.sdapi.load_selected)
                 log.info("Model loaded: %s", info.title)
             except Exception as exc:  # noqa: BLE001 - the server still answers; generation reports the error
                 log.error("Could not load the start-up checkpoint: %s", exc)
@@ -102,7 +108,7 @@ def create_app(settings: Settings | None = None, state: ServerState | None = Non
     install_outer_habits(app, http_settings)
     install_docs(app)
     for module in (generation, extras_routes, catalog, config, progress, utility, script_routes, lora_routes,
-                   dataset, training_routes, lora_scripts, agent_scheduler, controlnet_routes,
+                   dataset, training_routes, lora_scripts, agent_scheduler, controlnet_routes, cluster,
                    ui):
         app.include_router(module.router)
     if http_settings.web_ui:  # A1111 with --nowebui answers 404 at /; the page stays at /ui either way

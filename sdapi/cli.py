@@ -17,6 +17,9 @@ from sdapi.training.foreground import train_foreground
 
 log = logging.getLogger("sdapi")
 
+# `--ray` without an address: start a Ray of this machine.
+LOCAL_RAY = "local"
+
 # After a stop signal, how long open requests (the stopped job's answer) may take before the process exits.
 GRACEFUL_SHUTDOWN_S = 5
 
@@ -88,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "bf16/fp16 autocast; changes pixels): the sdapi_fast_mode option's start value")
     serve.add_argument("--fast-compile", choices=["full", "regional"], default=None,
                        help="fast mode compiles whole models (full, the default) or their repeated blocks (regional)")
+    cluster = serve.add_argument_group("Ray Serve (pip install sdapi[ray])")
+    cluster.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, metavar="ADDRESS",
+                         help="serve on Ray Serve: the engine as --replicas replicas behind this app; no ADDRESS "
+                         "starts a local Ray, 'auto' joins the cluster this node belongs to")
+    cluster.add_argument("--replicas", type=int, default=1, help="engine replicas with --ray (default 1)")
+    cluster.add_argument("--models-per-replica", type=int, default=1,
+                         help="checkpoints each replica keeps loaded with --ray (default 1)")
     for flag in IGNORED_SWITCHES:
         serve.add_argument(flag, action="store_true", dest=_dest(flag), help=argparse.SUPPRESS)
     for flag in IGNORED_WITH_VALUE:
@@ -192,6 +202,21 @@ def serve(settings: Settings) -> None:
     Server(config).run()
 
 
+def serve_settings(flags: list[str]) -> Settings:
+    """``Settings`` from ``sdapi serve`` flags (Serve's application builder reads them from its config)."""
+    args, unknown = build_parser().parse_known_args(["serve", *flags])
+    return settings_from_args(args, unknown)
+
+
+def serve_on_ray(settings: Settings, args: argparse.Namespace) -> None:
+    """``sdapi serve --ray``: the same app, its engine on Ray Serve replicas."""
+    try:
+        from sdapi.cluster.app import start  # Ray is an optional extra: imported for --ray only
+    except ImportError as exc:
+        raise SystemExit(f"sdapi serve --ray needs Ray Serve: pip install 'sdapi[ray]' ({exc})") from exc
+    start(settings, None if args.ray == LOCAL_RAY else args.ray, args.replicas, args.models_per_replica)
+
+
 def run_train(args: argparse.Namespace) -> None:
     """``sdapi train CONFIG``: the trainer in the foreground; a bad field exits with its message."""
     try:
@@ -204,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command == "serve":
+    if args.command == "serve" and args.ray is not None:
+        serve_on_ray(settings_from_args(args, unknown), args)
+    elif args.command == "serve":
         serve(settings_from_args(args, unknown))
     elif args.command == "train":
         if unknown:

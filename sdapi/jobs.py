@@ -7,6 +7,9 @@ sees its own flag (``on_start`` hands it over), so a cancel can never reach the 
 at most ``max_pending`` waiting jobs; past that it refuses new ones (A1111 has no limit and no answer but a
 timeout). Jobs submitted with ``bounded=False`` (queued Agent Scheduler tasks, bounded by their own limit) wait in
 the same line but do not count: a long task queue must not turn away a synchronous request.
+
+An engine whose jobs run elsewhere (Ray Serve replicas) asks for one worker per replica: each worker blocks on its
+own remote job, so the replicas work at once while the jobs still start in arrival order.
 """
 
 from __future__ import annotations
@@ -103,20 +106,24 @@ class Job:
 
 
 class JobQueue:
-    """FIFO of jobs served by one lazily started daemon worker thread.
+    """FIFO of jobs served by lazily started daemon worker threads (one, unless the engine runs jobs in parallel).
 
     Args:
         on_start: called on the worker with each job's "was I cancelled" test, just before it runs.
-        max_pending: how many jobs may wait behind the running one (``None``: no limit).
+        max_pending: how many jobs may wait behind the running ones (``None``: no limit).
+        workers: how many jobs run at once. One keeps A1111's order; an engine with several replicas (Ray) takes
+            as many workers as replicas, each blocked on its own remote job.
     """
 
     def __init__(self, on_start: Callable[[Callable[[], bool]], None] | None = None,
-                 max_pending: int | None = None, batching: "Batching | None" = None):
+                 max_pending: int | None = None, batching: "Batching | None" = None, workers: int = 1):
         self._pending: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._numbers = itertools.count(1)
-        self._worker: threading.Thread | None = None
-        self._running: list[Job] = []
+        self._workers: list[threading.Thread] = []
+        self.workers = max(1, int(workers))
+        # Each worker's running group, by worker thread.
+        self._running: dict[threading.Thread, list[Job]] = {}
         self._stopped = False
         self._on_start = on_start
         self._arriving = 0
@@ -143,7 +150,7 @@ class JobQueue:
                 raise QueueFull(self.max_pending)
             job = Job(run=run, name=name, number=next(self._numbers), bounded=bounded)
             self._pending.append(job)
-            self._ensure_worker()
+            self._ensure_workers()
             self._cond.notify()
         return job
 
@@ -218,9 +225,9 @@ class JobQueue:
 
     @property
     def running(self) -> list[Job]:
-        """The running job, with the jobs merged into it."""
+        """The running jobs (one per busy worker), with the jobs merged into them."""
         with self._cond:
-            return list(self._running)
+            return [job for group in self._running.values() for job in group]
 
     @property
     def busy(self) -> bool:
@@ -243,19 +250,26 @@ class JobQueue:
                 job.cancelled = True
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(ShuttingDown("the server is shutting down; the job did not run"))
-            for job in self._running:
-                job.cancelled = True
+            for group in self._running.values():
+                for job in group:
+                    job.cancelled = True
             self._cond.notify_all()
-            worker = self._worker
-        if worker is not None and timeout is not None:
-            worker.join(timeout)
+            workers = list(self._workers)
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
 
     # -- the worker --------------------------------------------------------------------------------------
 
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="sdapi-worker", daemon=True)
-            self._worker.start()
+    def _ensure_workers(self) -> None:
+        """Start the missing workers (called with the lock held)."""
+        self._workers = [worker for worker in self._workers if worker.is_alive()]
+        while len(self._workers) < self.workers:
+            name = "sdapi-worker" if self.workers == 1 else f"sdapi-worker-{len(self._workers)}"
+            worker = threading.Thread(target=self._work, name=name, daemon=True)
+            self._workers.append(worker)
+            worker.start()
 
     def _next(self) -> list[Job] | None:
         """The next job, with the queued jobs it may run together with; ``None`` once stopped."""
@@ -266,7 +280,7 @@ class JobQueue:
                 return None
             group = [self._pending.popleft()]
             self._gather(group)
-            self._running = group
+            self._running[threading.current_thread()] = group
         if self._on_start is not None:
             self._on_start(lambda: all(job.cancelled for job in group))
         return group
@@ -302,7 +316,7 @@ class JobQueue:
                     self._settle_together(live)
             finally:
                 with self._cond:
-                    self._running = []
+                    self._running.pop(threading.current_thread(), None)
 
     @staticmethod
     def _settle(job: Job, run: Callable[[], Any]) -> None:

@@ -188,10 +188,32 @@ class TrainingJob:
     legacy_model_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """One engine replica as ``/sdapi/v1/cluster`` shows it.
+
+    Args:
+        replica_id: its name (``local`` for the in-process engine).
+        device: the device its jobs run on.
+        loaded: the checkpoint files it holds, least recently used first.
+        checkpoint_loads: how many times it read a checkpoint file (affinity keeps this low).
+        running: the job it runs now (``None``: idle).
+        jobs_done: jobs it finished since it started.
+    """
+
+    replica_id: str
+    device: str
+    loaded: tuple[str, ...] = ()
+    checkpoint_loads: int = 0
+    running: str | None = None
+    jobs_done: int = 0
+
+
 class Engine(Protocol):
     """The device behind the server: loads checkpoints, generates, upscales, trains.
 
-    Every method may block for as long as the work takes; the serving layer calls them from its one worker.
+    Every method may block for as long as the work takes; the serving layer calls them from its queue's workers
+    (one, unless :meth:`parallel_jobs` says more).
     """
 
     def load(self, checkpoint: Path) -> ModelInfo:
@@ -257,6 +279,12 @@ class Engine(Protocol):
     def fast_precision(self) -> str:
         """The precision fast-mode jobs compute in on this device (``bf16``, ``fp16`` or ``fp32``), for their
         infotext."""
+
+    def parallel_jobs(self) -> int:
+        """How many jobs it runs at once (one per replica); the serving layer gives its queue as many workers."""
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """Its replicas now (the in-process engine is one)."""
 
 
 # Builds the engine for a process: the app's lifespan calls it once (the local engine imports torch lazily).

@@ -53,3 +53,8 @@ class NansException(EngineError):
 
 class DeviceOutOfMemory(EngineError):
     """The device ran out of memory during a job; the job fails instead of silently dropping work."""
+
+
+class ReplicaLost(EngineError):
+    """The engine replica running a job died (Ray mode); the replica is restarted, the job is not retried once it
+    had started sampling."""

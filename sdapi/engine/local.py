@@ -27,6 +27,7 @@ from sdapi.engine.api import (  # noqa: E402
     JobEvents,
     ModelInfo,
     TrainingJob,
+    ReplicaStatus,
     UpscaleJob,
 )
 from sdapi.engine.blip import BlipCaptioner  # noqa: E402
@@ -275,6 +276,13 @@ class LocalEngine:
 
     def fast_precision(self) -> str:
         return self.fast_plan.precision
+
+    def parallel_jobs(self) -> int:
+        return 1  # one device, one job at a time
+
+    def replicas(self) -> list[ReplicaStatus]:
+        return [ReplicaStatus("local", self.device_name(), tuple(str(p) for p in self.loaded()),
+                              self.checkpoint_loads)]
 
     def unload_all(self) -> None:
         self.pipelines.clear()

@@ -26,6 +26,7 @@ from sdapi.loras import LoraCatalog
 from sdapi.options import Options, OptionsView
 from sdapi.serving.task_ids import TaskIds
 from sdapi.serving.control import JobControl
+from sdapi.serving.controls import JobControls
 from sdapi.settings import Settings
 from sdapi.styles import StyleDatabase
 from sdapi.translate import job_timestamp
@@ -77,22 +78,34 @@ class ServerState:
     vaes: VaeCatalog | None = None
     controlnets: ControlNetCatalog | None = None
     embedding_listing: EmbeddingListing = field(default_factory=EmbeddingListing)
-    control: JobControl = field(default_factory=JobControl)
     task_ids: TaskIds = field(default_factory=TaskIds)
     queue: JobQueue = field(init=False)
+    controls: JobControls = field(init=False)
     _model_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 
     def __post_init__(self) -> None:
         batching = Batching(max(1, self.settings.max_batch), max(0.0, self.settings.batch_wait_ms) / 1000,
                             self._batch_capacity)
-        self.queue = JobQueue(on_start=self.control.bind_job, max_pending=self.settings.queue_size,
-                              batching=batching)
+        # As many workers as the engine runs jobs at once (its replicas), each with its own job control.
+        workers = max(1, int(self.engine.parallel_jobs()))
+        self.controls = JobControls(workers)
+        self.queue = JobQueue(on_start=self.controls.bind_job, max_pending=self.settings.queue_size,
+                              batching=batching, workers=workers)
         if self.styles is None:
             self.styles = StyleDatabase(self.settings.styles_path)
         if self.vaes is None:
             self.vaes = vae_catalog(self.settings, self.catalog.hash_cache)
         if self.controlnets is None:
             self.controlnets = ControlNetCatalog(self.settings.controlnet_dirs)
+
+    @property
+    def control(self) -> JobControl:
+        """The job control of the job running on this thread (a queue worker), or the one ``/progress`` shows."""
+        return self.controls.current()
+
+    @control.setter
+    def control(self, control: JobControl) -> None:
+        self.controls = JobControls(controls=[control])
 
     # -- checkpoints -------------------------------------------------------------------------------------
 

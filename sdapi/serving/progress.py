@@ -56,13 +56,14 @@ def progress(state: ServerState, skip_current_image: bool = False) -> dict[str, 
 
 
 def interrupt(state: ServerState) -> None:
-    """Stop the running job at its next step; it still returns what it finished."""
-    state.control.interrupt()
+    """Stop the running job (every running job, with several workers) at its next step; it still returns what it
+    finished."""
+    state.controls.interrupt()
 
 
 def skip(state: ServerState) -> None:
-    """Skip the current batch of the running job."""
-    state.control.skip()
+    """Skip the current batch of the running job (of every running job, with several workers)."""
+    state.controls.skip()
 
 
 def internal_progress(state: ServerState, id_task: str | None, id_live_preview: int = -1,

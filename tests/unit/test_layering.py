@@ -5,8 +5,10 @@
   the serving layer, the routes, the scripts or the app.
 * ``sdapi.protocol`` imports nothing from ``sdapi`` but itself.
 * Routes import only the serving layer and the protocol (and each other's dependency aliases).
-* A function-local import of an ``sdapi`` module is allowed only where it defers torch (listed below with why);
-  none may exist to dodge an import cycle.
+* A function-local import of an ``sdapi`` module is allowed only where it defers torch or Ray (listed below with
+  why); none may exist to dodge an import cycle.
+* Ray (an optional extra) is imported by ``sdapi.cluster`` alone, and ``sdapi.cluster`` only by ``sdapi serve --ray``
+  (a function-local import in the CLI): the default install never needs it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "sdapi"
 DEVICE_LIBRARIES = ("torch", "torchsde", "diffusers", "transformers", "accelerate", "safetensors.torch", "peft",
                     "bitsandbytes", "xformers", "spandrel")
-UPPER_LAYERS = ("sdapi.engine", "sdapi.serving", "sdapi.routes", "sdapi.scripts", "sdapi.app", "sdapi.cli")
+UPPER_LAYERS = ("sdapi.engine", "sdapi.serving", "sdapi.routes", "sdapi.scripts", "sdapi.app", "sdapi.cli",
+                "sdapi.cluster")
 # Function-local sdapi imports that defer loading torch until a command or the lifespan needs it.
 LAZY_IMPORTS = {
     ("sdapi.engine.factory", "sdapi.engine.local"): "building the engine loads torch; importing the factory does not",
@@ -28,6 +31,7 @@ LAZY_IMPORTS = {
     ("sdapi.engine.factory", "sdapi.engine.fast_mode"): "fast mode's plan reads the CPU's features through torch",
     ("sdapi.startup", "sdapi.engine.demo_models"): "only an empty models folder needs the demo checkpoint written",
     ("sdapi.cli", "sdapi.engine.demo_files"): "`sdapi demo-models` alone builds pipelines",
+    ("sdapi.cli", "sdapi.cluster.app"): "Ray is an optional extra: `sdapi serve --ray` alone imports it",
 }
 
 
@@ -117,3 +121,15 @@ def test_function_local_sdapi_imports_only_defer_torch():
     specific = {(m, n) for m, n in local if not any(o != n and o.startswith(n + ".") for mm, o in local if mm == m)}
     unexplained = sorted(pair for pair in specific if pair not in LAZY_IMPORTS)
     assert not unexplained, f"function-local imports with no torch to defer: {unexplained}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if not in_layer(m, ("sdapi.cluster",))])
+def test_only_the_cluster_package_imports_ray(module):
+    found = sorted({name for name, _ in imports_of(module) if in_layer(name, ("ray",))})
+    assert not found, f"{module} imports {found}; only sdapi.cluster may (Ray is an optional extra)"
+
+
+def test_the_cluster_package_is_imported_only_lazily_by_the_cli():
+    importers = sorted((module, local) for module in MODULES if not in_layer(module, ("sdapi.cluster",))
+                       for name, local in imports_of(module) if in_layer(name, ("sdapi.cluster",)))
+    assert importers == [("sdapi.cli", True)], importers

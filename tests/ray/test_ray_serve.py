@@ -1,0 +1,243 @@
+"""``sdapi serve --ray`` end to end through HTTP: one local Ray for the module with the sdapi Serve application (two
+CPU engine replicas over the tiny demo checkpoints, one checkpoint each, Serve's HTTP proxy on a free port).
+
+Skipped, with the reason, where Ray Serve is not installed (``pip install -e .[ray]``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import hashlib
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+import torch
+
+ray = pytest.importorskip("ray", reason="Ray Serve is an optional extra: pip install -e '.[ray]' to run tests/ray")
+serve = pytest.importorskip("ray.serve", reason="Ray Serve is an optional extra: pip install -e '.[ray]'")
+
+BOARD = "sdapi-test-board"
+REPLICAS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_data_dir(tmp_path_factory) -> Path:
+    """The demo checkpoints again, in a data dir of the Ray front's own (its config.json is not the session's)."""
+    from sdapi.engine.demo_files import write_demo_models
+
+    root = tmp_path_factory.mktemp("sdapi-ray-data")
+    write_demo_models(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_front(ray_data_dir, tmp_path_factory):
+    """The base URL of the Ray Serve front (started once; Ray and Serve shut down afterwards)."""
+    from sdapi.cli import serve_settings
+    from sdapi.cluster.app import ClusterPlan, build_application
+
+    port = free_port()
+    ray.init(num_cpus=REPLICAS, namespace="sdapi", include_dashboard=False, log_to_driver=False)
+    cache = tmp_path_factory.mktemp("sdapi-ray-cache")
+    settings = serve_settings(["--data-dir", str(ray_data_dir), "--cache-dir", str(cache), "--nowebui",
+                               "--port", str(port), "--max-batch", "1"])
+    # One torch thread per replica (two replicas on a 2-core machine; more threads would fight over the cores).
+    plan = ClusterPlan(replicas=REPLICAS, models_per_replica=1, gpus_per_replica=0, cpus_per_replica=1, threads=1)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_application(settings, plan, board_name=BOARD), name="sdapi", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    wait_for_replicas(url, REPLICAS)
+    yield url
+    serve.shutdown()
+    ray.shutdown()
+
+
+def wait_for_replicas(url: str, count: int, timeout: float = 60.0) -> list[dict]:
+    """The ``/cluster`` replicas once ``count`` of them have posted their status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        replicas = requests.get(f"{url}/sdapi/v1/cluster", timeout=10).json()["replicas"]
+        if len(replicas) >= count or time.monotonic() > deadline:
+            return replicas
+        time.sleep(0.2)
+
+
+def board_rows() -> list[dict]:
+    """The board's rows (with each replica's actor name, which ``/cluster`` does not show)."""
+    return ray.get(ray.get_actor(BOARD, namespace="sdapi").replicas.remote())
+
+
+def txt2img(url: str, **payload) -> requests.Response:
+    body = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 1, **payload}
+    return requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=120)
+
+
+def loads_by_replica(url: str) -> dict[str, int]:
+    return {r["id"]: r["checkpoint_loads"] for r in wait_for_replicas(url, REPLICAS)}
+
+
+def start_long_job(url: str, steps: int = 400) -> tuple[threading.Thread, dict]:
+    """A txt2img of many steps on a thread; its response lands in the returned dict."""
+    out: dict = {}
+
+    def run():
+        started = time.monotonic()
+        out["response"] = txt2img(url, steps=steps, seed=11)
+        out["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def wait_sampling(url: str, timeout: float = 60.0) -> dict:
+    """``/progress`` once a job has sampled a step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(f"{url}/sdapi/v1/progress", params={"skip_current_image": True}, timeout=10).json()
+        if body["state"]["sampling_step"] > 0 and body["state"]["job_count"] > 0:
+            return body
+        time.sleep(0.05)
+    raise AssertionError("no job reached its first step")
+
+
+# -- the A1111 contract through the Ray front -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["post-txt2img-sampler-name-field.json", "error-txt2img-missing-prompt.json",
+                                  "post-txt2img-after-switch.json"])
+def test_recordings_replay_through_the_ray_front(ray_front, ray_data_dir, name):
+    from sdapi.settings import Settings
+    from sdapi.startup import open_catalog
+    from tests.conftest import load_recording
+    from tests.contract.comparator import compare_to_recording
+    from tests.contract.test_recordings import RECORDED_MODELS, noisy_for, our_request, substitutions_for
+
+    catalog = open_catalog(Settings(data_dir=ray_data_dir))  # the same files the replicas read, hashed here
+    state = SimpleNamespace(catalog=catalog)
+    recorded = load_recording(name)
+    recorded_hash = json.loads(recorded["response"]["info"])["sd_model_hash"]
+    demo_file = RECORDED_MODELS[recorded_hash][2]
+    # As tests/contract selects the recorded model, through the API here: the ingress's state is in its replica.
+    assert requests.post(f"{ray_front}/sdapi/v1/options", json={"sd_model_checkpoint": demo_file},
+                         timeout=60).status_code == 200
+    r = requests.post(f"{ray_front}/sdapi/v1/txt2img", json=our_request(recorded["request"], state), timeout=120)
+    diffs = compare_to_recording(recorded, r.status_code, r.json(), substitutions=substitutions_for(state),
+                                 noisy=noisy_for(recorded["request"]))
+    assert diffs == []
+
+
+def test_cluster_lists_both_replicas_with_their_device(ray_front):
+    body = requests.get(f"{ray_front}/sdapi/v1/cluster", timeout=10).json()
+    assert body["mode"] == "ray" and body["workers"] == REPLICAS
+    assert len(body["replicas"]) == REPLICAS
+    assert {r["device"] for r in body["replicas"]} == {"cpu"}
+
+
+def test_images_are_bit_identical_to_the_single_process_server(ray_front, client):
+    request = {"prompt": "a blue square", "seed": 1234, "sampler_name": "Euler a",
+               "override_settings": {"sd_model_checkpoint": "demo-sd15.safetensors"}}
+    ours = txt2img(ray_front, **request)
+    # The session's single-process app, on the replicas' one thread: images depend on the thread count in their
+    # low bits (tests/conftest.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = client.post("/sdapi/v1/txt2img", json={"steps": 2, "width": 64, "height": 64, **request})
+    finally:
+        torch.set_num_threads(threads)
+    assert ours.status_code == single.status_code == 200
+    digest = [hashlib.sha256(base64.b64decode(r.json()["images"][0])).hexdigest() for r in (ours, single)]
+    assert digest[0] == digest[1]
+
+
+# -- concurrency and checkpoint affinity ------------------------------------------------------------------------
+
+def test_two_requests_run_on_two_replicas_at_once(ray_front):
+    seen: set[str] = set()
+    threads = [threading.Thread(target=txt2img, args=(ray_front,), kwargs={"steps": 60, "seed": s}, daemon=True)
+               for s in (1, 2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline and len(seen) < 2:
+        body = requests.get(f"{ray_front}/sdapi/v1/cluster", timeout=10).json()
+        busy = {r["id"] for r in body["replicas"] if r["running"]}
+        if len(busy) == 2:
+            seen = busy
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(120)
+    assert len(seen) == 2, "the two jobs never ran at the same time on two replicas"
+
+
+def test_alternating_checkpoints_load_each_once(ray_front):
+    before = loads_by_replica(ray_front)
+    for checkpoint in ["demo-sd15.safetensors", "demo-sd15-b.safetensors"] * 3:
+        r = txt2img(ray_front, override_settings={"sd_model_checkpoint": checkpoint})
+        assert r.status_code == 200, r.text
+        time.sleep(0.3)  # replicas report their models to Serve's router every 0.1 s
+    after = loads_by_replica(ray_front)
+    added = {replica: after[replica] - before.get(replica, 0) for replica in after}
+    assert sum(added.values()) <= 2, f"checkpoint loads per replica during the run: {added}"
+    loaded = [set(r["loaded"]) for r in wait_for_replicas(ray_front, REPLICAS)]
+    assert loaded[0] != loaded[1], f"both replicas hold the same checkpoint: {loaded}"
+
+
+# -- job events -------------------------------------------------------------------------------------------------
+
+def test_progress_moves_and_interrupt_reaches_the_replica(ray_front):
+    thread, out = start_long_job(ray_front)
+    first = wait_sampling(ray_front)
+    time.sleep(0.5)
+    later = requests.get(f"{ray_front}/sdapi/v1/progress", params={"skip_current_image": True}, timeout=10).json()
+    assert later["state"]["sampling_step"] > first["state"]["sampling_step"]
+    assert 0 < later["progress"] < 1
+    assert requests.post(f"{ray_front}/sdapi/v1/interrupt", timeout=10).status_code == 200
+    thread.join(60)
+    assert out["response"].status_code == 200  # an interrupted job answers with what it finished, as in A1111
+    assert out["seconds"] < 30
+
+
+# -- faults -----------------------------------------------------------------------------------------------------
+
+def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
+    thread, out = start_long_job(ray_front)
+    wait_sampling(ray_front)
+    running = [row for row in board_rows() if row["running"]]
+    assert running, "no replica reports the running job"
+    ray.kill(ray.get_actor(running[0]["actor_name"], namespace="serve"), no_restart=True)
+    thread.join(60)
+    assert not thread.is_alive(), "the ingress hung on the dead replica"
+    body = out["response"].json()
+    assert out["response"].status_code == 500 and body["error"] == "ReplicaLost", body
+    assert txt2img(ray_front).status_code == 200
+    replicas = wait_for_replicas(ray_front, REPLICAS, timeout=90)
+    ids = {r["id"] for r in replicas}
+    assert running[0]["replica_id"] not in ids and len(ids) == REPLICAS, replicas
+    assert txt2img(ray_front, seed=3).status_code == 200
+
+
+def test_the_serve_config_builds_the_application(ray_front, ray_data_dir):
+    """``deploy/serve-config.yaml``'s ``import_path`` and ``args`` build the app (its folders pointed here)."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from sdapi.cluster.app import build_app
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "serve-config.yaml").read_text())
+    app = ServeDeploySchema.model_validate(config).applications[0]
+    assert app.import_path == "sdapi.cluster.app:build_app"
+    args = {**app.args, "flags": ["--data-dir", str(ray_data_dir)]}
+    assert type(build_app(args)).__name__ == "Application"
