@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ControlNetUnitRequest(BaseModel):
@@ -50,6 +50,15 @@ class ControlNetDetectRequest(BaseModel):
     controlnet_threshold_b: float = Field(-1, title="Controlnet Threshold b")
     controlnet_masks: List[str] = Field([], title="Controlnet Masks")
     low_vram: bool = Field(False, title="Low vram")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_image_field(cls, value: Any) -> Any:
+        # webuiapi (0.9.17) sends the images as ``controlnet_images``, the extension's earlier name; kept readable so
+        # its controlnet_detect() works unchanged.
+        if isinstance(value, dict) and "controlnet_input_images" not in value and "controlnet_images" in value:
+            value = {**value, "controlnet_input_images": value["controlnet_images"]}
+        return value
 
 
 class ControlNetDetectResponse(BaseModel):

@@ -118,8 +118,6 @@ def _expected_status(req: dict) -> int:
     path = req["path"]
     if path in NOT_IN_V121:
         return 404
-    if path == "/controlnet/detect":
-        return 422  # webuiapi 0.9.17 sends "controlnet_images"; the extension reads "controlnet_input_images"
     body = req.get("body") or {}
     if body.get("alwayson_scripts"):
         return 422  # "always on script ADetailer not found": the recording stub claimed those extensions

@@ -1,5 +1,5 @@
 """webuiapi's ControlNet helpers against a real server: ``ControlNetUnit`` in txt2img/img2img,
-``controlnet_model_list()``, ``controlnet_module_list()``, ``controlnet_version()``."""
+``controlnet_model_list()``, ``controlnet_module_list()``, ``controlnet_version()``, ``controlnet_detect()``."""
 
 from __future__ import annotations
 
@@ -54,3 +54,11 @@ def test_control_net_unit_in_txt2img_and_img2img(api, data_dir):
     out = api.img2img(images=[drawing()], prompt="a cat", width=64, height=64, seed=5, denoising_strength=0.5,
                       controlnet_units=[webuiapi.ControlNetUnit(module="invert", model="demo-control")])
     assert len(out.images) == 2
+
+
+def test_controlnet_detect(api):
+    # webuiapi sends the images as "controlnet_images" (the extension's earlier name).
+    result = api.controlnet_detect([drawing()], module="canny", processor_res=64, threshold_a=100, threshold_b=200)
+    assert result.info == "Success" and len(result.images) == 1
+    edges = np.asarray(result.images[0])
+    assert edges.max() == 255 and edges.min() == 0
