@@ -87,7 +87,17 @@ class BigGEncoder(PromptEncoder):
         return out.hidden_states[-PENULTIMATE], out.text_embeds
 
 
-class SdxlPromptEncoder:
+class SdxlEncoding:
+    """What every SDXL prompt encoder (base, refiner) derives from its :meth:`encode_sdxl`."""
+
+    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
+               multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        """The cross-attention context alone, at the default size rules (see :meth:`encode_sdxl`)."""
+        return self.encode_sdxl(texts, SizeConditioning(1024, 1024), clip_skip, backtrack, emphasis, multiplicity,
+                                stop)[0]
+
+
+class SdxlPromptEncoder(SdxlEncoding):
     """Encodes prompts with an SDXL pipeline's two tokenizers and text encoders, A1111-style.
 
     Args:
@@ -117,12 +127,6 @@ class SdxlPromptEncoder:
     def widths(self) -> ModelWidths:
         """The widths an SDXL embedding's two parts must have."""
         return ModelWidths(clip_l=self.clip_l.width(), clip_g=self.bigg.width())
-
-    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
-               multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:
-        """The cross-attention context alone, at the default size rules (see :meth:`encode_sdxl`)."""
-        return self.encode_sdxl(texts, SizeConditioning(1024, 1024), clip_skip, backtrack, emphasis, multiplicity,
-                                stop)[0]
 
     @torch.no_grad()
     def encode_sdxl(self, texts: list[str], size: SizeConditioning, clip_skip: int = 1, backtrack: int = 20,

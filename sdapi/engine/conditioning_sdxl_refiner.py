@@ -20,10 +20,10 @@ import torch
 
 from sdapi.engine.embeddings import ModelWidths
 
-from sdapi.engine.conditioning_sdxl import PENULTIMATE, BigGEncoder, SizeConditioning
+from sdapi.engine.conditioning_sdxl import PENULTIMATE, BigGEncoder, SdxlEncoding, SizeConditioning
 
 
-class SdxlRefinerPromptEncoder:
+class SdxlRefinerPromptEncoder(SdxlEncoding):
     """Encodes prompts with an SDXL refiner pipeline's bigG tokenizer and text encoder, A1111-style.
 
     Args:
@@ -46,12 +46,6 @@ class SdxlRefinerPromptEncoder:
         """No textual-inversion embedding applies to a refiner: SDXL embeddings carry a CLIP-L part, which the
         refiner has no encoder for (its CLIP-L width counts as 0), so each goes to ``skipped``."""
         return ModelWidths(clip_l=0, clip_g=self.bigg.width())
-
-    def encode(self, texts: list[str], clip_skip: int = 1, backtrack: int = 20, emphasis: bool = True,
-               multiplicity: list[int] | None = None, stop: Callable[[], bool] | None = None) -> torch.Tensor:
-        """The cross-attention context alone, at the default size rules (see :meth:`encode_sdxl`)."""
-        return self.encode_sdxl(texts, SizeConditioning(1024, 1024), clip_skip, backtrack, emphasis, multiplicity,
-                                stop)[0]
 
     @torch.no_grad()
     def encode_sdxl(self, texts: list[str], size: SizeConditioning, clip_skip: int = 1, backtrack: int = 20,

@@ -82,7 +82,7 @@ def check_request(state: ServerState, req, mode: str) -> CheckedRequest:
     check_generation(req, state.settings.limits)
     check_lora_weights(req.prompt)
     overrides = checked_overrides(state, req.override_settings)
-    check_later_fields(state, req)
+    check_later_fields(state, req, sampler)
     warnings = [w for w in [choice.warning, unknown_checkpoint_warning(state, overrides)] if w]
     for warning in warnings:
         log.warning("%s", warning)
@@ -210,7 +210,7 @@ def request_merge_key(state: ServerState, checked: CheckedRequest, mode: str) ->
                       default=str)
 
 
-def check_later_fields(state: ServerState, req) -> None:
+def check_later_fields(state: ServerState, req, sampler: SamplerSpec) -> None:
     """Later A1111's fields that name something, checked before queueing with the errors A1111 gives when its
     job starts: the hires sampler, the hires and refiner checkpoints, ``firstpass_image``.
 
@@ -219,17 +219,12 @@ def check_later_fields(state: ServerState, req) -> None:
             ``Invalid encoded image``).
     """
     if getattr(req, "enable_hr", False):
-        hires_sampler_choice(req, find_sampler_or_default(req))
+        hires_sampler_choice(req, sampler)
         hires_checkpoint(req, state.find_checkpoint)
         image = firstpass_image(req)
         if image is not None:
             check_pixels("firstpass_image", image.width * image.height, state.settings.limits, "send a smaller image")
     refiner_params(req, state.options, state.find_checkpoint, False)
-
-
-def find_sampler_or_default(req) -> SamplerSpec:
-    """The request's first-pass sampler row (resolved again: ``check_request`` found it already)."""
-    return resolve_sampler(req.sampler_name or req.sampler_index, req.scheduler).sampler
 
 
 # Later fields that say nothing about the images: requests differing only in these may share a batch.
