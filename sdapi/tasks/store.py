@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from sdapi.sqlite_db import open_database
+
 PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
 FINAL_STATUSES = (DONE, FAILED, INTERRUPTED)
 STATUSES = (PENDING, RUNNING, *FINAL_STATUSES)
@@ -67,13 +69,8 @@ class TaskStore:
     """
 
     def __init__(self, path: Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         with self._lock:
