@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vae-dir", type=Path, default=None, help="VAE files besides DATA_DIR/models/VAE")
     serve.add_argument("--controlnet-dir", type=Path, default=None,
                        help="ControlNet files besides DATA_DIR/models/ControlNet (the extension's --controlnet-dir)")
+    serve.add_argument("--controlnet-annotator-models-path", dest="annotator_dir", type=Path, default=None,
+                       help="the ControlNet preprocessors' model files, <folder>/<file> as the extension keeps them "
+                            "(default: DATA_DIR/extensions/sd-webui-controlnet/annotator/downloads)")
     serve.add_argument("--vae-path", type=Path, default=None,
                        help="the VAE every checkpoint uses (the sd_vae options then change nothing)")
     serve.add_argument("--tagger-dir", type=Path, default=None, help="WD14 taggers (default: DATA_DIR/models/tagger)")
@@ -171,6 +174,7 @@ def settings_from_args(args: argparse.Namespace, unknown: list[str]) -> Settings
         train_busy=args.train_busy, launch_flags=launch_flags(args), tagger_dir=args.tagger_dir,
         blip_dir=args.blip_dir, web_ui=not args.nowebui, fast=args.fast, embeddings_dir=args.embeddings_dir,
         vae_dir=args.vae_dir, vae_path=args.vae_path, controlnet_dir=args.controlnet_dir,
+        annotator_dir=args.annotator_dir,
     )
     for name in ("queue_size", "max_batch", "batch_wait_ms", "task_queue_size",
                  "task_history_days", "fast_compile"):

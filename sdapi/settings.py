@@ -45,6 +45,8 @@ class Settings:
         embeddings_dir: textual-inversion embeddings (``--embeddings-dir``); defaults to ``data_dir/embeddings``.
         vae_dir: VAE files besides ``data_dir/models/VAE`` (``--vae-dir``).
         controlnet_dir: ControlNet files besides ``data_dir/models/ControlNet`` (``--controlnet-dir``).
+        annotator_dir: the ControlNet preprocessors' model files (``--controlnet-annotator-models-path``); defaults
+            to the extension's ``data_dir/extensions/sd-webui-controlnet/annotator/downloads``.
         vae_path: the one VAE every checkpoint uses (``--vae-path``; the ``sd_vae`` options then do nothing).
         cache_dir: built-in demo checkpoint and assembled diffusers config dirs.
         device: ``auto``, ``cuda`` or ``cpu``.
@@ -88,6 +90,7 @@ class Settings:
     vae_dir: Path | None = None
     vae_path: Path | None = None
     controlnet_dir: Path | None = None
+    annotator_dir: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     host: str = "127.0.0.1"
     port: int = 7860
@@ -126,7 +129,7 @@ class Settings:
             self.ckpt_dir = Path(self.ckpt_dir).expanduser()
         if self.ckpt is not None:
             self.ckpt = Path(self.ckpt).expanduser()
-        for name in ("embeddings_dir", "vae_dir", "vae_path", "controlnet_dir"):
+        for name in ("embeddings_dir", "vae_dir", "vae_path", "controlnet_dir", "annotator_dir"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)).expanduser())
         if self.task_queue_size < 1 or self.task_history_days < 0:
@@ -157,6 +160,11 @@ class Settings:
         """Where ControlNet files are found, in the extension's order: ``models/ControlNet``, then
         ``--controlnet-dir``."""
         return [self.data_dir / "models" / "ControlNet"] + ([self.controlnet_dir] if self.controlnet_dir else [])
+
+    @property
+    def annotator_path(self) -> Path:
+        """Where the ControlNet preprocessors' model files are (``<folder>/<file>``, the extension's layout)."""
+        return self.annotator_dir or self.data_dir / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads"
 
     @property
     def demo_dir(self) -> Path:

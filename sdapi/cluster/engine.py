@@ -21,6 +21,8 @@ import ray
 from ray import exceptions as ray_errors
 
 from sdapi.engine.api import (
+    AnnotateJob,
+    AnnotateResult,
     CaptionSettings,
     EmbeddingListing,
     GenerationJob,
@@ -105,6 +107,9 @@ class RayEngine:
 
     def caption(self, images: list, model_dir: Path, settings: CaptionSettings) -> list[str]:
         return self._call("caption", images, Path(model_dir), settings)
+
+    def annotate(self, job: AnnotateJob) -> AnnotateResult:
+        return self._call("annotate", job)
 
     def train(self, job: TrainingJob, reporter) -> Any:
         raise EngineError("LoRA training runs on a single-process server (sdapi serve, or sdapi train); "

@@ -2,8 +2,9 @@
 
 Each row gives what ``/controlnet/module_list`` shows and how a unit's numbers are checked: its name (what units
 and ``module_list`` use), its label (``alias_names``), its sliders (range and default of ``processor_res``,
-``threshold_a``, ``threshold_b``), its sorting priority and tags. The pure image operations run here; the
-model-based ones are listed and refused with the annotator file they would need.
+``threshold_a``, ``threshold_b``), its sorting priority and tags. The pure image operations run here; a model-based
+one names its network, its annotator files and what happens around the network (the engine runs the network on
+the padded image; a missing file is refused with where it goes).
 
 A quirk kept from the extension: its legacy preprocessors store their resolution range where the list does not
 read it, so every preprocessor but ``invert`` shows (and bounds) the default Resolution slider, 64 to 2048.
@@ -21,7 +22,46 @@ from sdapi.controlnet.image_ops import hwc3, resize_with_pad
 
 # (image H x W x 3 uint8, resolution, slider 1, slider 2) -> map
 Detector = Callable[[np.ndarray, float, float, float], np.ndarray]
+# The extension's annotator folder under A1111's root (its --controlnet-annotator-models-path replaces it).
 ANNOTATOR_ROOT = "extensions/sd-webui-controlnet/annotator/downloads"
+
+
+@dataclass(frozen=True)
+class AnnotatorFile:
+    """One file a network reads: its role for the engine, and where the extension keeps it (``folder/file`` under
+    the annotator folder)."""
+
+    role: str
+    folder: str
+    file: str
+
+    @property
+    def relative(self) -> str:
+        return f"{self.folder}/{self.file}"
+
+
+@dataclass(frozen=True)
+class Network:
+    """What a model-based preprocessor runs.
+
+    Args:
+        name: the engine's network (``sdapi.engine.annotators.registry``).
+        files: the annotator files it reads.
+        options: the network's switches from the unit's two sliders.
+        finish: work on the network's map after the padding is cut off (inversion, thinning...).
+        poses: it reports poses (the ``poses`` of ``/controlnet/detect``).
+    """
+
+    name: str
+    files: tuple[AnnotatorFile, ...]
+    options: Callable[[float, float], dict] = lambda a, b: {}
+    finish: Callable[[np.ndarray], np.ndarray] | None = None
+    poses: bool = False
+
+
+# (network, padded H x W x 3 uint8 image, options) -> (map, pose JSON or None); the serving layer's bridge to the
+# engine, which also finds the files.
+Annotate = Callable[[Network, np.ndarray, dict], tuple[np.ndarray, dict | None]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +96,7 @@ class Preprocessor:
         name: the key units use.
         label: the display name (``alias_names``); default the name.
         run: the pure image operation, or ``None`` for a model-based preprocessor.
-        annotator: a model-based preprocessor's ``(file, folder)`` under the extension's annotator downloads.
+        network: a model-based preprocessor's network.
         slider_1, slider_2: ``threshold_a`` and ``threshold_b``.
         resolution: ``processor_res``.
         priority: the extension's ``sorting_priority`` (higher first).
@@ -66,7 +106,7 @@ class Preprocessor:
     name: str
     label: str | None = None
     run: Detector | None = None
-    annotator: tuple[str, str] | None = None
+    network: Network | None = None
     slider_1: Slider = HIDDEN
     slider_2: Slider = HIDDEN
     resolution: Slider = RESOLUTION
@@ -138,9 +178,50 @@ def _blur_gaussian(image: np.ndarray, res: float, a: float, b: float) -> np.ndar
     return cv2.GaussianBlur(remove_pad(padded), (0, 0), float(a))
 
 
-def _model(name: str, label: str | None, file: str, folder: str, priority: int = 0,
-           tags: tuple[str, ...] = (), **sliders) -> Preprocessor:
-    return Preprocessor(name, label, annotator=(file, folder), priority=priority, tags=tags, **sliders)
+def _model(name: str, label: str | None, network: Network, priority: int = 0, tags: tuple[str, ...] = (),
+           **sliders) -> Preprocessor:
+    return Preprocessor(name, label, network=network, priority=priority, tags=tags, **sliders)
+
+
+def _inverted(detected: np.ndarray) -> np.ndarray:
+    # The line-art networks draw dark lines on white; ControlNet wants white lines on black.
+    return 255 - detected
+
+
+def _scribble_from_edges(edges: np.ndarray) -> np.ndarray:
+    """Soft edges thinned to strokes (the extension's ``scribble_hed``): non-maximum suppression along four
+    directions at 127, a blur, and every pixel above 4 set."""
+    blurred = cv2.GaussianBlur(edges.astype(np.float32), (0, 0), 3.0)
+    kept = np.zeros_like(blurred)
+    for kernel in _NMS_KERNELS:
+        np.putmask(kept, cv2.dilate(blurred, kernel=kernel) == blurred, blurred)
+    strokes = np.zeros_like(kept, dtype=np.uint8)
+    strokes[kept > 127] = 255
+    strokes = cv2.GaussianBlur(strokes, (0, 0), 3.0)
+    strokes[strokes > 4] = 255
+    strokes[strokes < 255] = 0
+    return strokes
+
+
+_NMS_KERNELS = [np.array(k, dtype=np.uint8) for k in (
+    [[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [0, 1, 0], [0, 1, 0]],
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]])]
+
+_HED = (AnnotatorFile("model", "hed", "ControlNetHED.pth"),)
+_MIDAS = (AnnotatorFile("model", "midas", "dpt_hybrid-midas-501f0c75.pt"),)
+_BODY = AnnotatorFile("body", "openpose", "body_pose_model.pth")
+_HAND = AnnotatorFile("hand", "openpose", "hand_pose_model.pth")
+_FACE = AnnotatorFile("face", "openpose", "facenet.pth")
+
+
+def _openpose(body: bool, hand: bool, face: bool) -> Network:
+    # Faces and hands are found from the body's keypoints, so every variant reads the body model.
+    files = (_BODY,) + ((_HAND,) if hand else ()) + ((_FACE,) if face else ())
+    return Network("openpose", files, lambda a, b: {"body": body, "hand": hand, "face": face}, poses=True)
+
+
+def _lineart(file: str) -> Network:
+    return Network("lineart", (AnnotatorFile("model", "lineart", file),), finish=_inverted)
 
 
 PREPROCESSORS: tuple[Preprocessor, ...] = (
@@ -157,23 +238,35 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                  priority=100, tags=("Lineart",)),
     Preprocessor("tile_resample", run=_tile_resample, priority=100, tags=("Tile",),
                  slider_1=Slider("Down Sampling Rate", 1.0, 8.0, 1.0, 0.01)),
-    _model("depth", "depth_midas", "dpt_hybrid-midas-501f0c75.pt", "midas", 100, ("Depth",)),
-    _model("depth_leres", None, "res101.pth", "leres", 0, ("Depth",),
+    _model("depth", "depth_midas", Network("midas", _MIDAS, lambda a, b: {"output": "depth"}), 100, ("Depth",)),
+    _model("normal_map", "normal_midas", Network("midas", _MIDAS, lambda a, b: {"output": "normal",
+                                                                                "bg_threshold": a}),
+           0, ("NormalMap",), slider_1=Slider("Normal Background Threshold", 0.0, 1.0, 0.4, 0.01)),
+    _model("depth_leres", None, Network("leres", (AnnotatorFile("model", "leres", "res101.pth"),)), 0, ("Depth",),
            slider_1=Slider("Remove Near %", 0, 100, 0, 0.1), slider_2=Slider("Remove Background %", 0, 100, 0, 0.1)),
-    _model("depth_zoe", None, "ZoeD_M12_N.pt", "zoedepth", 0, ("Depth",)),
-    _model("openpose", None, "body_pose_model.pth", "openpose", 0, ("OpenPose",)),
-    _model("openpose_full", None, "body_pose_model.pth", "openpose", 100, ("OpenPose",)),
-    _model("hed", "softedge_hed", "ControlNetHED.pth", "hed", 0, ("SoftEdge",)),
-    _model("pidinet", "softedge_pidinet", "table5_pidinet.pth", "pidinet", 100, ("SoftEdge",)),
-    _model("lineart", "lineart_realistic", "sk_model.pth", "lineart", 0, ("Lineart",)),
-    _model("lineart_coarse", None, "sk_model2.pth", "lineart", 0, ("Lineart",)),
-    _model("lineart_anime", None, "netG.pth", "lineart_anime", 0, ("Lineart",)),
-    _model("mlsd", None, "mlsd_large_512_fp32.pth", "mlsd", 100, ("MLSD",),
+    _model("depth_zoe", None, Network("zoe", (AnnotatorFile("model", "zoedepth", "ZoeD_M12_N.pt"),)), 0, ("Depth",)),
+    _model("openpose", None, _openpose(True, False, False), 0, ("OpenPose",)),
+    _model("openpose_hand", None, _openpose(True, True, False), 0, ("OpenPose",)),
+    _model("openpose_face", None, _openpose(True, False, True), 0, ("OpenPose",)),
+    _model("openpose_faceonly", None, _openpose(False, False, True), 0, ("OpenPose",)),
+    _model("openpose_full", None, _openpose(True, True, True), 100, ("OpenPose",)),
+    _model("hed", "softedge_hed", Network("hed", _HED), 0, ("SoftEdge",)),
+    _model("hed_safe", "softedge_hedsafe", Network("hed", _HED, lambda a, b: {"safe": True}), 0, ("SoftEdge",)),
+    _model("scribble_hed", None, Network("hed", _HED, finish=_scribble_from_edges), 0, ("Scribble", "SparseCtrl")),
+    _model("pidinet", "softedge_pidinet", Network("pidinet", (AnnotatorFile("model", "pidinet", "table5_pidinet.pth"),)),
+           100, ("SoftEdge",)),
+    _model("lineart", "lineart_realistic", _lineart("sk_model.pth"), 0, ("Lineart",)),
+    _model("lineart_coarse", None, _lineart("sk_model2.pth"), 0, ("Lineart",)),
+    _model("lineart_anime", None, Network("lineart_anime", (AnnotatorFile("model", "lineart_anime", "netG.pth"),),
+                                          finish=_inverted), 0, ("Lineart",)),
+    _model("mlsd", None, Network("mlsd", (AnnotatorFile("model", "mlsd", "mlsd_large_512_fp32.pth"),)), 100, ("MLSD",),
            slider_1=Slider("MLSD Value Threshold", 0.01, 2.0, 0.1), slider_2=Slider("MLSD Distance Threshold", 0.01,
                                                                                     20.0, 0.1)),
-    _model("normal_bae", None, "scannet.pt", "normal_bae", 100, ("NormalMap",)),
-    _model("oneformer_ade20k", "seg_ofade20k", "250_16_swin_l_oneformer_ade20k_160k.pth", "oneformer", 100,
-           ("Segmentation",)),
+    _model("normal_bae", None, Network("normal_bae", (AnnotatorFile("model", "normal_bae", "scannet.pt"),)), 100,
+           ("NormalMap",)),
+    _model("oneformer_ade20k", "seg_ofade20k",
+           Network("oneformer", (AnnotatorFile("model", "oneformer", "250_16_swin_l_oneformer_ade20k_160k.pth"),)),
+           100, ("Segmentation",)),
 )
 
 _BY_LABEL = {p.shown: p for p in PREPROCESSORS}
@@ -198,28 +291,67 @@ def module_list(alias_names: bool) -> dict:
             "module_detail": {key: find_preprocessor(key).detail() for key in shown}}
 
 
-@dataclass
+class MissingAnnotatorFiles(Exception):
+    """Raised by an :data:`Annotate` bridge: these files of the network are not in the annotator folder."""
+
+    def __init__(self, missing: list[AnnotatorFile]):
+        self.missing = missing
+        super().__init__(", ".join(f.relative for f in missing))
+
+
+# Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
+RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "openpose"})
+
+
 class AnnotatorMissing(Exception):
-    """A model-based preprocessor: its annotator file is not available here."""
+    """A model-based preprocessor that cannot run here: its annotator files are missing, or its network is not
+    one this server runs. ``detail`` says which file goes where (relative to the annotator folder)."""
 
-    preprocessor: Preprocessor
-    detail: str = field(init=False)
-
-    def __post_init__(self):
-        file, folder = self.preprocessor.annotator
-        self.detail = (f"preprocessor {self.preprocessor.shown} needs the annotator model {file} "
-                       f"({ANNOTATOR_ROOT}/{folder}/{file}), which sdapi does not run; use a pure image "
-                       "preprocessor (none, invert, canny, scribble_xdog, threshold, lineart_standard, tile_resample, "
-                       "blur_gaussian) or send the control map with module none")
+    def __init__(self, preprocessor: Preprocessor, missing: list[AnnotatorFile] | None = None):
+        self.preprocessor = preprocessor
+        network = preprocessor.network
+        if network.name not in RUNNABLE_NETWORKS:
+            files = ", ".join(f.file for f in network.files)
+            self.detail = (f"preprocessor {preprocessor.shown} ({files}) is not run by sdapi yet; use one of "
+                           f"{', '.join(runnable_preprocessors())}, or send the control map with module none")
+        else:
+            wanted = ", ".join(f"{f.file} in {f.folder}/" for f in (missing or network.files))
+            self.detail = (f"preprocessor {preprocessor.shown} needs the annotator model {wanted} of the annotator "
+                           f"folder (default {ANNOTATOR_ROOT}, or --controlnet-annotator-models-path); "
+                           "sdapi never downloads it")
         super().__init__(self.detail)
 
 
-def detect(preprocessor: Preprocessor, image: np.ndarray, resolution: float, a: float, b: float) -> np.ndarray:
+def runnable_preprocessors() -> list[str]:
+    """The labels of every preprocessor this server can run (given its files)."""
+    return [p.shown for p in PREPROCESSORS if p.network is None or p.network.name in RUNNABLE_NETWORKS]
+
+
+def detect(preprocessor: Preprocessor, image: np.ndarray, resolution: float, a: float, b: float,
+           annotate: Annotate | None = None, on_pose: Callable[[dict], None] | None = None) -> np.ndarray:
     """Run a preprocessor on an ``H x W x 3`` uint8 image; the map as ``H' x W' x 3`` uint8.
 
+    Args:
+        annotate: runs a model-based preprocessor's network (``None``: model-based ones are refused).
+        on_pose: receives the pose JSON of an OpenPose preprocessor (the extension's ``json_pose_callback``).
+
     Raises:
-        AnnotatorMissing: a model-based preprocessor.
+        AnnotatorMissing: a model-based preprocessor without ``annotate``, its files, or a network here.
+        UnsupportedRequest: (from the engine) an annotator file that is not the network it should hold.
     """
-    if preprocessor.run is None:
+    network = preprocessor.network
+    if network is None:
+        return hwc3(np.ascontiguousarray(preprocessor.run(image, resolution, a, b)))
+    if annotate is None or network.name not in RUNNABLE_NETWORKS:
         raise AnnotatorMissing(preprocessor)
-    return hwc3(np.ascontiguousarray(preprocessor.run(image, resolution, a, b)))
+    padded, remove_pad = resize_with_pad(image, resolution)
+    try:
+        detected, poses = annotate(network, padded, network.options(a, b))
+    except MissingAnnotatorFiles as exc:
+        raise AnnotatorMissing(preprocessor, exc.missing) from exc
+    detected = remove_pad(detected)
+    if network.finish is not None:
+        detected = network.finish(detected)
+    if network.poses and on_pose is not None and poses is not None:
+        on_pose(poses)
+    return hwc3(np.ascontiguousarray(detected))

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from sdapi.bounds import MAX_CONTROLNET_UNITS
 from sdapi.controlnet.detect_map import fit_map, pixel_perfect_resolution, resize_mode_name
 from sdapi.controlnet.image_ops import hwc3
-from sdapi.controlnet.preprocessors import Preprocessor, detect, find_preprocessor
+from sdapi.controlnet.preprocessors import Annotate, Preprocessor, detect, find_preprocessor
 from sdapi.engine.params import ControlNetParams
 from sdapi.errors import InvalidRequest
 from sdapi.images import decode_image
@@ -219,15 +219,17 @@ def _latent_aligned(value: int) -> int:
 
 
 def resolve_units(units: list[Unit], target: ControlTarget, find_model: Callable[[str], Path | None],
-                  keep_maps: bool) -> ResolvedControl:
+                  keep_maps: bool, annotate: Annotate | None = None) -> ResolvedControl:
     """The units' engine parameters, maps and infotext.
 
     Args:
         find_model: the catalog's lookup of a unit's ``model``.
         keep_maps: append the detected maps (not ``control_net_no_detectmap``).
+        annotate: runs model-based preprocessors' networks (``None``: they are refused).
 
     Raises:
-        InvalidRequest: no ControlNet model chosen or found, no input image, a model-based preprocessor.
+        InvalidRequest: no ControlNet model chosen or found, no input image.
+        AnnotatorMissing: a model-based preprocessor that cannot run (its files, or its network).
     """
     resolved = ResolvedControl()
     for index, unit in enumerate(units):
@@ -248,7 +250,7 @@ def resolve_units(units: list[Unit], target: ControlTarget, find_model: Callable
         resolution = unit.processor_res
         if unit.pixel_perfect:
             resolution = pixel_perfect_resolution(image, height, width, resize_mode)
-        detected = detect(unit.preprocessor, image, resolution, unit.threshold_a, unit.threshold_b)
+        detected = detect(unit.preprocessor, image, resolution, unit.threshold_a, unit.threshold_b, annotate)
         hires_hint = None
         if target.hires is not None:
             hires_w, hires_h = (_latent_aligned(v) for v in target.hires)

@@ -189,6 +189,31 @@ class TrainingJob:
 
 
 @dataclass(frozen=True)
+class AnnotateJob:
+    """A model-based ControlNet preprocessor's network run on one image.
+
+    Args:
+        network: the network's name (``hed``, ``lineart``, ``lineart_anime``, ``midas``, ``openpose``).
+        files: its annotator files by role (``model``; OpenPose's ``body``, ``hand``, ``face``).
+        image: the input, already resized and padded as the preprocessor does it (RGB).
+        options: the network's switches (``safe``, ``output``, ``bg_threshold``, ``body``/``hand``/``face``).
+    """
+
+    network: str
+    files: dict[str, Path]
+    image: Image.Image
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    """A network's map (mode ``L`` or ``RGB``, the input's size) and, for OpenPose, the extension's pose JSON."""
+
+    image: Image.Image
+    poses: dict | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaStatus:
     """One engine replica as ``/sdapi/v1/cluster`` shows it.
 
@@ -257,6 +282,13 @@ class Engine(Protocol):
     def caption(self, images: list[Image.Image], model_dir: Path, settings: CaptionSettings) -> list[str]:
         """BLIP captions for ``images`` with the captioner in ``model_dir`` (loaded once, kept while it is the one
         asked for; moved off the accelerator after each call unless ``settings.keep_loaded``)."""
+
+    def annotate(self, job: AnnotateJob) -> AnnotateResult:
+        """Run a ControlNet annotator network (loaded once, then kept in a small LRU).
+
+        Raises:
+            UnsupportedRequest: an annotator file that is not the network it should hold.
+        """
 
     def train(self, job: TrainingJob, reporter: Reporter) -> TrainResult:
         """Run a LoRA training job; ``reporter`` receives its progress and files, and says when to stop."""

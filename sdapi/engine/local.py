@@ -17,10 +17,14 @@ from typing import Iterator
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from sdapi.engine.annotators.cache import AnnotatorCache  # noqa: E402
 from sdapi.engine.api import (  # noqa: E402
+    AnnotateJob,
+    AnnotateResult,
     CaptionSettings,
     EmbeddingListing,
     GenerationJob,
@@ -117,6 +121,7 @@ class LocalEngine:
         self.embedding_files = EmbeddingFiles()
         self.vaes = VaeSwitcher()
         self.controlnets = ControlNetCache(runtime.device, runtime.dtype)
+        self.annotators = AnnotatorCache(runtime.device)
         # How many times a checkpoint file was read into a pipeline (a VAE switch must not add to it).
         self.checkpoint_loads = 0
 
@@ -257,6 +262,11 @@ class LocalEngine:
             if not settings.keep_loaded:
                 captioner.offload()
 
+    def annotate(self, job: AnnotateJob) -> AnnotateResult:
+        image = np.array(job.image.convert("RGB"), dtype=np.uint8)
+        detected, poses = self.annotators.run(job.network, job.files, image, job.options)
+        return AnnotateResult(Image.fromarray(np.ascontiguousarray(detected)), poses)
+
     def train(self, job: TrainingJob, reporter: Reporter) -> TrainResult:
         self.unload_all()  # the trainer loads its own copy of the checkpoint
         env = TrainEnvironment(device=self.runtime.device, cache_dir=self.cache_dir, job_dir=job.job_dir,
@@ -289,6 +299,7 @@ class LocalEngine:
         self.loras.clear()
         self.vaes.clear()
         self.controlnets.clear()
+        self.annotators.clear()
         clear_network_cache()
         with self._captioner_lock:
             self._captioner = None

@@ -64,6 +64,7 @@ class ControlNetDetectRequest(BaseModel):
 class ControlNetDetectResponse(BaseModel):
     images: List[str] = []
     info: str = "Success"
+    poses: Optional[List[Dict[str, Any]]] = None  # OpenPose preprocessors only
 
 
 class ControlNetVersion(BaseModel):

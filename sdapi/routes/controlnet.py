@@ -39,6 +39,7 @@ def settings(state: State):
     return controlnet.settings(state)
 
 
-@router.post("/controlnet/detect", response_model=ControlNetDetectResponse)
+# ``poses`` only appears for OpenPose preprocessors, as in the extension.
+@router.post("/controlnet/detect", response_model=ControlNetDetectResponse, response_model_exclude_none=True)
 def detect(req: ControlNetDetectRequest, state: State):
     return controlnet.detect_maps(state, req)

@@ -10,7 +10,16 @@ from PIL import Image
 
 from sdapi.bounds import MAX_DETECT_IMAGES, check_pixels
 from sdapi.controlnet.image_ops import hwc3
-from sdapi.controlnet.preprocessors import AnnotatorMissing, detect, find_preprocessor, module_list
+from sdapi.controlnet.preprocessors import (
+    Annotate,
+    AnnotatorMissing,
+    MissingAnnotatorFiles,
+    Network,
+    detect,
+    find_preprocessor,
+    module_list,
+)
+from sdapi.engine.api import AnnotateJob
 from sdapi.controlnet.units import ControlTarget, ResolvedControl, read_units, resolve_units
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.images import decode_image, encode_image
@@ -41,12 +50,30 @@ def settings(state: ServerState) -> dict:
     return {"control_net_unit_count": int(state.options.get("control_net_unit_count"))}
 
 
+def annotator_bridge(state: ServerState) -> Annotate:
+    """Runs a preprocessor's network on the engine, its files found in the annotator folder (call it on the
+    worker: the engine's device work is serialised there)."""
+    root = state.settings.annotator_path
+
+    def annotate(network: Network, image: np.ndarray, options: dict) -> tuple[np.ndarray, dict | None]:
+        files = {f.role: root / f.folder / f.file for f in network.files}
+        missing = [f for f in network.files if not files[f.role].is_file()]
+        if missing:
+            raise MissingAnnotatorFiles(missing)
+        result = state.engine.annotate(AnnotateJob(network.name, files, Image.fromarray(image), options))
+        return np.array(result.image, dtype=np.uint8), result.poses
+
+    return annotate
+
+
 def detect_maps(state: ServerState, req: ControlNetDetectRequest) -> dict:
-    """``/controlnet/detect``: each image through the preprocessor, maps returned as base64 PNGs.
+    """``/controlnet/detect``: each image through the preprocessor, maps returned as base64 PNGs (and, for
+    OpenPose, the poses). Model-based preprocessors run on the worker, in the generation queue.
 
     Raises:
-        Unprocessable: the extension's 422s (``Module not available``, ``No image selected``).
-        InvalidRequest: a model-based preprocessor, too many or too large images.
+        Unprocessable: the extension's 422s (``Module not available``, ``No image selected``), and a model-based
+            preprocessor whose files are missing.
+        InvalidRequest: too many or too large images.
     """
     preprocessor = find_preprocessor(req.controlnet_module)
     if preprocessor is None:
@@ -56,21 +83,30 @@ def detect_maps(state: ServerState, req: ControlNetDetectRequest) -> dict:
     if len(req.controlnet_input_images) > MAX_DETECT_IMAGES:
         raise InvalidRequest(f"{len(req.controlnet_input_images)} images exceed this server's limit of "
                              f"{MAX_DETECT_IMAGES} per detect call")
-    images = []
+    arrays = []
     for encoded in req.controlnet_input_images:
         image = decode_image(encoded)
         check_pixels("controlnet input image", image.width * image.height, state.settings.limits,
                      "send a smaller image")
-        array = hwc3(np.array(image.convert("RGB"), dtype=np.uint8))
-        resolution = preprocessor.resolution.checked(req.controlnet_processor_res)
-        a = preprocessor.slider_1.checked(req.controlnet_threshold_a)
-        b = preprocessor.slider_2.checked(req.controlnet_threshold_b)
-        try:
-            detected = detect(preprocessor, array, resolution, a, b)
-        except AnnotatorMissing as exc:
-            raise Unprocessable(exc.detail) from exc
-        images.append(encode_image(Image.fromarray(detected), "png", pnginfo=False))
-    return {"images": images, "info": "Success"}
+        arrays.append(hwc3(np.array(image.convert("RGB"), dtype=np.uint8)))
+    resolution = preprocessor.resolution.checked(req.controlnet_processor_res)
+    a = preprocessor.slider_1.checked(req.controlnet_threshold_a)
+    b = preprocessor.slider_2.checked(req.controlnet_threshold_b)
+    poses: list[dict] = []
+
+    def run_all() -> list[np.ndarray]:
+        annotate = annotator_bridge(state) if preprocessor.network is not None else None
+        return [detect(preprocessor, array, resolution, a, b, annotate, poses.append) for array in arrays]
+
+    try:
+        detected = run_all() if preprocessor.network is None else state.run_sync(run_all, "controlnet detect")
+    except AnnotatorMissing as exc:
+        raise Unprocessable(exc.detail) from exc
+    body: dict[str, Any] = {"images": [encode_image(Image.fromarray(m), "png", pnginfo=False) for m in detected],
+                            "info": "Success"}
+    if poses:
+        body["poses"] = poses
+    return body
 
 
 def check_units(req) -> None:
@@ -98,7 +134,7 @@ def attach_controlnet(state: ServerState, req, params, options: OptionsView, tar
                          "send a smaller image")
     try:
         resolved = resolve_units(units, target, state.controlnets.find,
-                                 not options.get("control_net_no_detectmap"))
+                                 not options.get("control_net_no_detectmap"), annotator_bridge(state))
     except AnnotatorMissing as exc:
         raise InvalidRequest(exc.detail) from exc
     params.controlnets = resolved.params

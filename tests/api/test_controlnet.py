@@ -100,7 +100,8 @@ def test_model_based_preprocessor_names_its_annotator(client, drawing):
     r = client.post("/controlnet/detect", json={"controlnet_module": "depth_midas",
                                                 "controlnet_input_images": [drawing]})
     assert r.status_code == 422
-    assert "dpt_hybrid-midas-501f0c75.pt" in r.json()["detail"] and "annotator/downloads/midas" in r.json()["detail"]
+    assert "dpt_hybrid-midas-501f0c75.pt in midas/" in r.json()["detail"]
+    assert "extensions/sd-webui-controlnet/annotator/downloads" in r.json()["detail"]
 
 
 # -- generation -------------------------------------------------------------------------------------------------

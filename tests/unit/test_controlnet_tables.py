@@ -23,7 +23,7 @@ def test_every_preprocessor_row(row):
     assert find_preprocessor(row.name) is row and find_preprocessor(row.shown) is row
     res, a, b = row.resolution.value, row.slider_1.value, row.slider_2.value
     if row.run is None:
-        with pytest.raises(AnnotatorMissing, match=row.annotator[0]):
+        with pytest.raises(AnnotatorMissing, match=row.network.files[0].file.replace(".", r"\.")):
             detect(row, picture(), res, a, b)
         return
     out = detect(row, picture(), 64 if row.resolution.visible else res, a, b)

@@ -1,0 +1,57 @@
+"""Random-weight annotator files in the original layouts, narrow so tests stay fast: the same loaders read them as
+read the real files (widths and depths come from the tensors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sdapi.engine.annotators.hed import HedNet
+from sdapi.engine.annotators.lineart import LineartGenerator
+from sdapi.engine.annotators.lineart_anime import AnimeUnet
+from sdapi.engine.annotators.midas import DptHybrid
+from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
+
+
+def _randomized(module: torch.nn.Module, seed: int, scale: float) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    state = module.state_dict()
+    for key, value in state.items():
+        if key.endswith(("norm.weight", "norm1.weight", "norm2.weight", "norm3.weight")):
+            value.copy_(1.0 + 0.1 * torch.randn(value.shape, generator=generator))
+        else:
+            value.copy_(scale * torch.randn(value.shape, generator=generator))
+    return state
+
+
+def _tiny_midas() -> DptHybrid:
+    backbone = ResNetBackbone(32, [(32, 64, 1), (32, 64, 1), (32, 128, 1)])
+    encoder = HybridVit(backbone, 128, dim=64, hidden=128, depth=12, grid=4)
+    return DptHybrid(encoder, [64, 64, 64, 64], features=32, head_mid=8)
+
+
+def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
+    """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
+    ``lineart_anime/netG.pth`` and ``midas/dpt_hybrid-midas-501f0c75.pt`` under ``root`` (the annotator folder);
+    their paths."""
+    midas = _randomized(_tiny_midas(), seed + 4, 0.05)
+    midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
+    midas["scratch.output_conv.4.weight"].mul_(40.0)
+    midas["pretrained.model.head.weight"] = torch.zeros(10, 64)  # timm's unused classifier, as in the real file
+    midas["pretrained.model.head.bias"] = torch.zeros(10)
+    files = {
+        "hed/ControlNetHED.pth": _randomized(HedNet([8, 16, 16, 32, 32], [2, 2, 3, 3, 3]), seed, 0.1),
+        "lineart/sk_model.pth": _randomized(LineartGenerator(8, 3), seed + 1, 0.2),
+        "lineart/sk_model2.pth": _randomized(LineartGenerator(8, 3), seed + 2, 0.2),
+        "lineart_anime/netG.pth": {f"module.{k}": v for k, v in
+                                   _randomized(AnimeUnet(4), seed + 3, 0.1).items()},
+        "midas/dpt_hybrid-midas-501f0c75.pt": midas,
+    }
+    written = []
+    for relative, state in files.items():
+        path = Path(root) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        written.append(path)
+    return written
