@@ -67,6 +67,17 @@ class ControlNetDetectResponse(BaseModel):
     poses: Optional[List[Dict[str, Any]]] = None  # OpenPose preprocessors only
 
 
+class ControlNetControlType(BaseModel):
+    module_list: List[str]
+    model_list: List[str]
+    default_option: str
+    default_model: str
+
+
+class ControlNetControlTypes(BaseModel):
+    control_types: Dict[str, ControlNetControlType]
+
+
 class ControlNetVersion(BaseModel):
     version: int
 

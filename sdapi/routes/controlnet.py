@@ -1,11 +1,13 @@
 """The sd-webui-controlnet extension's endpoints (``scripts/api.py``): version, model and module lists, settings
-and ``detect``. Preprocessing is CPU image work and runs beside the generation queue, as in the extension."""
+and ``detect``. Pure image preprocessors run in the request; model-based ones run their network on the engine, in
+the generation queue."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from sdapi.protocol.controlnet import (
+    ControlNetControlTypes,
     ControlNetDetectRequest,
     ControlNetDetectResponse,
     ControlNetModelList,
@@ -32,6 +34,11 @@ def model_list(state: State, update: bool = True):
 @router.get("/controlnet/module_list", response_model=ControlNetModuleList)
 def module_list(alias_names: bool = False):
     return controlnet.modules(alias_names)
+
+
+@router.get("/controlnet/control_types", response_model=ControlNetControlTypes)
+def control_types(state: State):
+    return controlnet.types(state)
 
 
 @router.get("/controlnet/settings", response_model=ControlNetSettings)

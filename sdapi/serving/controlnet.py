@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from sdapi.bounds import MAX_DETECT_IMAGES, check_pixels
+from sdapi.controlnet.control_types import control_types
 from sdapi.controlnet.image_ops import hwc3
 from sdapi.controlnet.preprocessors import (
     Annotate,
@@ -44,6 +45,12 @@ def model_list(state: ServerState, update: bool) -> dict:
 
 def modules(alias_names: bool) -> dict:
     return module_list(alias_names)
+
+
+def types(state: ServerState) -> dict:
+    """``/controlnet/control_types`` over the models found now."""
+    state.controlnets.refresh()
+    return control_types(state.controlnets.names())
 
 
 def settings(state: ServerState) -> dict:

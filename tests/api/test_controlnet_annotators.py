@@ -154,3 +154,10 @@ def test_a_unit_whose_file_is_missing_is_refused_before_sampling(client, control
         settings.annotator_dir = before
     assert r.status_code == 422
     assert "netG.pth in lineart_anime/" in r.json()["errors"] + r.json()["detail"]
+
+
+def test_control_types_lists_tags_with_their_models(client, control_model):
+    body = client.get("/controlnet/control_types").json()["control_types"]
+    assert body["All"]["model_list"][0] == "None" and control_model in body["All"]["model_list"]
+    assert body["Depth"]["module_list"][:2] == ["none", "depth_midas"]
+    assert body["Depth"]["default_option"] == "depth_midas"
