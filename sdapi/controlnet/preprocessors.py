@@ -189,8 +189,8 @@ def _inverted(detected: np.ndarray) -> np.ndarray:
 
 
 def _scribble_from_edges(edges: np.ndarray) -> np.ndarray:
-    """Soft edges thinned to strokes (the extension's ``scribble_hed``): non-maximum suppression along four
-    directions at 127, a blur, and every pixel above 4 set."""
+    """Soft edges thinned to strokes (the extension's ``scribble_hed`` and ``scribble_pidinet``): non-maximum
+    suppression along four directions at 127, a blur, and every pixel above 4 set."""
     blurred = cv2.GaussianBlur(edges.astype(np.float32), (0, 0), 3.0)
     kept = np.zeros_like(blurred)
     for kernel in _NMS_KERNELS:
@@ -208,6 +208,7 @@ _NMS_KERNELS = [np.array(k, dtype=np.uint8) for k in (
     [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]])]
 
 _HED = (AnnotatorFile("model", "hed", "ControlNetHED.pth"),)
+_PIDINET = (AnnotatorFile("model", "pidinet", "table5_pidinet.pth"),)
 _MIDAS = (AnnotatorFile("model", "midas", "dpt_hybrid-midas-501f0c75.pt"),)
 _BODY = AnnotatorFile("body", "openpose", "body_pose_model.pth")
 _HAND = AnnotatorFile("hand", "openpose", "hand_pose_model.pth")
@@ -253,8 +254,13 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
     _model("hed", "softedge_hed", Network("hed", _HED), 0, ("SoftEdge",)),
     _model("hed_safe", "softedge_hedsafe", Network("hed", _HED, lambda a, b: {"safe": True}), 0, ("SoftEdge",)),
     _model("scribble_hed", None, Network("hed", _HED, finish=_scribble_from_edges), 0, ("Scribble", "SparseCtrl")),
-    _model("pidinet", "softedge_pidinet", Network("pidinet", (AnnotatorFile("model", "pidinet", "table5_pidinet.pth"),)),
-           100, ("SoftEdge",)),
+    _model("pidinet", "softedge_pidinet", Network("pidinet", _PIDINET), 100, ("SoftEdge",)),
+    _model("pidinet_safe", "softedge_pidisafe", Network("pidinet", _PIDINET, lambda a, b: {"safe": True}), 0,
+           ("SoftEdge",)),
+    _model("pidinet_scribble", "scribble_pidinet", Network("pidinet", _PIDINET, finish=_scribble_from_edges), 100,
+           ("Scribble", "SparseCtrl")),
+    _model("pidinet_sketch", "t2ia_sketch_pidi", Network("pidinet", _PIDINET, lambda a, b: {"binary": True}), 0,
+           ("T2I-Adapter",)),
     _model("lineart", "lineart_realistic", _lineart("sk_model.pth"), 0, ("Lineart",)),
     _model("lineart_coarse", None, _lineart("sk_model2.pth"), 0, ("Lineart",)),
     _model("lineart_anime", None, Network("lineart_anime", (AnnotatorFile("model", "lineart_anime", "netG.pth"),),
@@ -300,7 +306,7 @@ class MissingAnnotatorFiles(Exception):
 
 
 # Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
-RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "openpose"})
+RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "openpose", "pidinet"})
 
 
 class AnnotatorMissing(Exception):

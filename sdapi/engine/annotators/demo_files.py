@@ -12,6 +12,7 @@ from sdapi.engine.annotators.lineart import LineartGenerator
 from sdapi.engine.annotators.lineart_anime import AnimeUnet
 from sdapi.engine.annotators.midas import DptHybrid
 from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
+from sdapi.engine.annotators.pidinet import PiDiNet
 
 
 def _randomized(module: torch.nn.Module, seed: int, scale: float) -> dict[str, torch.Tensor]:
@@ -33,8 +34,8 @@ def _tiny_midas() -> DptHybrid:
 
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
-    ``lineart_anime/netG.pth`` and ``midas/dpt_hybrid-midas-501f0c75.pt`` under ``root`` (the annotator folder);
-    their paths."""
+    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt`` and ``pidinet/table5_pidinet.pth`` under
+    ``root`` (the annotator folder); their paths."""
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -47,6 +48,9 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
         "lineart_anime/netG.pth": {f"module.{k}": v for k, v in
                                    _randomized(AnimeUnet(4), seed + 3, 0.1).items()},
         "midas/dpt_hybrid-midas-501f0c75.pt": midas,
+        # The release wraps its DataParallel weights in "state_dict".
+        "pidinet/table5_pidinet.pth": {"state_dict": {f"module.{k}": v for k, v in
+                                                      _randomized(PiDiNet(8, 4), seed + 5, 0.3).items()}},
     }
     written = []
     for relative, state in files.items():

@@ -34,7 +34,7 @@ def picture(height: int = 64, width: int = 96) -> np.ndarray:
 
 FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
-         ("midas", "midas/dpt_hybrid-midas-501f0c75.pt")]
+         ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
@@ -57,6 +57,33 @@ def test_unreadable_and_non_state_dict_files_are_refused(tmp_path):
     for name in ("junk.pth", "list.pth"):
         with pytest.raises(AnnotatorFileError):
             read_state_dict(tmp_path / name)
+
+
+def test_a_wrapped_state_dict_is_unwrapped(root):
+    raw = torch.load(root / "pidinet/table5_pidinet.pth", weights_only=True)
+    assert set(raw) == {"state_dict"}
+    assert "init_block.weight" in read_state_dict(root / "pidinet/table5_pidinet.pth")
+
+
+@pytest.mark.parametrize("op", ["cv", "cd", "ad", "rd"])
+def test_pixel_difference_convolutions_ignore_a_flat_image_except_vanilla(op):
+    from sdapi.engine.annotators.pidinet import difference_conv
+
+    weight = torch.randn(2, 1, 3, 3)
+    flat = torch.full((1, 2, 9, 9), 3.0)
+    out = difference_conv(op, flat, weight, groups=2)[:, :, 2:-2, 2:-2]  # away from the zero padding
+    if op == "cv":
+        assert torch.allclose(out, 3.0 * weight.sum(dim=[1, 2, 3]).view(1, 2, 1, 1).expand_as(out), atol=1e-5)
+    else:
+        assert out.abs().max() < 1e-4  # differences of equal pixels
+
+
+def test_pidinet_variants(root):
+    from sdapi.engine.annotators.pidinet import run_pidinet
+
+    net = AnnotatorCache(CPU)._get("pidinet", {"model": root / "pidinet/table5_pidinet.pth"})
+    assert set(np.unique(run_pidinet(net, picture(), CPU, binary=True))) <= {0, 255}
+    assert set(np.unique(run_pidinet(net, picture(), CPU, safe=True))) <= {0, 127, 255}
 
 
 def test_data_parallel_prefixes_are_removed(root):
