@@ -306,7 +306,7 @@ class MissingAnnotatorFiles(Exception):
 
 
 # Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
-RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "openpose", "pidinet"})
+RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "normal_bae", "openpose", "pidinet"})
 
 
 class AnnotatorMissing(Exception):

@@ -12,6 +12,8 @@ from sdapi.engine.annotators.lineart import LineartGenerator
 from sdapi.engine.annotators.lineart_anime import AnimeUnet
 from sdapi.engine.annotators.midas import DptHybrid
 from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
+from sdapi.engine.annotators.efficientnet import DepthwiseSeparable, EfficientNetEncoder, InvertedResidual
+from sdapi.engine.annotators.normal_bae import NormalBae, NormalDecoder
 from sdapi.engine.annotators.pidinet import PiDiNet
 
 
@@ -19,7 +21,11 @@ def _randomized(module: torch.nn.Module, seed: int, scale: float) -> dict[str, t
     generator = torch.Generator().manual_seed(seed)
     state = module.state_dict()
     for key, value in state.items():
-        if key.endswith(("norm.weight", "norm1.weight", "norm2.weight", "norm3.weight")):
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.endswith("running_var"):
+            value.copy_(1.0 + 0.1 * torch.rand(value.shape, generator=generator))
+        elif key.endswith("weight") and value.ndim == 1:  # a norm's scale
             value.copy_(1.0 + 0.1 * torch.randn(value.shape, generator=generator))
         else:
             value.copy_(scale * torch.randn(value.shape, generator=generator))
@@ -32,10 +38,19 @@ def _tiny_midas() -> DptHybrid:
     return DptHybrid(encoder, [64, 64, 64, 64], features=32, head_mid=8)
 
 
+def _tiny_normal_bae() -> NormalBae:
+    # (channels in, mid, out, kernel, stride) per stage, one block each; the strides are the architecture's.
+    stages = [(16, 16, 16, 3, 2), (16, 16, 16, 5, 2), (16, 16, 16, 3, 2), (16, 16, 24, 5, 1), (24, 24, 24, 5, 2),
+              (24, 24, 32, 3, 1)]
+    blocks = [[DepthwiseSeparable(8, 16, 3, 1, 2)]] + [[InvertedResidual(i, m, o, k, s, 4)] for i, m, o, k, s in stages]
+    encoder = EfficientNetEncoder(8, blocks, 32, 64)
+    return NormalBae(encoder, NormalDecoder(64, [16, 16, 16, 24], [32, 16, 16, 8], 8))
+
+
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
-    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt`` and ``pidinet/table5_pidinet.pth`` under
-    ``root`` (the annotator folder); their paths."""
+    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth`` and
+    ``normal_bae/scannet.pt`` under ``root`` (the annotator folder); their paths."""
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -51,6 +66,8 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
         # The release wraps its DataParallel weights in "state_dict".
         "pidinet/table5_pidinet.pth": {"state_dict": {f"module.{k}": v for k, v in
                                                       _randomized(PiDiNet(8, 4), seed + 5, 0.3).items()}},
+        "normal_bae/scannet.pt": {"model": {f"module.{k}": v for k, v in
+                                            _randomized(_tiny_normal_bae(), seed + 6, 0.2).items()}},
     }
     written = []
     for relative, state in files.items():

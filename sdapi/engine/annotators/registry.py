@@ -18,6 +18,7 @@ from sdapi.engine.annotators.hed import build_hed, run_hed
 from sdapi.engine.annotators.lineart import build_lineart, run_lineart
 from sdapi.engine.annotators.lineart_anime import build_lineart_anime, run_lineart_anime
 from sdapi.engine.annotators.midas import build_midas, run_midas
+from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
 from sdapi.engine.annotators.weights import read_state_dict
 
@@ -60,6 +61,10 @@ def _run_pidinet(net: Built, image: np.ndarray, device: torch.device, options: d
     return run_pidinet(net, image, device, safe=bool(options.get("safe")), binary=bool(options.get("binary"))), None
 
 
+def _run_normal_bae(net: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
+    return run_normal_bae(net, image, device), None
+
+
 def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
     return build_lineart(read_state_dict(files["model"]), files["model"].name).to(device)
 
@@ -81,5 +86,6 @@ NETWORKS: dict[str, AnnotatorNetwork] = {
     "lineart_anime": AnnotatorNetwork(_single(build_lineart_anime), _run_lineart_anime),
     "midas": AnnotatorNetwork(_single(build_midas), _run_midas),
     "pidinet": AnnotatorNetwork(_single(build_pidinet), _run_pidinet),
+    "normal_bae": AnnotatorNetwork(_single(build_normal_bae), _run_normal_bae),
     "openpose": AnnotatorNetwork(_build_openpose, _run_openpose),
 }

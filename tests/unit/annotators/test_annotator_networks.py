@@ -34,13 +34,14 @@ def picture(height: int = 64, width: int = 96) -> np.ndarray:
 
 FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
-         ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth")]
+         ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth"),
+         ("normal_bae", "normal_bae/scannet.pt")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
 def test_each_file_loads_and_maps_the_whole_image(root, network, relative):
     detected, poses = AnnotatorCache(CPU).run(network, {"model": root / relative}, picture(), {})
-    assert detected.shape == (64, 96) and detected.dtype == np.uint8 and poses is None
+    assert detected.shape[:2] == (64, 96) and detected.dtype == np.uint8 and poses is None
     assert detected.std() > 1  # random weights still give a map, not a constant
 
 
@@ -160,6 +161,16 @@ def test_midas_background_normals_point_at_the_viewer(root):
     net = AnnotatorCache(CPU)._get("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
     depth, normal = run_midas(net, picture(64, 128), CPU, bg_threshold=1.01)  # everything is background
     assert (normal == np.array([255, 127, 127], dtype=np.uint8)).all()  # BGR->RGB of (0, 0, 1)
+
+
+def test_normal_bae_maps_unit_normals(root):
+    from sdapi.engine.annotators.normal_bae import run_normal_bae
+
+    net = AnnotatorCache(CPU)._get("normal_bae", {"model": root / "normal_bae/scannet.pt"})
+    normal = run_normal_bae(net, picture(64, 96), CPU)
+    vectors = normal.astype(np.float64) / 255.0 * 2 - 1
+    assert normal.shape == (64, 96, 3)
+    assert np.allclose(np.linalg.norm(vectors, axis=2), 1.0, atol=0.03)  # uint8 rounding of a unit vector
 
 
 @pytest.mark.parametrize("size, kernel, stride, expected", [
