@@ -243,7 +243,8 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
     _model("normal_map", "normal_midas", Network("midas", _MIDAS, lambda a, b: {"output": "normal",
                                                                                 "bg_threshold": a}),
            0, ("NormalMap",), slider_1=Slider("Normal Background Threshold", 0.0, 1.0, 0.4, 0.01)),
-    _model("depth_leres", None, Network("leres", (AnnotatorFile("model", "leres", "res101.pth"),)), 0, ("Depth",),
+    _model("depth_leres", None, Network("leres", (AnnotatorFile("model", "leres", "res101.pth"),),
+                                        lambda a, b: {"remove_near": a, "remove_background": b}), 0, ("Depth",),
            slider_1=Slider("Remove Near %", 0, 100, 0, 0.1), slider_2=Slider("Remove Background %", 0, 100, 0, 0.1)),
     _model("depth_zoe", None, Network("zoe", (AnnotatorFile("model", "zoedepth", "ZoeD_M12_N.pt"),)), 0, ("Depth",)),
     _model("openpose", None, _openpose(True, False, False), 0, ("OpenPose",)),
@@ -306,7 +307,8 @@ class MissingAnnotatorFiles(Exception):
 
 
 # Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
-RUNNABLE_NETWORKS = frozenset({"hed", "lineart", "lineart_anime", "midas", "normal_bae", "openpose", "pidinet"})
+RUNNABLE_NETWORKS = frozenset({"hed", "leres", "lineart", "lineart_anime", "midas", "normal_bae", "openpose",
+                               "pidinet"})
 
 
 class AnnotatorMissing(Exception):

@@ -60,7 +60,7 @@ def detect(client, module: str, **fields) -> dict:
 
 MODULES = ["depth_midas", "normal_midas", "softedge_hed", "softedge_hedsafe", "scribble_hed", "lineart_realistic",
            "lineart_coarse", "lineart_anime", "depth", "hed", "lineart", "softedge_pidinet", "softedge_pidisafe",
-           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae"]
+           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "depth_leres"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -124,9 +124,9 @@ def test_a_wrong_file_is_a_422_without_server_paths(client, annotators):
 
 
 def test_networks_sdapi_does_not_run_say_so_even_with_the_file(client, annotators):
-    (annotators / "leres").mkdir()
-    (annotators / "leres/res101.pth").write_bytes(b"x")
-    r = client.post("/controlnet/detect", json={"controlnet_module": "depth_leres",
+    (annotators / "zoedepth").mkdir()
+    (annotators / "zoedepth/ZoeD_M12_N.pt").write_bytes(b"x")
+    r = client.post("/controlnet/detect", json={"controlnet_module": "depth_zoe",
                                                 "controlnet_input_images": [photo()]})
     assert r.status_code == 422 and "not run by sdapi yet" in r.json()["detail"]
     assert "depth_midas" in r.json()["detail"]

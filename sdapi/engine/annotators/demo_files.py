@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from sdapi.engine.annotators.hed import HedNet
+from sdapi.engine.annotators.leres import Bottleneck, DepthDecoder, LeresDepth, ResNeXt
 from sdapi.engine.annotators.lineart import LineartGenerator
 from sdapi.engine.annotators.lineart_anime import AnimeUnet
 from sdapi.engine.annotators.midas import DptHybrid
@@ -47,10 +48,18 @@ def _tiny_normal_bae() -> NormalBae:
     return NormalBae(encoder, NormalDecoder(64, [16, 16, 16, 24], [32, 16, 16, 8], 8))
 
 
+def _tiny_leres() -> LeresDepth:
+    # (channels in, width, out) per stage, two blocks each, 4 groups; stages 2-4 halve the size.
+    shapes = [(16, 8, 16), (16, 16, 32), (32, 16, 32), (32, 16, 64)]
+    stages = [[Bottleneck(c_in if b == 0 else c_out, width, c_out, 4, 2 if s > 0 and b == 0 else 1, b == 0)
+               for b in range(2)] for s, (c_in, width, c_out) in enumerate(shapes)]
+    return LeresDepth(ResNeXt(16, stages), DepthDecoder([16, 32, 32, 64], [8, 8, 8, 16]))
+
+
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
-    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth`` and
-    ``normal_bae/scannet.pt`` under ``root`` (the annotator folder); their paths."""
+    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
+    ``normal_bae/scannet.pt`` and ``leres/res101.pth`` under ``root`` (the annotator folder); their paths."""
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -68,6 +77,8 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
                                                       _randomized(PiDiNet(8, 4), seed + 5, 0.3).items()}},
         "normal_bae/scannet.pt": {"model": {f"module.{k}": v for k, v in
                                             _randomized(_tiny_normal_bae(), seed + 6, 0.2).items()}},
+        "leres/res101.pth": {"depth_model": {f"module.{k}": v for k, v in
+                                             _randomized(_tiny_leres(), seed + 7, 0.2).items()}},
     }
     written = []
     for relative, state in files.items():

@@ -17,6 +17,7 @@ import torch
 from sdapi.engine.annotators.hed import build_hed, run_hed
 from sdapi.engine.annotators.lineart import build_lineart, run_lineart
 from sdapi.engine.annotators.lineart_anime import build_lineart_anime, run_lineart_anime
+from sdapi.engine.annotators.leres import build_leres, run_leres
 from sdapi.engine.annotators.midas import build_midas, run_midas
 from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
@@ -65,6 +66,11 @@ def _run_normal_bae(net: Built, image: np.ndarray, device: torch.device, options
     return run_normal_bae(net, image, device), None
 
 
+def _run_leres(net: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
+    return run_leres(net, image, device, float(options.get("remove_near", 0.0)),
+                     float(options.get("remove_background", 0.0))), None
+
+
 def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
     return build_lineart(read_state_dict(files["model"]), files["model"].name).to(device)
 
@@ -87,5 +93,6 @@ NETWORKS: dict[str, AnnotatorNetwork] = {
     "midas": AnnotatorNetwork(_single(build_midas), _run_midas),
     "pidinet": AnnotatorNetwork(_single(build_pidinet), _run_pidinet),
     "normal_bae": AnnotatorNetwork(_single(build_normal_bae), _run_normal_bae),
+    "leres": AnnotatorNetwork(_single(build_leres), _run_leres),
     "openpose": AnnotatorNetwork(_build_openpose, _run_openpose),
 }

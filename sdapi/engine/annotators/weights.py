@@ -28,10 +28,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the same mistake for the caller
         raise AnnotatorFileError(f"{Path(path).name} is not a readable PyTorch file") from exc
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        raw = raw["model"]  # a training checkpoint (NormalBae's release; MiDaS' loader accepts these too)
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]  # PiDiNet's release wraps its weights so
+    # Releases that wrap their weights: NormalBae ("model"), PiDiNet ("state_dict"), LeReS ("depth_model").
+    for wrapper in ("model", "state_dict", "depth_model"):
+        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+            raw = raw[wrapper]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise AnnotatorFileError(f"{Path(path).name} holds no state dict")
     return {key.replace("module.", "", 1) if key.startswith("module.") else key: value

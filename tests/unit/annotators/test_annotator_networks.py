@@ -35,7 +35,7 @@ def picture(height: int = 64, width: int = 96) -> np.ndarray:
 FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
          ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth"),
-         ("normal_bae", "normal_bae/scannet.pt")]
+         ("normal_bae", "normal_bae/scannet.pt"), ("leres", "leres/res101.pth")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
@@ -161,6 +161,19 @@ def test_midas_background_normals_point_at_the_viewer(root):
     net = AnnotatorCache(CPU)._get("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
     depth, normal = run_midas(net, picture(64, 128), CPU, bg_threshold=1.01)  # everything is background
     assert (normal == np.array([255, 127, 127], dtype=np.uint8)).all()  # BGR->RGB of (0, 0, 1)
+
+
+def test_leres_cuts_near_and_far_by_percent(root):
+    from sdapi.engine.annotators.leres import run_leres
+
+    net = AnnotatorCache(CPU)._get("leres", {"model": root / "leres/res101.pth"})
+    full = run_leres(net, picture(), CPU)
+    assert full.min() == 0 and full.max() == 255  # stretched over the whole range, then inverted
+    near_cut = run_leres(net, picture(), CPU, remove_near=50)
+    # The cut zeroes the stretched depth below half before the inversion, so those pixels end white.
+    assert (near_cut[full > 128] == 255).all() and (near_cut[full < 127] == full[full < 127]).all()
+    far_cut = run_leres(net, picture(), CPU, remove_background=50)
+    assert (far_cut[full <= 127] == 0).all() and (far_cut[full > 128] == full[full > 128]).all()
 
 
 def test_normal_bae_maps_unit_normals(root):
