@@ -9,8 +9,6 @@ engine's and fixed).
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from sdapi.engine.controlnet_file import read_controlnet
+from sdapi.engine.loaded_lru import LoadedLru, file_marker
 from sdapi.engine.params import ControlNetParams
 from sdapi.engine.sampling.control import ControlRun, ControlUnit
 
@@ -26,7 +25,7 @@ DEFAULT_CACHE_SIZE = 2
 HIRES_ONLY, LOW_RES_ONLY = "High res only", "Low res only"
 
 
-class ControlNetCache:
+class ControlNetCache(LoadedLru):
     """An LRU of loaded ``ControlNetModel``s on one device.
 
     Args:
@@ -35,32 +34,14 @@ class ControlNetCache:
     """
 
     def __init__(self, device: torch.device, dtype: torch.dtype, size: int = DEFAULT_CACHE_SIZE):
+        super().__init__(size)
         self.device = device
         self.dtype = dtype
-        self.size = size
-        self.loads = 0  # files read, for tests
-        self._models: OrderedDict[tuple, Any] = OrderedDict()
-        self._lock = threading.Lock()
 
     def get(self, path: Path, unet_config: Mapping[str, Any]) -> Any:
         """The ControlNet in ``path`` shaped for ``unet_config`` (read once, then kept)."""
-        path = Path(path)
-        key = (str(path), path.stat().st_mtime_ns, json.dumps(dict(unet_config), sort_keys=True, default=str))
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        model = read_controlnet(path, unet_config, self.device, self.dtype)
-        with self._lock:
-            self.loads += 1
-            self._models[key] = model
-            while len(self._models) > max(1, self.size):
-                self._models.popitem(last=False)
-        return model
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
+        key = (*file_marker(path), json.dumps(dict(unet_config), sort_keys=True, default=str))
+        return self.fetch(key, lambda: read_controlnet(Path(path), unet_config, self.device, self.dtype))
 
 
 def hint_tensor(image) -> torch.Tensor:

@@ -82,7 +82,7 @@ def test_pixel_difference_convolutions_ignore_a_flat_image_except_vanilla(op):
 def test_pidinet_variants(root):
     from sdapi.engine.annotators.pidinet import run_pidinet
 
-    net = AnnotatorCache(CPU)._get("pidinet", {"model": root / "pidinet/table5_pidinet.pth"})
+    net = AnnotatorCache(CPU).built("pidinet", {"model": root / "pidinet/table5_pidinet.pth"})
     assert set(np.unique(run_pidinet(net, picture(), CPU, binary=True))) <= {0, 255}
     assert set(np.unique(run_pidinet(net, picture(), CPU, safe=True))) <= {0, 127, 255}
 
@@ -145,12 +145,12 @@ def test_lineart_reads_rgb_in_zero_to_one_and_draws_through_a_sigmoid():
 
 
 def test_anime_lineart_keeps_any_input_size(root):
-    net = AnnotatorCache(CPU)._get("lineart_anime", {"model": root / "lineart_anime/netG.pth"})
+    net = AnnotatorCache(CPU).built("lineart_anime", {"model": root / "lineart_anime/netG.pth"})
     assert run_lineart_anime(net, picture(70, 130), CPU).shape == (70, 130)
 
 
 def test_midas_depth_spans_the_full_range_and_normals_are_unit_vectors(root):
-    net = AnnotatorCache(CPU)._get("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
+    net = AnnotatorCache(CPU).built("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
     depth, normal = run_midas(net, picture(64, 128), CPU, bg_threshold=0.0)
     assert depth.shape == (64, 128) and depth.min() == 0 and depth.max() == 255
     vectors = (normal[:, :, ::-1].astype(np.float64) - 127.5) / 127.5
@@ -158,7 +158,7 @@ def test_midas_depth_spans_the_full_range_and_normals_are_unit_vectors(root):
 
 
 def test_midas_background_normals_point_at_the_viewer(root):
-    net = AnnotatorCache(CPU)._get("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
+    net = AnnotatorCache(CPU).built("midas", {"model": root / "midas/dpt_hybrid-midas-501f0c75.pt"})
     depth, normal = run_midas(net, picture(64, 128), CPU, bg_threshold=1.01)  # everything is background
     assert (normal == np.array([255, 127, 127], dtype=np.uint8)).all()  # BGR->RGB of (0, 0, 1)
 
@@ -166,7 +166,7 @@ def test_midas_background_normals_point_at_the_viewer(root):
 def test_leres_cuts_near_and_far_by_percent(root):
     from sdapi.engine.annotators.leres import run_leres
 
-    net = AnnotatorCache(CPU)._get("leres", {"model": root / "leres/res101.pth"})
+    net = AnnotatorCache(CPU).built("leres", {"model": root / "leres/res101.pth"})
     full = run_leres(net, picture(), CPU)
     assert full.min() == 0 and full.max() == 255  # stretched over the whole range, then inverted
     near_cut = run_leres(net, picture(), CPU, remove_near=50)
@@ -179,7 +179,7 @@ def test_leres_cuts_near_and_far_by_percent(root):
 def test_normal_bae_maps_unit_normals(root):
     from sdapi.engine.annotators.normal_bae import run_normal_bae
 
-    net = AnnotatorCache(CPU)._get("normal_bae", {"model": root / "normal_bae/scannet.pt"})
+    net = AnnotatorCache(CPU).built("normal_bae", {"model": root / "normal_bae/scannet.pt"})
     normal = run_normal_bae(net, picture(64, 96), CPU)
     vectors = normal.astype(np.float64) / 255.0 * 2 - 1
     assert normal.shape == (64, 96, 3)
