@@ -178,6 +178,28 @@ def _blur_gaussian(image: np.ndarray, res: float, a: float, b: float) -> np.ndar
     return cv2.GaussianBlur(remove_pad(padded), (0, 0), float(a))
 
 
+def _color_grid(image: np.ndarray, res: float, a: float, b: float) -> np.ndarray:
+    """The T2I-Adapter colour grid: the short side at ``res`` (area), cells of 64 pixels averaged (cubic), blown
+    back up (nearest)."""
+    image = hwc3(image)
+    h, w = image.shape[:2]
+    if h < w:
+        h, w = int(res), int(round(w / h * res))
+    else:
+        h, w = int(round(h / w * res)), int(res)
+    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    cells = cv2.resize(resized, (w // 64, h // 64), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(cells, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _recolor(conversion: int, channel: int) -> Detector:
+    # The extension converts its RGB input with OpenCV's BGR conversions; the channel weights follow that.
+    def run(image: np.ndarray, res: float, a: float, b: float) -> np.ndarray:
+        grey = cv2.cvtColor(hwc3(image), conversion)[:, :, channel].astype(np.float32) / 255.0
+        return cv2.cvtColor(((grey ** a) * 255.0).clip(0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    return run
+
+
 def _model(name: str, label: str | None, network: Network, priority: int = 0, tags: tuple[str, ...] = (),
            **sliders) -> Preprocessor:
     return Preprocessor(name, label, network=network, priority=priority, tags=tags, **sliders)
@@ -239,6 +261,11 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                  priority=100, tags=("Lineart",)),
     Preprocessor("tile_resample", run=_tile_resample, priority=100, tags=("Tile",),
                  slider_1=Slider("Down Sampling Rate", 1.0, 8.0, 1.0, 0.01)),
+    Preprocessor("color", "t2ia_color_grid", run=_color_grid, tags=("T2I-Adapter",)),
+    Preprocessor("recolor_luminance", run=_recolor(cv2.COLOR_BGR2LAB, 0), priority=100, tags=("Recolor",),
+                 slider_1=Slider("Gamma Correction", 0.1, 2.0, 1.0, 0.001)),
+    Preprocessor("recolor_intensity", run=_recolor(cv2.COLOR_BGR2HSV, 2), tags=("Recolor",),
+                 slider_1=Slider("Gamma Correction", 0.1, 2.0, 1.0, 0.001)),
     _model("depth", "depth_midas", Network("midas", _MIDAS, lambda a, b: {"output": "depth"}), 100, ("Depth",)),
     _model("normal_map", "normal_midas", Network("midas", _MIDAS, lambda a, b: {"output": "normal",
                                                                                 "bg_threshold": a}),

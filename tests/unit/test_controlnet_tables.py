@@ -73,3 +73,20 @@ def test_controlnet_file_layouts_load_identically(tmp_path, layout):
     path = write_safetensors(tensors, tmp_path / "cn.safetensors")
     loaded = read_controlnet(path, config, torch.device("cpu"), torch.float32).state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in model.state_dict().items())
+
+
+def test_color_grid_averages_64_pixel_cells():
+    image = np.zeros((128, 256, 3), np.uint8)
+    image[:, 128:] = (200, 100, 50)
+    grid = detect(find_preprocessor("t2ia_color_grid"), image, 128, 0, 0)
+    assert grid.shape == (128, 256, 3)
+    assert (grid[:, :64] == 0).all() and (grid[:, 192:] == (200, 100, 50)).all()
+
+
+def test_recolor_keeps_lightness_with_gamma():
+    image = np.full((8, 8, 3), 128, np.uint8)
+    plain = detect(find_preprocessor("recolor_luminance"), image, 512, 1.0, 0)
+    darker = detect(find_preprocessor("recolor_luminance"), image, 512, 2.0, 0)
+    assert (plain[..., 0] == plain[..., 1]).all() and int(darker[0, 0, 0]) < int(plain[0, 0, 0])
+    intensity = detect(find_preprocessor("recolor_intensity"), image, 512, 1.0, 0)
+    assert (intensity == 128).all()  # HSV value of a grey is the grey
