@@ -124,7 +124,8 @@ def test_canny_unit_changes_image_appends_map_and_writes_infotext(client, contro
 
 
 @pytest.mark.parametrize("module", ["none", "tile_resample", "invert", "threshold", "scribble_xdog",
-                                    "lineart_standard", "blur_gaussian"])
+                                    "lineart_standard", "blur_gaussian", "t2ia_color_grid",
+                                    "recolor_luminance", "recolor_intensity"])
 def test_pure_preprocessors_change_the_image(client, control_model, drawing, module):
     plain = generate(client)
     body = generate(client, [unit(control_model, drawing, module=module)])
