@@ -298,6 +298,9 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
                                                                                     20.0, 0.1)),
     _model("normal_bae", None, Network("normal_bae", (AnnotatorFile("model", "normal_bae", "scannet.pt"),)), 100,
            ("NormalMap",)),
+    _model("segmentation", "seg_ufade20k",
+           Network("uniformer", (AnnotatorFile("model", "uniformer", "upernet_global_small.pth"),)), 0,
+           ("Segmentation",)),
     _model("oneformer_ade20k", "seg_ofade20k",
            Network("oneformer", (AnnotatorFile("model", "oneformer", "250_16_swin_l_oneformer_ade20k_160k.pth"),)),
            100, ("Segmentation",)),
@@ -335,7 +338,7 @@ class MissingAnnotatorFiles(Exception):
 
 # Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
 RUNNABLE_NETWORKS = frozenset({"hed", "leres", "lineart", "lineart_anime", "midas", "normal_bae", "openpose",
-                               "pidinet"})
+                               "pidinet", "uniformer"})
 
 
 class AnnotatorMissing(Exception):

@@ -60,7 +60,7 @@ def detect(client, module: str, **fields) -> dict:
 
 MODULES = ["depth_midas", "normal_midas", "softedge_hed", "softedge_hedsafe", "scribble_hed", "lineart_realistic",
            "lineart_coarse", "lineart_anime", "depth", "hed", "lineart", "softedge_pidinet", "softedge_pidisafe",
-           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "depth_leres"]
+           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "depth_leres", "seg_ufade20k"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -16,6 +16,8 @@ from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
 from sdapi.engine.annotators.efficientnet import DepthwiseSeparable, EfficientNetEncoder, InvertedResidual
 from sdapi.engine.annotators.normal_bae import NormalBae, NormalDecoder
 from sdapi.engine.annotators.pidinet import PiDiNet
+from sdapi.engine.annotators.segmentation import UperHead, UperNet
+from sdapi.engine.annotators.uniformer import UniFormer
 
 
 def _randomized(module: torch.nn.Module, seed: int, scale: float) -> dict[str, torch.Tensor]:
@@ -56,10 +58,15 @@ def _tiny_leres() -> LeresDepth:
     return LeresDepth(ResNeXt(16, stages), DepthDecoder([16, 32, 32, 64], [8, 8, 8, 16]))
 
 
+def _tiny_upernet() -> UperNet:
+    return UperNet(UniFormer([16, 16, 32, 32], [1, 1, 1, 1], [32, 32, 64, 64]), UperHead([16, 16, 32, 32], 16, 150))
+
+
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
     ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
-    ``normal_bae/scannet.pt`` and ``leres/res101.pth`` under ``root`` (the annotator folder); their paths."""
+    ``normal_bae/scannet.pt``, ``leres/res101.pth`` and ``uniformer/upernet_global_small.pth`` under ``root`` (the
+    annotator folder); their paths."""
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -79,6 +86,7 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
                                             _randomized(_tiny_normal_bae(), seed + 6, 0.2).items()}},
         "leres/res101.pth": {"depth_model": {f"module.{k}": v for k, v in
                                              _randomized(_tiny_leres(), seed + 7, 0.2).items()}},
+        "uniformer/upernet_global_small.pth": {"meta": {}, "state_dict": _randomized(_tiny_upernet(), seed + 8, 0.2)},
     }
     written = []
     for relative, state in files.items():

@@ -21,6 +21,7 @@ from sdapi.engine.annotators.leres import build_leres, run_leres
 from sdapi.engine.annotators.midas import build_midas, run_midas
 from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
+from sdapi.engine.annotators.segmentation import build_upernet, run_segmentation
 from sdapi.engine.annotators.weights import read_state_dict
 
 Built = Any
@@ -71,6 +72,10 @@ def _run_leres(net: Built, image: np.ndarray, device: torch.device, options: dic
                      float(options.get("remove_background", 0.0))), None
 
 
+def _run_segmentation(net: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
+    return run_segmentation(net, image, device), None
+
+
 def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
     return build_lineart(read_state_dict(files["model"]), files["model"].name).to(device)
 
@@ -94,5 +99,6 @@ NETWORKS: dict[str, AnnotatorNetwork] = {
     "pidinet": AnnotatorNetwork(_single(build_pidinet), _run_pidinet),
     "normal_bae": AnnotatorNetwork(_single(build_normal_bae), _run_normal_bae),
     "leres": AnnotatorNetwork(_single(build_leres), _run_leres),
+    "uniformer": AnnotatorNetwork(_single(build_upernet), _run_segmentation),
     "openpose": AnnotatorNetwork(_build_openpose, _run_openpose),
 }

@@ -35,7 +35,8 @@ def picture(height: int = 64, width: int = 96) -> np.ndarray:
 FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
          ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth"),
-         ("normal_bae", "normal_bae/scannet.pt"), ("leres", "leres/res101.pth")]
+         ("normal_bae", "normal_bae/scannet.pt"), ("leres", "leres/res101.pth"),
+         ("uniformer", "uniformer/upernet_global_small.pth")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
@@ -174,6 +175,17 @@ def test_leres_cuts_near_and_far_by_percent(root):
     assert (near_cut[full > 128] == 255).all() and (near_cut[full < 127] == full[full < 127]).all()
     far_cut = run_leres(net, picture(), CPU, remove_background=50)
     assert (far_cut[full <= 127] == 0).all() and (far_cut[full > 128] == full[full > 128]).all()
+
+
+def test_segmentation_paints_ade20k_classes(root):
+    from sdapi.engine.annotators.ade20k_palette import PALETTE
+    from sdapi.engine.annotators.segmentation import run_segmentation
+
+    net = AnnotatorCache(CPU).built("uniformer", {"model": root / "uniformer/upernet_global_small.pth"})
+    painted = run_segmentation(net, picture(64, 96), CPU)
+    colours = {tuple(c) for c in painted.reshape(-1, 3)}
+    assert painted.shape == (64, 96, 3) and colours <= {tuple(c) for c in PALETTE}
+    assert PALETTE.shape == (150, 3) and tuple(PALETTE[0]) == (120, 120, 120)  # "wall"
 
 
 def test_normal_bae_maps_unit_normals(root):
