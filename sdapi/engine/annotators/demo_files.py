@@ -15,6 +15,7 @@ from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
 from sdapi.engine.annotators.efficientnet import DepthwiseSeparable, EfficientNetEncoder, InvertedResidual
 from sdapi.engine.annotators.normal_bae import NormalBae, NormalDecoder
 from sdapi.engine.annotators.pidinet import PiDiNet
+from sdapi.engine.annotators.mlsd import MlsdNet
 
 
 def _randomized(module: torch.nn.Module, seed: int, scale: float) -> dict[str, torch.Tensor]:
@@ -47,10 +48,17 @@ def _tiny_normal_bae() -> NormalBae:
     return NormalBae(encoder, NormalDecoder(64, [16, 16, 16, 24], [32, 16, 16, 8], 8))
 
 
+def _tiny_mlsd() -> MlsdNet:
+    # Stage widths (hidden, output); a stage expands where hidden differs from its input, as in the real file.
+    stages = [(8, 4)] + [(16, 8)] * 5 + [(16, 16)] + [(32, 16)] * 6
+    return MlsdNet(8, stages, width=8)
+
+
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
-    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth`` and
-    ``normal_bae/scannet.pt`` under ``root`` (the annotator folder); their paths."""
+    ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
+    ``normal_bae/scannet.pt`` and ``mlsd/mlsd_large_512_fp32.pth`` under ``root`` (the annotator folder); their
+    paths."""
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -68,6 +76,7 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
                                                       _randomized(PiDiNet(8, 4), seed + 5, 0.3).items()}},
         "normal_bae/scannet.pt": {"model": {f"module.{k}": v for k, v in
                                             _randomized(_tiny_normal_bae(), seed + 6, 0.2).items()}},
+        "mlsd/mlsd_large_512_fp32.pth": _randomized(_tiny_mlsd(), seed + 7, 0.3),
     }
     written = []
     for relative, state in files.items():
