@@ -18,6 +18,7 @@ from sdapi.engine.annotators.hed import build_hed, run_hed
 from sdapi.engine.annotators.lineart import build_lineart, run_lineart
 from sdapi.engine.annotators.lineart_anime import build_lineart_anime, run_lineart_anime
 from sdapi.engine.annotators.midas import build_midas, run_midas
+from sdapi.engine.annotators.mlsd import build_mlsd, run_mlsd
 from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
 from sdapi.engine.annotators.weights import read_state_dict
@@ -65,6 +66,11 @@ def _run_normal_bae(net: Built, image: np.ndarray, device: torch.device, options
     return run_normal_bae(net, image, device), None
 
 
+def _run_mlsd(net: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
+    return run_mlsd(net, image, device, float(options.get("value_threshold", 0.1)),
+                    float(options.get("distance_threshold", 0.1))), None
+
+
 def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
     return build_lineart(read_state_dict(files["model"]), files["model"].name).to(device)
 
@@ -87,5 +93,6 @@ NETWORKS: dict[str, AnnotatorNetwork] = {
     "midas": AnnotatorNetwork(_single(build_midas), _run_midas),
     "pidinet": AnnotatorNetwork(_single(build_pidinet), _run_pidinet),
     "normal_bae": AnnotatorNetwork(_single(build_normal_bae), _run_normal_bae),
+    "mlsd": AnnotatorNetwork(_single(build_mlsd), _run_mlsd),
     "openpose": AnnotatorNetwork(_build_openpose, _run_openpose),
 }
