@@ -60,7 +60,7 @@ def detect(client, module: str, **fields) -> dict:
 
 MODULES = ["depth_midas", "normal_midas", "softedge_hed", "softedge_hedsafe", "scribble_hed", "lineart_realistic",
            "lineart_coarse", "lineart_anime", "depth", "hed", "lineart", "softedge_pidinet", "softedge_pidisafe",
-           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae"]
+           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "mlsd"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -77,6 +77,13 @@ def test_safe_and_scribble_variants_keep_their_levels(client, annotators):
     assert set(np.unique(safe)) <= {0, 127, 255}
     scribble = np.asarray(decode_png(detect(client, "scribble_hed")["images"][0]))
     assert set(np.unique(scribble)) <= {0, 255}
+
+
+def test_mlsd_draws_white_segments_that_its_thresholds_remove(client, annotators):
+    lines = np.asarray(decode_png(detect(client, "mlsd")["images"][0]))
+    assert set(np.unique(lines)) == {0, 255}
+    for fields in ({"controlnet_threshold_a": 1.9}, {"controlnet_threshold_b": 19.9}):
+        assert not np.asarray(decode_png(detect(client, "mlsd", **fields)["images"][0])).any()
 
 
 def test_line_art_is_inverted_to_white_lines_on_black(client, annotators):

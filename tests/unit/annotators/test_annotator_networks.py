@@ -35,7 +35,7 @@ def picture(height: int = 64, width: int = 96) -> np.ndarray:
 FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
          ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth"),
-         ("normal_bae", "normal_bae/scannet.pt")]
+         ("normal_bae", "normal_bae/scannet.pt"), ("mlsd", "mlsd/mlsd_large_512_fp32.pth")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
