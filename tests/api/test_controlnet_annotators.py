@@ -80,10 +80,14 @@ def test_safe_and_scribble_variants_keep_their_levels(client, annotators):
 
 
 def test_mlsd_draws_white_segments_that_its_thresholds_remove(client, annotators):
-    lines = np.asarray(decode_png(detect(client, "mlsd")["images"][0]))
-    assert set(np.unique(lines)) == {0, 255}
-    for fields in ({"controlnet_threshold_a": 1.9}, {"controlnet_threshold_b": 19.9}):
-        assert not np.asarray(decode_png(detect(client, "mlsd", **fields)["images"][0])).any()
+    def lit(**fields) -> np.ndarray:
+        return np.asarray(decode_png(detect(client, "mlsd", **fields)["images"][0]).convert("L")) == 255
+
+    lines = lit()
+    assert lines.any() and set(np.unique(decode_png(detect(client, "mlsd")["images"][0]))) == {0, 255}
+    longer = lit(controlnet_threshold_b=10.0)  # only the longer segments: a strict part of the map
+    assert (lines >= longer).all() and longer.sum() < lines.sum()
+    assert not lit(controlnet_threshold_a=1.9).any()  # no sigmoid score reaches it
 
 
 def test_line_art_is_inverted_to_white_lines_on_black(client, annotators):

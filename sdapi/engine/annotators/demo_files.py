@@ -59,6 +59,11 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
     ``normal_bae/scannet.pt`` and ``mlsd/mlsd_large_512_fp32.pth`` under ``root`` (the annotator folder); their
     paths."""
+    mlsd = _randomized(_tiny_mlsd(), seed + 7, 0.3)
+    # The last layer scaled so centre logits spread around 0 and segments are 5 to 20 pixels long, as the sliders
+    # expect (unscaled, every score is near 0 and every segment longer than the distance slider reaches).
+    mlsd["block23.conv3.weight"].mul_(0.2)[7].mul_(0.25)
+    mlsd["block23.conv3.bias"].zero_()[7] = 2.5
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -76,7 +81,7 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
                                                       _randomized(PiDiNet(8, 4), seed + 5, 0.3).items()}},
         "normal_bae/scannet.pt": {"model": {f"module.{k}": v for k, v in
                                             _randomized(_tiny_normal_bae(), seed + 6, 0.2).items()}},
-        "mlsd/mlsd_large_512_fp32.pth": _randomized(_tiny_mlsd(), seed + 7, 0.3),
+        "mlsd/mlsd_large_512_fp32.pth": mlsd,
     }
     written = []
     for relative, state in files.items():
