@@ -128,6 +128,17 @@ def test_the_value_and_distance_thresholds(value, distance, kept):
         assert segments.tolist() == [expected]
 
 
+def test_thresholds_compare_in_float64_as_under_a1111s_numpy():
+    # float32(0.1) is a little above 0.1: NumPy 1.x compares the port's float32 scalars in float64 and keeps both.
+    tenth = np.float32(0.1)
+    displacement = np.zeros((2, 2, 4), np.float32)
+    displacement[0, 0] = (0.0, 0.0, 3.0, 0.0)
+    displacement[1, 1] = (0.0, 0.0, tenth, 0.0)
+    segments = pred_lines(np.array([0, 1]), np.array([0, 1]), np.array([tenth, 0.9], np.float32), displacement,
+                          0.1, 0.1)
+    assert segments.tolist() == [[0.0, 0.0, 3.0, 0.0], [1.0, 1.0, 1.0 + float(tenth), 1.0]]
+
+
 class Fixed(torch.nn.Module):
     """A stand-in network that returns a set prediction (for an input twice its size)."""
 
