@@ -293,7 +293,8 @@ PREPROCESSORS: tuple[Preprocessor, ...] = (
     _model("lineart_coarse", None, _lineart("sk_model2.pth"), 0, ("Lineart",)),
     _model("lineart_anime", None, Network("lineart_anime", (AnnotatorFile("model", "lineart_anime", "netG.pth"),),
                                           finish=_inverted), 0, ("Lineart",)),
-    _model("mlsd", None, Network("mlsd", (AnnotatorFile("model", "mlsd", "mlsd_large_512_fp32.pth"),)), 100, ("MLSD",),
+    _model("mlsd", None, Network("mlsd", (AnnotatorFile("model", "mlsd", "mlsd_large_512_fp32.pth"),),
+                                 lambda a, b: {"value_threshold": a, "distance_threshold": b}), 100, ("MLSD",),
            slider_1=Slider("MLSD Value Threshold", 0.01, 2.0, 0.1), slider_2=Slider("MLSD Distance Threshold", 0.01,
                                                                                     20.0, 0.1)),
     _model("normal_bae", None, Network("normal_bae", (AnnotatorFile("model", "normal_bae", "scannet.pt"),)), 100,
@@ -337,7 +338,7 @@ class MissingAnnotatorFiles(Exception):
 
 
 # Networks this server runs (``sdapi.engine.annotators.registry``); the others are listed, and refused with a 422.
-RUNNABLE_NETWORKS = frozenset({"hed", "leres", "lineart", "lineart_anime", "midas", "normal_bae", "openpose",
+RUNNABLE_NETWORKS = frozenset({"hed", "leres", "lineart", "lineart_anime", "midas", "mlsd", "normal_bae", "openpose",
                                "pidinet", "uniformer"})
 
 

@@ -193,10 +193,11 @@ class AnnotateJob:
     """A model-based ControlNet preprocessor's network run on one image.
 
     Args:
-        network: the network's name (``hed``, ``lineart``, ``lineart_anime``, ``midas``, ``openpose``).
+        network: the network's name (``hed``, ``lineart``, ``lineart_anime``, ``midas``, ``mlsd``, ``openpose``).
         files: its annotator files by role (``model``; OpenPose's ``body``, ``hand``, ``face``).
         image: the input, already resized and padded as the preprocessor does it (RGB).
-        options: the network's switches (``safe``, ``output``, ``bg_threshold``, ``body``/``hand``/``face``).
+        options: the network's switches (``safe``, ``output``, ``bg_threshold``, ``value_threshold``/
+            ``distance_threshold``, ``body``/``hand``/``face``).
     """
 
     network: str

@@ -60,7 +60,7 @@ def detect(client, module: str, **fields) -> dict:
 
 MODULES = ["depth_midas", "normal_midas", "softedge_hed", "softedge_hedsafe", "scribble_hed", "lineart_realistic",
            "lineart_coarse", "lineart_anime", "depth", "hed", "lineart", "softedge_pidinet", "softedge_pidisafe",
-           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "depth_leres", "seg_ufade20k"]
+           "scribble_pidinet", "t2ia_sketch_pidi", "normal_bae", "depth_leres", "seg_ufade20k", "mlsd"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -77,6 +77,17 @@ def test_safe_and_scribble_variants_keep_their_levels(client, annotators):
     assert set(np.unique(safe)) <= {0, 127, 255}
     scribble = np.asarray(decode_png(detect(client, "scribble_hed")["images"][0]))
     assert set(np.unique(scribble)) <= {0, 255}
+
+
+def test_mlsd_draws_white_segments_that_its_thresholds_remove(client, annotators):
+    def lit(**fields) -> np.ndarray:
+        return np.asarray(decode_png(detect(client, "mlsd", **fields)["images"][0]).convert("L")) == 255
+
+    lines = lit()
+    assert lines.any() and set(np.unique(decode_png(detect(client, "mlsd")["images"][0]))) == {0, 255}
+    longer = lit(controlnet_threshold_b=10.0)  # only the longer segments: a strict part of the map
+    assert (lines >= longer).all() and longer.sum() < lines.sum()
+    assert not lit(controlnet_threshold_a=1.9).any()  # no sigmoid score reaches it
 
 
 def test_line_art_is_inverted_to_white_lines_on_black(client, annotators):

@@ -3,7 +3,7 @@ original annotator files (lllyasviel/Annotators and the MiDaS release) from a lo
 
 Each network file holds one concept: ``hed`` (soft edges), ``lineart`` (realistic and coarse line art),
 ``lineart_anime`` (the anime line-art U-Net), ``midas_backbone`` + ``midas`` (DPT-Hybrid depth and the normal map
-derived from it). ``registry`` maps a preprocessor's network name to its loader and runner, ``cache`` keeps loaded
-networks. Channel widths and depths are read from the file's tensor shapes, so the real files and the narrow random
-files tests write go through the same code.
+derived from it), ``mlsd`` (M-LSD straight line segments). ``registry`` maps a preprocessor's network name to its
+loader and runner, ``cache`` keeps loaded networks. Channel widths and depths are read from the file's tensor shapes,
+so the real files and the narrow random files tests write go through the same code.
 """

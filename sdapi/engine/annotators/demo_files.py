@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
+from sdapi.engine.annotators.efficientnet import DepthwiseSeparable, EfficientNetEncoder, InvertedResidual
 from sdapi.engine.annotators.hed import HedNet
 from sdapi.engine.annotators.leres import Bottleneck, DepthDecoder, LeresDepth, ResNeXt
 from sdapi.engine.annotators.lineart import LineartGenerator
 from sdapi.engine.annotators.lineart_anime import AnimeUnet
 from sdapi.engine.annotators.midas import DptHybrid
 from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
-from sdapi.engine.annotators.efficientnet import DepthwiseSeparable, EfficientNetEncoder, InvertedResidual
+from sdapi.engine.annotators.mlsd import MlsdNet
 from sdapi.engine.annotators.normal_bae import NormalBae, NormalDecoder
 from sdapi.engine.annotators.pidinet import PiDiNet
 from sdapi.engine.annotators.segmentation import UperHead, UperNet
@@ -62,11 +63,22 @@ def _tiny_upernet() -> UperNet:
     return UperNet(UniFormer([16, 16, 32, 32], [1, 1, 1, 1], [32, 32, 64, 64]), UperHead([16, 16, 32, 32], 16, 150))
 
 
+def _tiny_mlsd() -> MlsdNet:
+    # Stage widths (hidden, output); a stage expands where hidden differs from its input, as in the real file.
+    stages = [(8, 4)] + [(16, 8)] * 5 + [(16, 16)] + [(32, 16)] * 6
+    return MlsdNet(8, stages, width=8)
+
+
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
     ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
-    ``normal_bae/scannet.pt``, ``leres/res101.pth`` and ``uniformer/upernet_global_small.pth`` under ``root`` (the
-    annotator folder); their paths."""
+    ``normal_bae/scannet.pt``, ``leres/res101.pth``, ``uniformer/upernet_global_small.pth`` and
+    ``mlsd/mlsd_large_512_fp32.pth`` under ``root`` (the annotator folder); their paths."""
+    mlsd = _randomized(_tiny_mlsd(), seed + 7, 0.3)
+    # The last layer scaled so centre logits spread around 0 and segments are 5 to 20 pixels long, as the sliders
+    # expect (unscaled, every score is near 0 and every segment longer than the distance slider reaches).
+    mlsd["block23.conv3.weight"].mul_(0.2)[7].mul_(0.25)
+    mlsd["block23.conv3.bias"].zero_()[7] = 2.5
     midas = _randomized(_tiny_midas(), seed + 4, 0.05)
     midas["scratch.output_conv.4.bias"].fill_(1.0)  # keep the non-negative depth away from an all-zero map
     midas["scratch.output_conv.4.weight"].mul_(40.0)
@@ -87,6 +99,7 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
         "leres/res101.pth": {"depth_model": {f"module.{k}": v for k, v in
                                              _randomized(_tiny_leres(), seed + 7, 0.2).items()}},
         "uniformer/upernet_global_small.pth": {"meta": {}, "state_dict": _randomized(_tiny_upernet(), seed + 8, 0.2)},
+        "mlsd/mlsd_large_512_fp32.pth": mlsd,
     }
     written = []
     for relative, state in files.items():

@@ -19,6 +19,7 @@ from sdapi.engine.annotators.lineart import build_lineart, run_lineart
 from sdapi.engine.annotators.lineart_anime import build_lineart_anime, run_lineart_anime
 from sdapi.engine.annotators.leres import build_leres, run_leres
 from sdapi.engine.annotators.midas import build_midas, run_midas
+from sdapi.engine.annotators.mlsd import build_mlsd, run_mlsd
 from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
 from sdapi.engine.annotators.segmentation import build_upernet, run_segmentation
@@ -76,6 +77,11 @@ def _run_segmentation(net: Built, image: np.ndarray, device: torch.device, optio
     return run_segmentation(net, image, device), None
 
 
+def _run_mlsd(net: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
+    return run_mlsd(net, image, device, float(options.get("value_threshold", 0.1)),
+                    float(options.get("distance_threshold", 0.1))), None
+
+
 def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
     return build_lineart(read_state_dict(files["model"]), files["model"].name).to(device)
 
@@ -100,5 +106,6 @@ NETWORKS: dict[str, AnnotatorNetwork] = {
     "normal_bae": AnnotatorNetwork(_single(build_normal_bae), _run_normal_bae),
     "leres": AnnotatorNetwork(_single(build_leres), _run_leres),
     "uniformer": AnnotatorNetwork(_single(build_upernet), _run_segmentation),
+    "mlsd": AnnotatorNetwork(_single(build_mlsd), _run_mlsd),
     "openpose": AnnotatorNetwork(_build_openpose, _run_openpose),
 }

@@ -36,7 +36,7 @@ FILES = [("hed", "hed/ControlNetHED.pth"), ("lineart", "lineart/sk_model.pth"),
          ("lineart", "lineart/sk_model2.pth"), ("lineart_anime", "lineart_anime/netG.pth"),
          ("midas", "midas/dpt_hybrid-midas-501f0c75.pt"), ("pidinet", "pidinet/table5_pidinet.pth"),
          ("normal_bae", "normal_bae/scannet.pt"), ("leres", "leres/res101.pth"),
-         ("uniformer", "uniformer/upernet_global_small.pth")]
+         ("uniformer", "uniformer/upernet_global_small.pth"), ("mlsd", "mlsd/mlsd_large_512_fp32.pth")]
 
 
 @pytest.mark.parametrize("network, relative", FILES)
