@@ -20,6 +20,7 @@ from sdapi.cli import serve_settings
 from sdapi.cluster.board import open_board
 from sdapi.cluster.engine import RayEngine
 from sdapi.cluster.replica import EngineReplica
+from sdapi.cluster.training import ClusterTrainer, TrainPlacement
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
@@ -41,6 +42,8 @@ class ClusterPlan:
         cpus_per_replica: CPUs Ray reserves for each.
         threads: torch threads of a CPU replica (default: its CPUs); images depend on the thread count in their
             low bits, so a replica matches a single-process server only with the same count.
+        train_gpus, train_cpus: what a LoRA training task claims besides the replicas (one GPU; on CPU, a
+            replica's share); ``None``: the same as a replica.
     """
 
     replicas: int = 1
@@ -48,6 +51,16 @@ class ClusterPlan:
     gpus_per_replica: float = 0
     cpus_per_replica: float = 1
     threads: int | None = None
+    train_gpus: float | None = None
+    train_cpus: float | None = None
+
+    def training(self, settings: Settings) -> TrainPlacement:
+        """Where a LoRA training task runs: a device of its own, an engine built from ``settings``."""
+        gpus = self.gpus_per_replica if self.train_gpus is None else self.train_gpus
+        cpus = self.cpus_per_replica if self.train_cpus is None else self.train_cpus
+        if not gpus:
+            settings = replace(settings, num_threads=self.threads or max(1, int(cpus)))
+        return TrainPlacement(settings, num_gpus=gpus, num_cpus=cpus)
 
 
 def plan_for_cluster(replicas: int, models_per_replica: int, threads: int | None = None) -> ClusterPlan:
@@ -64,14 +77,19 @@ def plan_for_cluster(replicas: int, models_per_replica: int, threads: int | None
 class Ingress:
     """The ingress replica: the whole sdapi app, its engine a :class:`RayEngine` over the engine deployment."""
 
-    def __init__(self, engine_handle, settings: Settings, replicas: int, board_name: str):
+    def __init__(self, engine_handle, settings: Settings, replicas: int, board_name: str,
+                 training: TrainPlacement | None = None):
         self.engine_handle, self.settings = engine_handle, settings
-        self.replicas, self.board_name = replicas, board_name
+        self.replicas, self.board_name, self.training = replicas, board_name, training
 
     def __serve_build_asgi_app__(self):
         # The app (and its state, in the lifespan) is built here, in the replica, never in the driver.
-        return create_app(self.settings, engine_factory=lambda: RayEngine(
-            self.engine_handle, open_board(self.board_name), self.replicas))
+        def engine() -> RayEngine:
+            board = open_board(self.board_name)
+            trainer = ClusterTrainer(self.training, board) if self.training is not None else None
+            return RayEngine(self.engine_handle, board, self.replicas, trainer=trainer)
+
+        return create_app(self.settings, engine_factory=engine)
 
 
 def build_application(settings: Settings, plan: ClusterPlan, board_name: str = f"{APP_NAME}-board"):
@@ -88,7 +106,7 @@ def build_application(settings: Settings, plan: ClusterPlan, board_name: str = f
     ingress = serve.deployment(Ingress, name="Ingress").options(
         num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0})
     return ingress.bind(engine.bind(replica_settings, plan.models_per_replica, board_name), settings,
-                        plan.replicas, board_name)
+                        plan.replicas, board_name, plan.training(settings))
 
 
 def build_app(args: dict):

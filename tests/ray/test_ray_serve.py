@@ -1,15 +1,12 @@
-"""``sdapi serve --ray`` end to end through HTTP: one local Ray for the module with the sdapi Serve application (two
-CPU engine replicas over the tiny demo checkpoints, one checkpoint each, Serve's HTTP proxy on a free port).
-
-Skipped, with the reason, where Ray Serve is not installed (``pip install -e .[ray]``).
+"""``sdapi serve --ray`` end to end through HTTP, on the Ray front of ``tests/ray/conftest.py``: the A1111 contract,
+concurrency, checkpoint affinity, job events, faults, the Serve config.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
-import socket
+import json
 import threading
 import time
 from pathlib import Path
@@ -19,98 +16,10 @@ import pytest
 import requests
 import torch
 
+from tests.ray.helpers import (REPLICAS, board_rows, loads_by_replica, start_long_job, txt2img, wait_for_replicas,
+                                wait_sampling)
+
 ray = pytest.importorskip("ray", reason="Ray Serve is an optional extra: pip install -e '.[ray]' to run tests/ray")
-serve = pytest.importorskip("ray.serve", reason="Ray Serve is an optional extra: pip install -e '.[ray]'")
-
-BOARD = "sdapi-test-board"
-REPLICAS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_data_dir(tmp_path_factory) -> Path:
-    """The demo checkpoints again, in a data dir of the Ray front's own (its config.json is not the session's)."""
-    from sdapi.engine.demo_files import write_demo_models
-
-    root = tmp_path_factory.mktemp("sdapi-ray-data")
-    write_demo_models(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def ray_front(ray_data_dir, tmp_path_factory):
-    """The base URL of the Ray Serve front (started once; Ray and Serve shut down afterwards)."""
-    from sdapi.cli import serve_settings
-    from sdapi.cluster.app import ClusterPlan, build_application
-
-    port = free_port()
-    ray.init(num_cpus=REPLICAS, namespace="sdapi", include_dashboard=False, log_to_driver=False)
-    cache = tmp_path_factory.mktemp("sdapi-ray-cache")
-    settings = serve_settings(["--data-dir", str(ray_data_dir), "--cache-dir", str(cache), "--nowebui",
-                               "--port", str(port), "--max-batch", "1"])
-    # One torch thread per replica (two replicas on a 2-core machine; more threads would fight over the cores).
-    plan = ClusterPlan(replicas=REPLICAS, models_per_replica=1, gpus_per_replica=0, cpus_per_replica=1, threads=1)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_application(settings, plan, board_name=BOARD), name="sdapi", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    wait_for_replicas(url, REPLICAS)
-    yield url
-    serve.shutdown()
-    ray.shutdown()
-
-
-def wait_for_replicas(url: str, count: int, timeout: float = 60.0) -> list[dict]:
-    """The ``/cluster`` replicas once ``count`` of them have posted their status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        replicas = requests.get(f"{url}/sdapi/v1/cluster", timeout=10).json()["replicas"]
-        if len(replicas) >= count or time.monotonic() > deadline:
-            return replicas
-        time.sleep(0.2)
-
-
-def board_rows() -> list[dict]:
-    """The board's rows (with each replica's actor name, which ``/cluster`` does not show)."""
-    return ray.get(ray.get_actor(BOARD, namespace="sdapi").replicas.remote())
-
-
-def txt2img(url: str, **payload) -> requests.Response:
-    body = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 1, **payload}
-    return requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=120)
-
-
-def loads_by_replica(url: str) -> dict[str, int]:
-    return {r["id"]: r["checkpoint_loads"] for r in wait_for_replicas(url, REPLICAS)}
-
-
-def start_long_job(url: str, steps: int = 400) -> tuple[threading.Thread, dict]:
-    """A txt2img of many steps on a thread; its response lands in the returned dict."""
-    out: dict = {}
-
-    def run():
-        started = time.monotonic()
-        out["response"] = txt2img(url, steps=steps, seed=11)
-        out["seconds"] = time.monotonic() - started
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def wait_sampling(url: str, timeout: float = 60.0) -> dict:
-    """``/progress`` once a job has sampled a step."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{url}/sdapi/v1/progress", params={"skip_current_image": True}, timeout=10).json()
-        if body["state"]["sampling_step"] > 0 and body["state"]["job_count"] > 0:
-            return body
-        time.sleep(0.05)
-    raise AssertionError("no job reached its first step")
 
 
 # -- the A1111 contract through the Ray front -------------------------------------------------------------------
