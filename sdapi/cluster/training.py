@@ -33,6 +33,7 @@ from ray import exceptions as ray_errors
 
 from sdapi.engine.api import TrainingJob
 from sdapi.engine.errors import EngineError, ReplicaLost
+from sdapi.engine.factory import local_engine
 from sdapi.engine.training.reporting import TrainResult
 from sdapi.files import write_atomically
 from sdapi.settings import Settings
@@ -139,9 +140,7 @@ def run_training(settings: Settings, job: TrainingJob, job_id: str, board) -> It
     events: queue.Queue = queue.Queue()
 
     def work() -> None:
-        try:
-            from sdapi.engine.factory import local_engine  # torch loads here, in the task's worker
-
+        try:  # torch loads in local_engine, in the task's worker
             engine = local_engine(settings)
             events.put(("result", engine.train(job, StreamReporter(board, job_id, events.put, Path(job.job_dir)))))
         except BaseException as exc:  # noqa: BLE001 - the ingress records it as the job's failure
