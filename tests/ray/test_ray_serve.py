@@ -119,6 +119,53 @@ def test_progress_moves_and_interrupt_reaches_the_replica(ray_front):
     assert out["seconds"] < 30
 
 
+def task_progress(url: str, task_id: str | None = None) -> dict:
+    params = {"skip_current_image": True, **({"id_task": task_id} if task_id else {})}
+    return requests.get(f"{url}/sdapi/v1/progress", params=params, timeout=10).json()["state"]
+
+
+def wait_task_sampling(url: str, task_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.post(f"{url}/internal/progress", json={"id_task": task_id}, timeout=10).json()["active"]:
+            state = task_progress(url, task_id)
+            if state["sampling_step"] > 0:
+                return state
+        time.sleep(0.05)
+    raise AssertionError(f"{task_id} never reached its first step")
+
+
+def test_progress_and_interrupt_follow_the_callers_task_id(ray_front):
+    """Two jobs on two replicas: each followed by its ``force_task_id``, the oldest shown without one; an
+    interrupt with an id stops that job alone, one without stops the rest."""
+    out: dict = {}
+
+    def run(task_id: str, steps: int):
+        out[task_id] = txt2img(ray_front, steps=steps, seed=31, force_task_id=task_id)
+
+    first = threading.Thread(target=run, args=("task(ray-a)", 1000), daemon=True)
+    first.start()
+    wait_task_sampling(ray_front, "task(ray-a)")
+    second = threading.Thread(target=run, args=("task(ray-b)", 900), daemon=True)
+    second.start()
+    assert wait_task_sampling(ray_front, "task(ray-b)")["sampling_steps"] == 900
+    assert task_progress(ray_front, "task(ray-a)")["sampling_steps"] == 1000
+    assert task_progress(ray_front)["sampling_steps"] == 1000  # no id: the oldest running job
+    internal = requests.post(f"{ray_front}/internal/progress", json={"id_task": "task(ray-b)"}, timeout=10).json()
+    assert internal["active"] is True and 0 < internal["progress"] < 1
+
+    assert requests.post(f"{ray_front}/sdapi/v1/interrupt", params={"id_task": "task(ray-b)"},
+                         timeout=10).status_code == 200
+    second.join(60)
+    assert out["task(ray-b)"].status_code == 200
+    assert first.is_alive(), "an interrupt naming task(ray-b) stopped task(ray-a) too"
+    still = task_progress(ray_front, "task(ray-a)")
+    assert still["job_count"] == 1 and not still["interrupted"]
+    assert requests.post(f"{ray_front}/sdapi/v1/interrupt", timeout=10).status_code == 200
+    first.join(60)
+    assert out["task(ray-a)"].status_code == 200
+
+
 # -- faults -----------------------------------------------------------------------------------------------------
 
 def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
