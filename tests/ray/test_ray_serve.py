@@ -185,14 +185,83 @@ def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
     assert txt2img(ray_front, seed=3).status_code == 200
 
 
-def test_the_serve_config_builds_the_application(ray_front, ray_data_dir):
-    """``deploy/serve-config.yaml``'s ``import_path`` and ``args`` build the app (its folders pointed here)."""
+class ScriptedReplicas:
+    """A stand-in for the engine deployment's handle: each streamed call plays the next script (events, and an
+    exception where its replica dies)."""
+
+    def __init__(self, *scripts):
+        self.scripts, self.calls = list(scripts), 0
+
+    def options(self, **_):
+        return self
+
+    @property
+    def stream(self):
+        return self
+
+    def remote(self, method, args, job_id):
+        self.calls += 1
+        script = self.scripts.pop(0)
+
+        def play():
+            for item in script:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        return play()
+
+
+def scripted_engine(*scripts):
+    from sdapi.cluster.board import Board
+    from sdapi.cluster.engine import RayEngine
+
+    handle = ScriptedReplicas(*scripts)
+    return RayEngine(handle, ray.remote(Board).options(num_cpus=0).remote(), 2), handle
+
+
+def test_a_job_whose_replica_died_before_sampling_is_retried_once(ray_front):
+    """The replica dies after taking the job (loading its checkpoint) and before its first step: the job runs
+    again, on whichever replica Serve picks, and its client never sees the first replica."""
+    from sdapi.serving.control import JobControl
+
+    engine, handle = scripted_engine([("started", "r1"), ray.exceptions.ActorDiedError()],
+                                     [("started", "r2"), ("sampling", 2), ("step", 1, None), ("result", ["image"])])
+    control = JobControl()
+    control.begin(1, "0")
+    assert engine.generate(SimpleNamespace(checkpoint=Path("demo.safetensors")), control) == ["image"]
+    assert handle.calls == 2
+    assert control.sampling_steps == 2 and control.sampling_step == 1  # the second run's events reached the job
+
+
+@pytest.mark.parametrize("scripts", [
+    # died while sampling: not retried
+    ([("started", "r1"), ("sampling", 2), ("step", 1, None), ray.exceptions.ActorDiedError()],),
+    # died before sampling twice: retried once only
+    ([("started", "r1"), ray.exceptions.ActorDiedError()], [("started", "r2"), ray.exceptions.ActorDiedError()]),
+])
+def test_a_job_whose_replica_died_while_sampling_or_twice_fails_with_replica_lost(ray_front, scripts):
+    from sdapi.engine.errors import ReplicaLost
+
+    engine, handle = scripted_engine(*scripts)
+    with pytest.raises(ReplicaLost):
+        engine.generate(SimpleNamespace(checkpoint=Path("demo.safetensors")))
+    assert handle.calls == len(scripts)
+
+
+@pytest.mark.parametrize("name", ["serve-config.yaml", "kuberay-rayservice.yaml"])
+def test_the_serve_config_builds_the_application(ray_front, ray_data_dir, name):
+    """``deploy/``'s Serve configs (the file, and the RayService's ``serveConfigV2``) validate as Serve's schema, and
+    their ``import_path`` and ``args`` build the app (its folders pointed here)."""
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
     from sdapi.cluster.app import build_app
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "serve-config.yaml").read_text())
+    text = (Path(__file__).resolve().parents[2] / "deploy" / name).read_text()
+    config = next(doc for doc in yaml.safe_load_all(text) if doc)
+    if config.get("kind") == "RayService":
+        config = yaml.safe_load(config["spec"]["serveConfigV2"])
     app = ServeDeploySchema.model_validate(config).applications[0]
     assert app.import_path == "sdapi.cluster.app:build_app"
     args = {**app.args, "flags": ["--data-dir", str(ray_data_dir)]}
