@@ -107,3 +107,30 @@ def test_generation_runs_while_training_and_cancel_stops_the_job(ray_front, data
     assert 1 <= ended["progress"]["step"] < ended["progress"]["total_steps"]
     assert [o["name"] for o in ended["outputs"]] == ["ray-long-cancelled"]
     assert requests.post(f"{ray_front}/lora/train/{job_id}/cancel", timeout=10).status_code == 409
+
+
+@ray.remote(num_cpus=1)
+class CpuHolder:
+    """Holds the Ray front's spare CPU, so that a training task has to wait for a device."""
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_a_job_waiting_for_a_device_is_cancelled_before_it_starts(ray_front, dataset):
+    holder = CpuHolder.remote()
+    try:
+        assert ray.get(holder.ready.remote(), timeout=60)
+        job_id = submit(ray_front, **LONG, output_name="ray-waiting")
+        log = lambda: requests.get(f"{ray_front}/lora/train/{job_id}/log", timeout=10).text  # noqa: E731
+        deadline = time.monotonic() + 60
+        while "waiting for a device on the Ray cluster (1 CPU)" not in log():
+            assert time.monotonic() < deadline, log()
+            time.sleep(0.1)
+        assert view(ray_front, job_id)["status"] == "preparing"
+        assert requests.post(f"{ray_front}/lora/train/{job_id}/cancel", timeout=10).status_code == 200
+        ended = wait_for(ray_front, job_id)
+    finally:
+        ray.kill(holder)
+    assert ended["status"] == "cancelled" and ended["outputs"] == [] and ended["progress"]["step"] == 0
+    assert "running on Ray node" not in log()
