@@ -170,6 +170,7 @@ class ClusterTrainer:
 
     def __init__(self, placement: TrainPlacement, board):
         self.placement, self.board = placement, board
+        self._task = ray.remote(run_training)  # exported once, run once per job
 
     def train(self, job: TrainingJob, reporter) -> TrainResult:
         """Run ``job`` on a device of its own; ``reporter`` (a JobReporter) receives its events as they happen."""
@@ -179,7 +180,7 @@ class ClusterTrainer:
         done = threading.Event()
         options = {"num_gpus": self.placement.num_gpus, "num_cpus": self.placement.num_cpus,
                    "num_returns": "streaming", "max_retries": 0, "name": f"sdapi-lora-train-{job_id[:8]}"}
-        stream = ray.remote(run_training).options(**options).remote(self.placement.settings, job, job_id, self.board)
+        stream = self._task.options(**options).remote(self.placement.settings, job, job_id, self.board)
         reporter.log(f"waiting for a device on the Ray cluster ({self.placement.describe()})")
         watcher = threading.Thread(target=self._watch, args=(reporter, job_id, stream, started, done), daemon=True,
                                    name=f"sdapi-train-watch-{job_id[:8]}")

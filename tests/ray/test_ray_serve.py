@@ -178,6 +178,7 @@ def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
     assert not thread.is_alive(), "the ingress hung on the dead replica"
     body = out["response"].json()
     assert out["response"].status_code == 500 and body["error"] == "ReplicaLost", body
+    assert set(body) == {"error", "detail", "body", "errors"}  # A1111's error envelope
     assert txt2img(ray_front).status_code == 200
     replicas = wait_for_replicas(ray_front, REPLICAS, timeout=90)
     ids = {r["id"] for r in replicas}

@@ -6,6 +6,8 @@ running meanwhile.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tests.ray.helpers import txt2img
 ray = pytest.importorskip("ray", reason="Ray Serve is an optional extra: pip install -e '.[ray]' to run tests/ray")
 
 MODEL = "demo-sd15.safetensors"
+FINAL = ("done", "failed", "cancelled")
 TINY = dict(pretrained_model_name_or_path=MODEL, train_data_dir="datasets/ray-solid", resolution="64,64",
             min_bucket_reso=64, max_bucket_reso=128, max_train_epochs=2, save_every_n_epochs=1, network_dim=4,
             network_alpha=2, unet_lr=1e-2, text_encoder_lr=1e-4, lr_scheduler="constant", shuffle_caption=False,
@@ -47,7 +50,7 @@ def view(url: str, job_id: str) -> dict:
     return requests.get(f"{url}/lora/train/{job_id}", timeout=10).json()
 
 
-def wait_for(url: str, job_id: str, done=lambda v: v["status"] in ("done", "failed", "cancelled"),
+def wait_for(url: str, job_id: str, done=lambda v: v["status"] in FINAL,
              timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,8 +96,7 @@ def test_the_trained_file_is_in_the_shared_lora_folder_and_a_replica_applies_it(
 
 def test_generation_runs_while_training_and_cancel_stops_the_job(ray_front, dataset):
     job_id = submit(ray_front, **LONG, output_name="ray-long")
-    running = wait_for(ray_front, job_id, done=lambda v: v["status"] != "queued" and (v["progress"] or {}).get(
-        "step", 0) >= 1 or v["status"] in ("done", "failed", "cancelled"))
+    running = wait_for(ray_front, job_id, done=lambda v: v["progress"]["step"] >= 1 or v["status"] in FINAL)
     assert running["status"] == "running", running
     r = txt2img(ray_front, seed=21)
     assert r.status_code == 200, r.text
@@ -134,3 +136,30 @@ def test_a_job_waiting_for_a_device_is_cancelled_before_it_starts(ray_front, dat
         ray.kill(holder)
     assert ended["status"] == "cancelled" and ended["outputs"] == [] and ended["progress"]["step"] == 0
     assert "running on Ray node" not in log()
+
+
+def training_worker_pids() -> list[int]:
+    """The processes running a training task now (Ray names a worker's process after the task it runs:
+    ``sdapi-lora-train-<job>``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::sdapi-lora-train-"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the training worker's process in /proc")
+def test_a_job_whose_worker_dies_fails_and_generation_goes_on(ray_front, dataset):
+    job_id = submit(ray_front, **LONG, output_name="ray-killed")
+    running = wait_for(ray_front, job_id, done=lambda v: v["progress"]["step"] >= 1 or v["status"] in FINAL)
+    assert running["status"] == "running", running
+    pids = training_worker_pids()
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    ended = wait_for(ray_front, job_id)
+    assert ended["status"] == "failed" and ended["error"]["type"] == "ReplicaLost", ended["error"]
+    assert "/" not in ended["error"]["message"]  # no server paths
+    assert txt2img(ray_front, seed=41).status_code == 200
