@@ -130,6 +130,8 @@ def start(settings: Settings, address: str | None, replicas: int, models_per_rep
     log.info("Ray Serve: %d engine replicas (%s each), %d checkpoints per replica", plan.replicas,
              f"{plan.gpus_per_replica:g} GPU" if plan.gpus_per_replica else f"{plan.cpus_per_replica:g} CPU",
              plan.models_per_replica)
+    log.info("LoRA training jobs: one at a time, as a Ray task on a device of its own (%s)",
+             plan.training(settings).describe())
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_application(settings, plan), name=APP_NAME, route_prefix="/")
     log.info("sdapi on Ray Serve at http://%s:%d/ (Ctrl+C stops it)", settings.host, settings.port)

@@ -3,8 +3,8 @@ it an actor in :func:`sdapi.cluster.engine.open_board`).
 
 Replicas post their status on it (``/sdapi/v1/cluster`` reads it without queueing behind a running job), and it
 carries the ingress's interrupt and skip requests to whichever replica runs the job (and a training job's cancel to
-its task): Serve routes a call to any
-replica, so a flag the replica polls is the one channel that reaches the right one.
+its task): Serve routes a call to any replica, so a flag the replica polls is the one channel that reaches the right
+one.
 """
 
 from __future__ import annotations

@@ -208,13 +208,18 @@ class ClusterTrainer:
             self.board.close_job.remote(job_id)
 
     def _watch(self, reporter, job_id: str, stream, started: threading.Event, done: threading.Event) -> None:
-        """Forward the job's cancel (once) to the board; a job still waiting for a device is cancelled in Ray."""
+        """Forward the job's cancel to the board (again if a later cancel changes ``save_current``); a job still
+        waiting for a device is cancelled in Ray."""
+        sent = None
         while not done.wait(WATCH_S):
-            if reporter.should_stop():
-                self.board.cancel.remote(job_id, bool(reporter.save_on_stop()))
-                if not started.is_set():
+            if not reporter.should_stop():
+                continue
+            save = bool(reporter.save_on_stop())
+            if sent != save:
+                self.board.cancel.remote(job_id, save)
+                if sent is None and not started.is_set():
                     ray.cancel(stream)
-                return
+                sent = save
 
 
 def _replay(event: tuple, reporter, job_dir: Path) -> None:
