@@ -43,7 +43,8 @@ class ClusterPlan:
         threads: torch threads of a CPU replica (default: its CPUs); images depend on the thread count in their
             low bits, so a replica matches a single-process server only with the same count.
         train_gpus, train_cpus: what a LoRA training task claims besides the replicas (one GPU; on CPU, a
-            replica's share); ``None``: the same as a replica.
+            replica's share, or what the replicas leave); ``None``: the same as a replica. A CPU task trains with a
+            replica's thread count whatever it claims.
     """
 
     replicas: int = 1
@@ -59,18 +60,23 @@ class ClusterPlan:
         gpus = self.gpus_per_replica if self.train_gpus is None else self.train_gpus
         cpus = self.cpus_per_replica if self.train_cpus is None else self.train_cpus
         if not gpus:
-            settings = replace(settings, num_threads=self.threads or max(1, int(cpus)))
+            settings = replace(settings, num_threads=self.threads or max(1, int(self.cpus_per_replica)))
         return TrainPlacement(settings, num_gpus=gpus, num_cpus=cpus)
 
 
 def plan_for_cluster(replicas: int, models_per_replica: int, threads: int | None = None) -> ClusterPlan:
     """Size the replicas for the Ray cluster this process is connected to: a GPU each where there are GPUs, else
-    an equal share of the CPUs (or ``threads`` each)."""
+    an equal share of the CPUs (or ``threads`` each).
+
+    A training task claims a GPU of its own; on CPUs, a replica's share of what the replicas leave (nothing left:
+    it claims none and shares their cores, rather than wait for CPUs that never free up).
+    """
     resources = ray.cluster_resources()
     if resources.get("GPU", 0) >= 1:
         return ClusterPlan(replicas, models_per_replica, 1, threads or 1)
-    share = max(1, int(resources.get("CPU", 1)) // max(1, replicas))
-    return ClusterPlan(replicas, models_per_replica, 0, threads or share)
+    cpus = int(resources.get("CPU", 1))
+    share = threads or max(1, cpus // max(1, replicas))
+    return ClusterPlan(replicas, models_per_replica, 0, share, train_cpus=max(0, min(share, cpus - share * replicas)))
 
 
 @serve.ingress()

@@ -250,6 +250,18 @@ def test_a_job_whose_replica_died_while_sampling_or_twice_fails_with_replica_los
     assert handle.calls == len(scripts)
 
 
+def test_the_cluster_plan_leaves_training_the_cpus_the_replicas_leave(ray_front):
+    """On the front's Ray (3 CPUs): two replicas leave one CPU to a training task; three leave none, and the task
+    claims none rather than wait forever. Either way it trains with a replica's threads."""
+    from sdapi.cluster.app import plan_for_cluster
+    from sdapi.settings import Settings
+
+    two, three = plan_for_cluster(2, 1), plan_for_cluster(3, 1)
+    assert (two.cpus_per_replica, two.train_cpus, three.cpus_per_replica, three.train_cpus) == (1, 1, 1, 0)
+    placement = three.training(Settings())
+    assert (placement.num_gpus, placement.num_cpus, placement.settings.num_threads) == (0, 0, 1)
+
+
 @pytest.mark.parametrize("name", ["serve-config.yaml", "kuberay-rayservice.yaml"])
 def test_the_serve_config_builds_the_application(ray_front, ray_data_dir, name):
     """``deploy/``'s Serve configs (the file, and the RayService's ``serveConfigV2``) validate as Serve's schema, and
