@@ -6,6 +6,8 @@
   over the shared models folder, its checkpoints chosen by Ray Serve's model multiplexing.
 * :mod:`sdapi.cluster.engine`: :class:`RayEngine`, the :class:`sdapi.engine.api.Engine` the ingress serves with:
   each call goes to a replica, with the job's checkpoint as its multiplexed model id.
+* :mod:`sdapi.cluster.training`: LoRA training jobs as Ray tasks on a device of their own, their progress streamed
+  back to the ingress's training service.
 * :mod:`sdapi.cluster.app`: the Serve application (ingress + engine deployment) and ``sdapi serve --ray``.
 
 Ray is an optional extra (``pip install .[ray]``): nothing outside this package imports it, and only ``--ray`` and

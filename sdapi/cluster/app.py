@@ -20,6 +20,7 @@ from sdapi.cli import serve_settings
 from sdapi.cluster.board import open_board
 from sdapi.cluster.engine import RayEngine
 from sdapi.cluster.replica import EngineReplica
+from sdapi.cluster.training import ClusterTrainer, TrainPlacement
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
@@ -41,6 +42,9 @@ class ClusterPlan:
         cpus_per_replica: CPUs Ray reserves for each.
         threads: torch threads of a CPU replica (default: its CPUs); images depend on the thread count in their
             low bits, so a replica matches a single-process server only with the same count.
+        train_gpus, train_cpus: what a LoRA training task claims besides the replicas (one GPU; on CPU, a
+            replica's share, or what the replicas leave); ``None``: the same as a replica. A CPU task trains with a
+            replica's thread count whatever it claims.
     """
 
     replicas: int = 1
@@ -48,30 +52,50 @@ class ClusterPlan:
     gpus_per_replica: float = 0
     cpus_per_replica: float = 1
     threads: int | None = None
+    train_gpus: float | None = None
+    train_cpus: float | None = None
+
+    def training(self, settings: Settings) -> TrainPlacement:
+        """Where a LoRA training task runs: a device of its own, an engine built from ``settings``."""
+        gpus = self.gpus_per_replica if self.train_gpus is None else self.train_gpus
+        cpus = self.cpus_per_replica if self.train_cpus is None else self.train_cpus
+        if not gpus:
+            settings = replace(settings, num_threads=self.threads or max(1, int(self.cpus_per_replica)))
+        return TrainPlacement(settings, num_gpus=gpus, num_cpus=cpus)
 
 
 def plan_for_cluster(replicas: int, models_per_replica: int, threads: int | None = None) -> ClusterPlan:
     """Size the replicas for the Ray cluster this process is connected to: a GPU each where there are GPUs, else
-    an equal share of the CPUs (or ``threads`` each)."""
+    an equal share of the CPUs (or ``threads`` each).
+
+    A training task claims a GPU of its own; on CPUs, a replica's share of what the replicas leave (nothing left:
+    it claims none and shares their cores, rather than wait for CPUs that never free up).
+    """
     resources = ray.cluster_resources()
     if resources.get("GPU", 0) >= 1:
         return ClusterPlan(replicas, models_per_replica, 1, threads or 1)
-    share = max(1, int(resources.get("CPU", 1)) // max(1, replicas))
-    return ClusterPlan(replicas, models_per_replica, 0, threads or share)
+    cpus = int(resources.get("CPU", 1))
+    share = threads or max(1, cpus // max(1, replicas))
+    return ClusterPlan(replicas, models_per_replica, 0, share, train_cpus=max(0, min(share, cpus - share * replicas)))
 
 
 @serve.ingress()
 class Ingress:
     """The ingress replica: the whole sdapi app, its engine a :class:`RayEngine` over the engine deployment."""
 
-    def __init__(self, engine_handle, settings: Settings, replicas: int, board_name: str):
+    def __init__(self, engine_handle, settings: Settings, replicas: int, board_name: str,
+                 training: TrainPlacement | None = None):
         self.engine_handle, self.settings = engine_handle, settings
-        self.replicas, self.board_name = replicas, board_name
+        self.replicas, self.board_name, self.training = replicas, board_name, training
 
     def __serve_build_asgi_app__(self):
         # The app (and its state, in the lifespan) is built here, in the replica, never in the driver.
-        return create_app(self.settings, engine_factory=lambda: RayEngine(
-            self.engine_handle, open_board(self.board_name), self.replicas))
+        def engine() -> RayEngine:
+            board = open_board(self.board_name)
+            trainer = ClusterTrainer(self.training, board) if self.training is not None else None
+            return RayEngine(self.engine_handle, board, self.replicas, trainer=trainer)
+
+        return create_app(self.settings, engine_factory=engine)
 
 
 def build_application(settings: Settings, plan: ClusterPlan, board_name: str = f"{APP_NAME}-board"):
@@ -88,7 +112,7 @@ def build_application(settings: Settings, plan: ClusterPlan, board_name: str = f
     ingress = serve.deployment(Ingress, name="Ingress").options(
         num_replicas=1, max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0})
     return ingress.bind(engine.bind(replica_settings, plan.models_per_replica, board_name), settings,
-                        plan.replicas, board_name)
+                        plan.replicas, board_name, plan.training(settings))
 
 
 def build_app(args: dict):
@@ -112,6 +136,8 @@ def start(settings: Settings, address: str | None, replicas: int, models_per_rep
     log.info("Ray Serve: %d engine replicas (%s each), %d checkpoints per replica", plan.replicas,
              f"{plan.gpus_per_replica:g} GPU" if plan.gpus_per_replica else f"{plan.cpus_per_replica:g} CPU",
              plan.models_per_replica)
+    log.info("LoRA training jobs: one at a time, as a Ray task on a device of its own (%s)",
+             plan.training(settings).describe())
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_application(settings, plan), name=APP_NAME, route_prefix="/")
     log.info("sdapi on Ray Serve at http://%s:%d/ (Ctrl+C stops it)", settings.host, settings.port)

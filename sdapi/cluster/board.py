@@ -2,8 +2,9 @@
 it an actor in :func:`sdapi.cluster.engine.open_board`).
 
 Replicas post their status on it (``/sdapi/v1/cluster`` reads it without queueing behind a running job), and it
-carries the ingress's interrupt and skip requests to whichever replica runs the job: Serve routes a call to any
-replica, so a flag the replica polls is the one channel that reaches the right one.
+carries the ingress's interrupt and skip requests to whichever replica runs the job (and a training job's cancel to
+its task): Serve routes a call to any replica, so a flag the replica polls is the one channel that reaches the right
+one.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Board:
     # -- job flags -------------------------------------------------------------------------------------
 
     def open_job(self, job_id: str) -> None:
-        self._flags[job_id] = {"interrupted": False, "skips": 0}
+        self._flags[job_id] = {"interrupted": False, "skips": 0, "save_current": False}
 
     def interrupt(self, job_id: str) -> None:
         if job_id in self._flags:
@@ -59,8 +60,14 @@ class Board:
         if job_id in self._flags:
             self._flags[job_id]["skips"] += 1
 
+    def cancel(self, job_id: str, save_current: bool = False) -> None:
+        """A training job's cancel: it stops at its next step, writing its current weights if ``save_current``."""
+        if job_id in self._flags:
+            self._flags[job_id].update(interrupted=True, save_current=bool(save_current))
+
     def flags(self, job_id: str) -> dict[str, Any]:
-        """``{"interrupted": bool, "skips": int}`` (a job that was closed reads as interrupted)."""
+        """``{"interrupted": bool, "skips": int, "save_current": bool}`` (a job that was closed reads as
+        interrupted)."""
         return dict(self._flags.get(job_id, {"interrupted": True, "skips": 0}))
 
     def close_job(self, job_id: str) -> None:

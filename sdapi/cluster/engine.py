@@ -60,10 +60,13 @@ class RayEngine:
         handle: the engine deployment's handle.
         board: the board actor.
         replicas: how many replicas the deployment has (the ingress queue gets as many workers).
+        trainer: runs LoRA training jobs as Ray tasks on devices of their own
+            (:class:`sdapi.cluster.training.ClusterTrainer`); ``None``: training is refused.
     """
 
-    def __init__(self, handle, board, replicas: int):
+    def __init__(self, handle, board, replicas: int, trainer=None):
         self.handle, self.board, self.replica_count = handle, board, max(1, int(replicas))
+        self.trainer = trainer
         self._infos: dict[Path, ModelInfo] = {}  # a file's facts do not change: asked once, on any replica
         self._capacity: dict[int, int] = {}
         self._device: str | None = None
@@ -112,8 +115,12 @@ class RayEngine:
         return self._call("annotate", job)
 
     def train(self, job: TrainingJob, reporter) -> Any:
-        raise EngineError("LoRA training runs on a single-process server (sdapi serve, or sdapi train); "
-                          "not on Ray replicas yet")
+        if self.trainer is None:
+            raise EngineError("LoRA training is not set up on this Ray application")
+        return self.trainer.train(job, reporter)
+
+    def training_slots(self) -> int:
+        return 1 if self.trainer is not None else 0  # one job at a time, on a device of its own
 
     def memory(self) -> dict:
         return self._call("memory")

@@ -294,6 +294,10 @@ class Engine(Protocol):
     def train(self, job: TrainingJob, reporter: Reporter) -> TrainResult:
         """Run a LoRA training job; ``reporter`` receives its progress and files, and says when to stop."""
 
+    def training_slots(self) -> int:
+        """How many LoRA training jobs it runs at once beside generation, each on a device of its own (Ray); 0:
+        training runs on the generation device, queued with generation."""
+
     def loaded(self) -> list[Path]:
         """Checkpoints in memory, least recently used first."""
 

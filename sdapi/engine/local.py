@@ -276,6 +276,9 @@ class LocalEngine:
         finally:
             self.unload_all()  # frees the trainer's copy; generation reloads its model on demand
 
+    def training_slots(self) -> int:
+        return 0  # training takes the one device, queued with generation
+
     # -- memory ---------------------------------------------------------------------------------------------
 
     def memory(self) -> dict:

@@ -1,8 +1,13 @@
-"""``/progress``, ``/interrupt``, ``/skip``: answered at once, whatever the worker is doing."""
+"""``/progress``, ``/interrupt``, ``/skip``: answered at once, whatever the worker is doing.
+
+Each takes an optional ``id_task`` query parameter (an sdapi extension: the task id of the caller's job, its
+``force_task_id``). ``/interrupt`` and ``/skip`` read it from the query without declaring it, so their OpenAPI
+entries stay A1111's.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from sdapi.protocol import ProgressResponse
 from sdapi.protocol.internal import InternalProgressResponse, PendingTasksResponse, ProgressRequest
@@ -13,19 +18,19 @@ router = APIRouter()
 
 
 @router.get("/sdapi/v1/progress", response_model=ProgressResponse)
-def progressapi(state: State, skip_current_image: bool = False):
-    return serving.progress(state, skip_current_image)
+def progressapi(state: State, skip_current_image: bool = False, id_task: str | None = None):
+    return serving.progress(state, skip_current_image, id_task)
 
 
 @router.post("/sdapi/v1/interrupt")
-def interruptapi(state: State):
-    serving.interrupt(state)
+def interruptapi(state: State, request: Request):
+    serving.interrupt(state, request.query_params.get("id_task"))
     return {}
 
 
 @router.post("/sdapi/v1/skip")
-def skip(state: State):
-    serving.skip(state)
+def skip(state: State, request: Request):
+    serving.skip(state, request.query_params.get("id_task"))
     return None
 
 

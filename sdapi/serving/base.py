@@ -181,8 +181,10 @@ class ServerState:
     # -- jobs --------------------------------------------------------------------------------------------
 
     def refuse_while_training(self) -> None:
-        """With ``train_busy="reject"``, generation answers 409 while a LoRA training job is queued or runs."""
-        if self.settings.train_busy == "reject" and self.training is not None and self.training.busy():
+        """With ``train_busy="reject"``, generation answers 409 while a LoRA training job is queued or runs on the
+        generation device (a Ray cluster trains on devices of its own)."""
+        training = self.training
+        if self.settings.train_busy == "reject" and training is not None and training.blocks_generation():
             raise ApiError("busy: lora training", status_code=409)
 
     def run_job(self, job_count: int, run: Callable[[], Any]) -> Any:

@@ -264,7 +264,7 @@ def running_tasks(state: ServerState, task_ids: list[str | None]) -> Iterator[No
     """Mark requests' task ids running for the duration, finished afterwards (whatever the outcome)."""
     ids = [task_id for task_id in task_ids if task_id]
     for task_id in ids:
-        state.task_ids.started(task_id)
+        state.task_ids.started(task_id, state.control)  # on the worker: its own control
     try:
         yield
     finally:

@@ -1,6 +1,11 @@
 """``/progress``, ``/interrupt``, ``/skip``: answered at once, whatever the worker is doing.
 
 ``/progress`` is A1111's formula over a snapshot of the job control.
+
+With several jobs running at once (Ray Serve replicas), a caller names its job by task id (``id_task``: the
+request's ``force_task_id``, or the Agent Scheduler task's id): ``/progress`` reports that job while it runs (else
+the oldest running job, as without an id), and ``/interrupt`` and ``/skip`` act on that job alone (on none when it
+is not running). Without an id they act on every running job: A1111 has one job to stop.
 """
 
 from __future__ import annotations
@@ -46,24 +51,36 @@ def progress_body(snapshot: dict[str, Any], now: float, current_image: str | Non
             "textinfo": snapshot["textinfo"]}
 
 
-def progress(state: ServerState, skip_current_image: bool = False) -> dict[str, Any]:
-    """The ``/progress`` body, with a live preview rendered when one is due (A1111's ``set_current_image``)."""
-    snapshot = state.control.snapshot()
+def progress(state: ServerState, skip_current_image: bool = False, id_task: str | None = None) -> dict[str, Any]:
+    """The ``/progress`` body, with a live preview rendered when one is due (A1111's ``set_current_image``).
+
+    Args:
+        id_task: report this task while it runs (sdapi extension); otherwise the oldest running job.
+    """
+    control = state.task_ids.control(id_task) or state.control
+    snapshot = control.snapshot()
     image = None
     if not skip_current_image and snapshot["job_count"] > 0 and state.options.get("live_previews_enable"):
-        image = _preview(state)
+        image = _preview(state, control)
     return progress_body(snapshot, time.time(), image)
 
 
-def interrupt(state: ServerState) -> None:
-    """Stop the running job (every running job, with several workers) at its next step; it still returns what it
-    finished."""
-    state.controls.interrupt()
+def interrupt(state: ServerState, id_task: str | None = None) -> None:
+    """Stop the running job (every running job, with several workers; only task ``id_task`` when given) at its next
+    step; it still returns what it finished."""
+    if id_task is None:
+        state.controls.interrupt()
+    elif (control := state.task_ids.control(id_task)) is not None:
+        control.interrupt()
 
 
-def skip(state: ServerState) -> None:
-    """Skip the current batch of the running job (of every running job, with several workers)."""
-    state.controls.skip()
+def skip(state: ServerState, id_task: str | None = None) -> None:
+    """Skip the current batch of the running job (of every running job, with several workers; only of task
+    ``id_task`` when given)."""
+    if id_task is None:
+        state.controls.skip()
+    elif (control := state.task_ids.control(id_task)) is not None:
+        control.skip()
 
 
 def internal_progress(state: ServerState, id_task: str | None, id_live_preview: int = -1,
@@ -78,7 +95,8 @@ def internal_progress(state: ServerState, id_task: str | None, id_live_preview: 
         body["id_live_preview"] = -1
         body["textinfo"] = f"In queue: {status.position}/{status.pending}" if status.queued else "Waiting..."
         return body
-    snapshot = state.control.snapshot()
+    control = state.task_ids.control(id_task) or state.control
+    snapshot = control.snapshot()
     done = fraction_done(snapshot) - 0.01 if snapshot["job_count"] > 0 else 0.0  # A1111 adds no 0.01 here
     elapsed = time.time() - snapshot["time_start"]
     body.update(progress=min(max(done, 0.0), 1.0), textinfo=snapshot["textinfo"], id_live_preview=id_live_preview,
@@ -86,22 +104,23 @@ def internal_progress(state: ServerState, id_task: str | None, id_live_preview: 
     if live_preview and state.options.get("live_previews_enable"):
         preview_id = snapshot["job_no"] * 100000 + snapshot["sampling_step"]
         if preview_id != id_live_preview:
-            image = _preview(state, "png")  # v1.2.1's progress page always sends PNG
+            image = _preview(state, control, "png")  # v1.2.1's progress page always sends PNG
             if image is not None:
                 body["live_preview"] = f"data:image/png;base64,{image}"
                 body["id_live_preview"] = preview_id
     return body
 
 
-def _preview(state: ServerState, fmt: str | None = None) -> str | None:
-    """The running job's live preview, encoded in ``fmt`` (default ``samples_format``), rendered when due."""
+def _preview(state: ServerState, control, fmt: str | None = None) -> str | None:
+    """A running job's live preview (``control``'s), encoded in ``fmt`` (default ``samples_format``), rendered when
+    due."""
     fmt, quality = fmt or state.options.get("samples_format"), state.options.get("jpeg_quality")
 
     def render(preview) -> str | None:
         picture = preview.image()
         return None if picture is None else encode_image(picture, fmt, quality, pnginfo=False)
 
-    return state.control.current_preview(int(state.options.get("show_progress_every_n_steps")), render)
+    return control.current_preview(int(state.options.get("show_progress_every_n_steps")), render)
 
 
 def pending_tasks(state: ServerState) -> dict[str, Any]:

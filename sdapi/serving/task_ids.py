@@ -4,6 +4,9 @@
 Every txt2img/img2img request gets an id, its later-A1111 ``force_task_id`` (v1.8) or a new
 ``task(<mode>-XXXXXXX)``; a client that sent one can then follow its own request while others run. A1111 keeps
 one current task; requests sdapi samples together in one batch are all current at once.
+
+A running id also names the job control it reports to (its queue worker's): with several workers (Ray Serve
+replicas) ``/progress``, ``/interrupt`` and ``/skip`` given an id act on that job alone.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Any
 
 # A1111 remembers the last 16 finished ids; pending ids are kept up to a bound (a cancelled request never starts).
 FINISHED_KEPT = 16
@@ -47,7 +51,7 @@ class TaskIds:
     def __init__(self):
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, float] = OrderedDict()
-        self._active: set[str] = set()
+        self._active: dict[str, Any] = {}  # running id -> its job control
         self._finished: deque[str] = deque(maxlen=FINISHED_KEPT)
 
     def queued(self, task_id: str) -> None:
@@ -56,16 +60,22 @@ class TaskIds:
             while len(self._pending) > PENDING_KEPT:
                 self._pending.popitem(last=False)
 
-    def started(self, task_id: str) -> None:
+    def started(self, task_id: str, control: Any = None) -> None:
+        """``task_id`` runs now, reporting to ``control``."""
         with self._lock:
             self._pending.pop(task_id, None)
-            self._active.add(task_id)
+            self._active[task_id] = control
 
     def finished(self, task_id: str) -> None:
         with self._lock:
             self._pending.pop(task_id, None)
-            self._active.discard(task_id)
+            self._active.pop(task_id, None)
             self._finished.append(task_id)
+
+    def control(self, task_id: str | None) -> Any:
+        """The job control of a running id; ``None`` when it is not running (queued, finished, unknown)."""
+        with self._lock:
+            return self._active.get(task_id) if task_id else None
 
     def pending(self) -> list[str]:
         """Pending ids, oldest first."""

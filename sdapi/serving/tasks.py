@@ -297,6 +297,8 @@ class TaskService:
         log.info("Task %s (%s) started", task_id, task["type"])
         try:
             request = {**with_checkpoint(task["request"], task["checkpoint"]), "send_images": True}
+            # The task's id is its job's task id (unless it asked for one): /progress and /interrupt take it.
+            request["force_task_id"] = request.get("force_task_id") or task_id
             model = REQUEST_MODELS[task["type"]].model_validate(request)
             body = REQUEST_CHECKS[task["type"]](self.state, model)()
         except Exception as exc:  # noqa: BLE001 - any failure is the task's, reported on it

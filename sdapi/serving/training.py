@@ -3,6 +3,10 @@
 A job goes ``queued → preparing → running → done | failed | cancelled``. It runs through the same FIFO queue
 as generation, so txt2img requests wait behind it; before it trains, the inference pipelines are freed (the next
 generation loads its checkpoint again). Cancel is cooperative: the trainer stops at its next step boundary.
+
+An engine that trains on devices of its own (Ray Serve: a task beside the replicas, ``Engine.training_slots``)
+gets a training queue of its own instead, with its own job controls: generation keeps running meanwhile, and
+``/progress`` keeps following the generation jobs (a job's progress is at ``/lora/train/{id}``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from typing import Any
 from sdapi.dataset.paths import PathGuard
 from sdapi.errors import NotFound
 from sdapi.protocol.training import TrainRequest
+from sdapi.jobs import JobQueue
 from sdapi.serving.base import ServerState
+from sdapi.serving.control import JobControl
+from sdapi.serving.controls import JobControls
 from sdapi.engine.api import TrainingJob
 from sdapi.engine.training.plan import TrainPlan
 from sdapi.translate import job_timestamp
@@ -75,7 +82,22 @@ class TrainingService:
         self._live: dict[str, LiveJob] = {}
         self._active: set[str] = set()  # queued or running in this process
         self._lock = threading.Lock()
+        slots = int(state.engine.training_slots())
+        # Training beside generation (Ray): a queue and job controls of its own; else generation's queue.
+        self._controls = JobControls(slots) if slots else None
+        self.queue = JobQueue(on_start=self._controls.bind_job, max_pending=state.settings.queue_size,
+                              workers=slots) if self._controls else state.queue
         recover_interrupted(self.store)
+
+    @property
+    def control(self) -> JobControl:
+        """The job control a running training job reports to (the worker's own)."""
+        return self._controls.current() if self._controls else self.state.control
+
+    def blocks_generation(self) -> bool:
+        """Whether generation waits for (or, with ``train_busy="reject"``, is refused by) a queued or running job:
+        when training runs on the generation device."""
+        return self._controls is None and self.busy()
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -131,7 +153,7 @@ class TrainingService:
             self.store.create(job_id, job_dir, config, dataset)
             self._active.add(job_id)
             live = self._live[job_id] = LiveJob(queued=None, cancel=cancel, output=output)
-            live.queued = self.state.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
+            live.queued = self.queue.submit(functools.partial(self._run, job_id, plan), "lora-train")
         log.info("LoRA training job %s queued: %s, %d steps", job_id, plan.output_name, plan.schedule.total_steps)
         return {"job_id": job_id, "status": "queued", "effective_config": config, "dataset": dataset}
 
@@ -202,7 +224,7 @@ class TrainingService:
         live.cancel.save_current = save_current
         live.cancel.requested = True
         if live.queued is not None and job["status"] == "queued":
-            self.state.queue.cancel(live.queued)
+            self.queue.cancel(live.queued)
             if live.queued.future.cancelled():
                 self.store.update(job_id, status="cancelled", finished_at=time.time())
                 self._finished(job_id)
@@ -215,7 +237,7 @@ class TrainingService:
         if plan.logging_dir is not None:
             events = EventWriter(run_dir(plan.logging_dir, plan.config.get("log_prefix"), time.time()))
         loras = self.state.loras
-        return JobReporter(job_id, self.store, self.state.control, self.job_dir(job_id) / "train.log", cancel,
+        return JobReporter(job_id, self.store, self.control, self.job_dir(job_id) / "train.log", cancel,
                            events, on_saved=loras.refresh if loras is not None else None)
 
     def _run(self, job_id: str, plan: TrainPlan) -> str:
@@ -229,7 +251,7 @@ class TrainingService:
         if live.cancel.requested:
             self.store.update(job_id, status="cancelled", finished_at=time.time())
             return "cancelled"
-        control = self.state.control
+        control = self.control
         reporter = live.reporter = self._reporter(job_id, plan, live.cancel)
         self.store.update(job_id, status="preparing", started_at=time.time())
         control.begin(1, job_timestamp())
@@ -269,3 +291,5 @@ class TrainingService:
             live = [self._live[job_id] for job_id in self._active if job_id in self._live]
         for job in live:
             job.cancel.requested = True
+        if self.queue is not self.state.queue:
+            self.queue.stop(None)  # queued jobs fail (marked failed by the next start); the running one stops

@@ -275,6 +275,23 @@ def test_running_task_shows_in_progress_and_delete_interrupts_it(client, tasks, 
                                                                   "message": "Task is interrupted"}
 
 
+def test_a_running_task_is_followed_and_interrupted_by_its_task_id(client, state, tasks, held_at_first_step):
+    reached, release = held_at_first_step
+    task_id = queue_task(client, steps=5, n_iter=3)
+    assert reached.wait(120)
+    internal = client.post("/internal/progress", json={"id_task": task_id}).json()
+    assert internal["active"] is True and internal["completed"] is False
+    progress = client.get("/sdapi/v1/progress", params={"id_task": task_id}).json()
+    assert progress["state"]["job_count"] == 3 and progress["state"]["sampling_steps"] == 5
+    assert client.post("/sdapi/v1/interrupt", params={"id_task": "task(someone-else)"}).status_code == 200
+    assert not state.control.flag_interrupted  # another id: not this job
+    assert client.post("/sdapi/v1/interrupt", params={"id_task": task_id}).status_code == 200
+    assert state.control.flag_interrupted
+    release.set()
+    assert wait_final(client, task_id)["status"] == "interrupted"
+    assert client.post("/internal/progress", json={"id_task": task_id}).json()["completed"] is True
+
+
 def test_events_stream_status_progress_preview_and_result(client, state, tasks, held_at_first_step):
     from sdapi.app import create_app
     from tests.live_server import serve_in_thread

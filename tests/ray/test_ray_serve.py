@@ -1,15 +1,12 @@
-"""``sdapi serve --ray`` end to end through HTTP: one local Ray for the module with the sdapi Serve application (two
-CPU engine replicas over the tiny demo checkpoints, one checkpoint each, Serve's HTTP proxy on a free port).
-
-Skipped, with the reason, where Ray Serve is not installed (``pip install -e .[ray]``).
+"""``sdapi serve --ray`` end to end through HTTP, on the Ray front of ``tests/ray/conftest.py``: the A1111 contract,
+concurrency, checkpoint affinity, job events, faults, the Serve config.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
-import socket
+import json
 import threading
 import time
 from pathlib import Path
@@ -19,98 +16,10 @@ import pytest
 import requests
 import torch
 
+from tests.ray.helpers import (REPLICAS, board_rows, loads_by_replica, start_long_job, txt2img, wait_for_replicas,
+                                wait_sampling)
+
 ray = pytest.importorskip("ray", reason="Ray Serve is an optional extra: pip install -e '.[ray]' to run tests/ray")
-serve = pytest.importorskip("ray.serve", reason="Ray Serve is an optional extra: pip install -e '.[ray]'")
-
-BOARD = "sdapi-test-board"
-REPLICAS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_data_dir(tmp_path_factory) -> Path:
-    """The demo checkpoints again, in a data dir of the Ray front's own (its config.json is not the session's)."""
-    from sdapi.engine.demo_files import write_demo_models
-
-    root = tmp_path_factory.mktemp("sdapi-ray-data")
-    write_demo_models(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def ray_front(ray_data_dir, tmp_path_factory):
-    """The base URL of the Ray Serve front (started once; Ray and Serve shut down afterwards)."""
-    from sdapi.cli import serve_settings
-    from sdapi.cluster.app import ClusterPlan, build_application
-
-    port = free_port()
-    ray.init(num_cpus=REPLICAS, namespace="sdapi", include_dashboard=False, log_to_driver=False)
-    cache = tmp_path_factory.mktemp("sdapi-ray-cache")
-    settings = serve_settings(["--data-dir", str(ray_data_dir), "--cache-dir", str(cache), "--nowebui",
-                               "--port", str(port), "--max-batch", "1"])
-    # One torch thread per replica (two replicas on a 2-core machine; more threads would fight over the cores).
-    plan = ClusterPlan(replicas=REPLICAS, models_per_replica=1, gpus_per_replica=0, cpus_per_replica=1, threads=1)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_application(settings, plan, board_name=BOARD), name="sdapi", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    wait_for_replicas(url, REPLICAS)
-    yield url
-    serve.shutdown()
-    ray.shutdown()
-
-
-def wait_for_replicas(url: str, count: int, timeout: float = 60.0) -> list[dict]:
-    """The ``/cluster`` replicas once ``count`` of them have posted their status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        replicas = requests.get(f"{url}/sdapi/v1/cluster", timeout=10).json()["replicas"]
-        if len(replicas) >= count or time.monotonic() > deadline:
-            return replicas
-        time.sleep(0.2)
-
-
-def board_rows() -> list[dict]:
-    """The board's rows (with each replica's actor name, which ``/cluster`` does not show)."""
-    return ray.get(ray.get_actor(BOARD, namespace="sdapi").replicas.remote())
-
-
-def txt2img(url: str, **payload) -> requests.Response:
-    body = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 1, **payload}
-    return requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=120)
-
-
-def loads_by_replica(url: str) -> dict[str, int]:
-    return {r["id"]: r["checkpoint_loads"] for r in wait_for_replicas(url, REPLICAS)}
-
-
-def start_long_job(url: str, steps: int = 400) -> tuple[threading.Thread, dict]:
-    """A txt2img of many steps on a thread; its response lands in the returned dict."""
-    out: dict = {}
-
-    def run():
-        started = time.monotonic()
-        out["response"] = txt2img(url, steps=steps, seed=11)
-        out["seconds"] = time.monotonic() - started
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def wait_sampling(url: str, timeout: float = 60.0) -> dict:
-    """``/progress`` once a job has sampled a step."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{url}/sdapi/v1/progress", params={"skip_current_image": True}, timeout=10).json()
-        if body["state"]["sampling_step"] > 0 and body["state"]["job_count"] > 0:
-            return body
-        time.sleep(0.05)
-    raise AssertionError("no job reached its first step")
 
 
 # -- the A1111 contract through the Ray front -------------------------------------------------------------------
@@ -210,6 +119,53 @@ def test_progress_moves_and_interrupt_reaches_the_replica(ray_front):
     assert out["seconds"] < 30
 
 
+def task_progress(url: str, task_id: str | None = None) -> dict:
+    params = {"skip_current_image": True, **({"id_task": task_id} if task_id else {})}
+    return requests.get(f"{url}/sdapi/v1/progress", params=params, timeout=10).json()["state"]
+
+
+def wait_task_sampling(url: str, task_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.post(f"{url}/internal/progress", json={"id_task": task_id}, timeout=10).json()["active"]:
+            state = task_progress(url, task_id)
+            if state["sampling_step"] > 0:
+                return state
+        time.sleep(0.05)
+    raise AssertionError(f"{task_id} never reached its first step")
+
+
+def test_progress_and_interrupt_follow_the_callers_task_id(ray_front):
+    """Two jobs on two replicas: each followed by its ``force_task_id``, the oldest shown without one; an
+    interrupt with an id stops that job alone, one without stops the rest."""
+    out: dict = {}
+
+    def run(task_id: str, steps: int):
+        out[task_id] = txt2img(ray_front, steps=steps, seed=31, force_task_id=task_id)
+
+    first = threading.Thread(target=run, args=("task(ray-a)", 1000), daemon=True)
+    first.start()
+    wait_task_sampling(ray_front, "task(ray-a)")
+    second = threading.Thread(target=run, args=("task(ray-b)", 900), daemon=True)
+    second.start()
+    assert wait_task_sampling(ray_front, "task(ray-b)")["sampling_steps"] == 900
+    assert task_progress(ray_front, "task(ray-a)")["sampling_steps"] == 1000
+    assert task_progress(ray_front)["sampling_steps"] == 1000  # no id: the oldest running job
+    internal = requests.post(f"{ray_front}/internal/progress", json={"id_task": "task(ray-b)"}, timeout=10).json()
+    assert internal["active"] is True and 0 < internal["progress"] < 1
+
+    assert requests.post(f"{ray_front}/sdapi/v1/interrupt", params={"id_task": "task(ray-b)"},
+                         timeout=10).status_code == 200
+    second.join(60)
+    assert out["task(ray-b)"].status_code == 200
+    assert first.is_alive(), "an interrupt naming task(ray-b) stopped task(ray-a) too"
+    still = task_progress(ray_front, "task(ray-a)")
+    assert still["job_count"] == 1 and not still["interrupted"]
+    assert requests.post(f"{ray_front}/sdapi/v1/interrupt", timeout=10).status_code == 200
+    first.join(60)
+    assert out["task(ray-a)"].status_code == 200
+
+
 # -- faults -----------------------------------------------------------------------------------------------------
 
 def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
@@ -222,6 +178,7 @@ def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
     assert not thread.is_alive(), "the ingress hung on the dead replica"
     body = out["response"].json()
     assert out["response"].status_code == 500 and body["error"] == "ReplicaLost", body
+    assert set(body) == {"error", "detail", "body", "errors"}  # A1111's error envelope
     assert txt2img(ray_front).status_code == 200
     replicas = wait_for_replicas(ray_front, REPLICAS, timeout=90)
     ids = {r["id"] for r in replicas}
@@ -229,14 +186,95 @@ def test_a_killed_replica_fails_its_job_and_is_replaced(ray_front):
     assert txt2img(ray_front, seed=3).status_code == 200
 
 
-def test_the_serve_config_builds_the_application(ray_front, ray_data_dir):
-    """``deploy/serve-config.yaml``'s ``import_path`` and ``args`` build the app (its folders pointed here)."""
+class ScriptedReplicas:
+    """A stand-in for the engine deployment's handle: each streamed call plays the next script (events, and an
+    exception where its replica dies)."""
+
+    def __init__(self, *scripts):
+        self.scripts, self.calls = list(scripts), 0
+
+    def options(self, **_):
+        return self
+
+    @property
+    def stream(self):
+        return self
+
+    def remote(self, method, args, job_id):
+        self.calls += 1
+        script = self.scripts.pop(0)
+
+        def play():
+            for item in script:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        return play()
+
+
+def scripted_engine(*scripts):
+    from sdapi.cluster.board import Board
+    from sdapi.cluster.engine import RayEngine
+
+    handle = ScriptedReplicas(*scripts)
+    return RayEngine(handle, ray.remote(Board).options(num_cpus=0).remote(), 2), handle
+
+
+def test_a_job_whose_replica_died_before_sampling_is_retried_once(ray_front):
+    """The replica dies after taking the job (loading its checkpoint) and before its first step: the job runs
+    again, on whichever replica Serve picks, and its client never sees the first replica."""
+    from sdapi.serving.control import JobControl
+
+    engine, handle = scripted_engine([("started", "r1"), ray.exceptions.ActorDiedError()],
+                                     [("started", "r2"), ("sampling", 2), ("step", 1, None), ("result", ["image"])])
+    control = JobControl()
+    control.begin(1, "0")
+    assert engine.generate(SimpleNamespace(checkpoint=Path("demo.safetensors")), control) == ["image"]
+    assert handle.calls == 2
+    assert control.sampling_steps == 2 and control.sampling_step == 1  # the second run's events reached the job
+
+
+@pytest.mark.parametrize("scripts", [
+    # died while sampling: not retried
+    ([("started", "r1"), ("sampling", 2), ("step", 1, None), ray.exceptions.ActorDiedError()],),
+    # died before sampling twice: retried once only
+    ([("started", "r1"), ray.exceptions.ActorDiedError()], [("started", "r2"), ray.exceptions.ActorDiedError()]),
+])
+def test_a_job_whose_replica_died_while_sampling_or_twice_fails_with_replica_lost(ray_front, scripts):
+    from sdapi.engine.errors import ReplicaLost
+
+    engine, handle = scripted_engine(*scripts)
+    with pytest.raises(ReplicaLost):
+        engine.generate(SimpleNamespace(checkpoint=Path("demo.safetensors")))
+    assert handle.calls == len(scripts)
+
+
+def test_the_cluster_plan_leaves_training_the_cpus_the_replicas_leave(ray_front):
+    """On the front's Ray (3 CPUs): two replicas leave one CPU to a training task; three leave none, and the task
+    claims none rather than wait forever. Either way it trains with a replica's threads."""
+    from sdapi.cluster.app import plan_for_cluster
+    from sdapi.settings import Settings
+
+    two, three = plan_for_cluster(2, 1), plan_for_cluster(3, 1)
+    assert (two.cpus_per_replica, two.train_cpus, three.cpus_per_replica, three.train_cpus) == (1, 1, 1, 0)
+    placement = three.training(Settings())
+    assert (placement.num_gpus, placement.num_cpus, placement.settings.num_threads) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("name", ["serve-config.yaml", "kuberay-rayservice.yaml"])
+def test_the_serve_config_builds_the_application(ray_front, ray_data_dir, name):
+    """``deploy/``'s Serve configs (the file, and the RayService's ``serveConfigV2``) validate as Serve's schema, and
+    their ``import_path`` and ``args`` build the app (its folders pointed here)."""
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
     from sdapi.cluster.app import build_app
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "serve-config.yaml").read_text())
+    text = (Path(__file__).resolve().parents[2] / "deploy" / name).read_text()
+    config = next(doc for doc in yaml.safe_load_all(text) if doc)
+    if config.get("kind") == "RayService":
+        config = yaml.safe_load(config["spec"]["serveConfigV2"])
     app = ServeDeploySchema.model_validate(config).applications[0]
     assert app.import_path == "sdapi.cluster.app:build_app"
     args = {**app.args, "flags": ["--data-dir", str(ray_data_dir)]}
