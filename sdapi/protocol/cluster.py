@@ -14,8 +14,8 @@ class ReplicaItem(BaseModel):
 
     id: str = Field(title="Replica", description="the replica's name (`local` for the in-process engine)")
     device: str = Field(title="Device", description="the device its jobs run on (cpu, cuda...)")
-    loaded: list[str] = Field(title="Loaded checkpoints", description="checkpoint files it holds, least recently "
-                              "used first")
+    loaded: list[str] = Field(title="Loaded checkpoints", description="checkpoint files it holds (as the models "
+                              "folder names them), least recently used first")
     checkpoint_loads: int = Field(title="Checkpoint loads", description="times it read a checkpoint file")
     running: Optional[str] = Field(default=None, title="Running job", description="the job it runs now, if any")
     jobs_done: int = Field(default=0, title="Jobs done", description="jobs it finished since it started")

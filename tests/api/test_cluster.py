@@ -10,5 +10,6 @@ def test_single_process_cluster_is_the_local_engine(client, state):
     assert body["running"] == 0 and body["queued"] == 0
     [replica] = body["replicas"]
     assert replica["id"] == "local" and replica["device"] == "cpu"
-    assert str(state.selected_checkpoint().filename) in replica["loaded"]
+    assert state.selected_checkpoint().name in replica["loaded"]
+    assert not any(name.startswith("/") for name in replica["loaded"])  # no server paths
     assert replica["checkpoint_loads"] >= 1
