@@ -29,7 +29,8 @@ def face_box(parts: list[Peak | None], height: int, width: int) -> tuple[int, in
             half = max(half, max(abs(nose.x - parts[i].x), abs(nose.y - parts[i].y)) * reach)
     x = max(nose.x - half, 0)
     y = max(nose.y - half, 0)
-    # The extension clips against the image with the half size, not the full one; kept: it decides the crop.
+    # The extension checks the edges with the half size, not the full one, so the box is hardly ever shrunk and
+    # the crop is cut by the image edge instead (not square); kept, as it decides the crop.
     size = min(width - x if x + half > width else half * 2, height - y if y + half > height else half * 2)
     if size < MIN_BOX:
         return None

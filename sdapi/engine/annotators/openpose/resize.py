@@ -46,7 +46,13 @@ def network_input(image: np.ndarray) -> np.ndarray:
 def maps_to_size(maps: np.ndarray, padded_shape: tuple[int, int], pad_h: int, pad_w: int, height: int,
                  width: int) -> np.ndarray:
     """A network's ``1 x C x h x w`` output as ``height x width x C``: upsampled by the stride, the padding cut off,
-    then resized to the wanted size."""
-    maps = resize_by(np.squeeze(maps).transpose(1, 2, 0), STRIDE)
-    maps = maps[:padded_shape[0] - pad_h, :padded_shape[1] - pad_w, :]
-    return resize_to(maps, height, width)
+    then resized to the wanted size.
+
+    Channel by channel as the extension does, but kept channel-first until the end: stacking the large upsampled
+    maps channel-last (as the extension does in between) costs more than the resizing, and changes no value.
+    """
+    out = []
+    for channel in maps[0]:
+        channel = resize_by(channel, STRIDE)[:padded_shape[0] - pad_h, :padded_shape[1] - pad_w]
+        out.append(resize_to(channel, height, width))
+    return np.stack(out, axis=2)
