@@ -92,6 +92,8 @@ def test_random_weights_give_a_map_and_json_of_the_canvas(tmp_path):
     assert (pose["canvas_height"], pose["canvas_width"], pose["animals"]) == (64, 80, [])
     with pytest.raises(ValueError, match="hand_pose_model.pth"):
         run_openpose(nets, image, True, True, False)
+    with pytest.raises(ValueError, match="uint8"):
+        run_openpose(nets, image.astype(np.float32), True, False, False)
 
 
 def blobs(points, height, width, sigma=2.0):

@@ -54,8 +54,10 @@ def run_openpose(nets: OpenposeNets, image: np.ndarray, include_body: bool, incl
     (hands and face are placed from it), and is in the JSON even when ``include_body`` leaves it undrawn.
 
     Raises:
-        ValueError: a network the request needs was not loaded.
+        ValueError: a network the request needs was not loaded, or not an ``H x W x 3`` uint8 image.
     """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"OpenPose needs an H x W x 3 uint8 image, not {image.shape} {image.dtype}")
     _require(nets, "body")
     if include_hand:
         _require(nets, "hand")

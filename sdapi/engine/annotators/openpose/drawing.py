@@ -24,7 +24,8 @@ HAND_JOINT_RADIUS = 4
 HAND_JOINT_COLOUR = (0, 0, 255)
 FACE_DOT_RADIUS = 3
 FACE_DOT_COLOUR = (255, 255, 255)
-# Hand and face points at or left of / above this many pixels are not drawn (they mark "not found").
+# Hand and face points whose pixel x or y is not above this are not drawn: the "not found" marks (-1 / size),
+# and with them any point on the top row or left column.
 EDGE_MARGIN = 0.01
 
 
