@@ -72,6 +72,29 @@ def test_detect_runs_each_model_based_preprocessor(client, annotators, module):
     assert detected.std() > 0
 
 
+@pytest.mark.parametrize("module", ["openpose", "openpose_hand", "openpose_face", "openpose_faceonly",
+                                    "openpose_full"])
+def test_openpose_detect_returns_maps_and_poses(client, annotators, module):
+    body = detect(client, module)
+    assert set(body) == {"images", "info", "poses"}
+    [pose] = body["poses"]
+    assert (pose["canvas_height"], pose["canvas_width"]) == (64, 128)  # the padded image the network saw
+    assert isinstance(pose["people"], list)
+    detected = np.asarray(decode_png(body["images"][0]).convert("RGB"))
+    assert detected.shape == (64, 107, 3)
+
+
+def test_openpose_variants_name_the_part_file_they_miss(client, annotators):
+    (annotators / "openpose/hand_pose_model.pth").unlink()
+    assert client.post("/controlnet/detect", json={"controlnet_module": "openpose", "controlnet_input_images":
+                                                   [photo()], "controlnet_processor_res": 64}).status_code == 200
+    r = client.post("/controlnet/detect", json={"controlnet_module": "openpose_full",
+                                                "controlnet_input_images": [photo()]})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "hand_pose_model.pth in openpose/" in detail and "body_pose_model.pth" not in detail
+
+
 def test_safe_and_scribble_variants_keep_their_levels(client, annotators):
     safe = np.asarray(decode_png(detect(client, "softedge_hedsafe")["images"][0]))
     assert set(np.unique(safe)) <= {0, 127, 255}
@@ -153,6 +176,15 @@ def test_a_depth_unit_conditions_generation_and_appends_its_map(client, annotato
     assert 'Module: depth_midas' in body["info"]
     depth_map = np.asarray(decode_png(body["images"][1]).convert("RGB"))
     assert depth_map.shape == (64, 64, 3) and (depth_map[..., 0] == depth_map[..., 2]).all()
+
+
+def test_an_openpose_unit_conditions_generation(client, annotators, control_model):
+    plain = txt2img(client, seed=3)
+    unit = {"enabled": True, "module": "openpose_full", "model": control_model, "image": photo(64, 64),
+            "processor_res": 64}
+    body = txt2img(client, seed=3, alwayson_scripts={"controlnet": {"args": [unit]}})
+    assert len(body["images"]) == 2 and 'Module: openpose_full' in body["info"]
+    assert not np.array_equal(np.asarray(decode_png(plain["images"][0])), np.asarray(decode_png(body["images"][0])))
 
 
 def test_a_unit_whose_file_is_missing_is_refused_before_sampling(client, control_model, tmp_path):

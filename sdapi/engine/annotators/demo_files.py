@@ -16,6 +16,7 @@ from sdapi.engine.annotators.midas import DptHybrid
 from sdapi.engine.annotators.midas_backbone import HybridVit, ResNetBackbone
 from sdapi.engine.annotators.mlsd import MlsdNet
 from sdapi.engine.annotators.normal_bae import NormalBae, NormalDecoder
+from sdapi.engine.annotators.openpose.demo_files import write_random_openpose_files
 from sdapi.engine.annotators.pidinet import PiDiNet
 from sdapi.engine.annotators.segmentation import UperHead, UperNet
 from sdapi.engine.annotators.uniformer import UniFormer
@@ -72,8 +73,9 @@ def _tiny_mlsd() -> MlsdNet:
 def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
     """Write ``hed/ControlNetHED.pth``, ``lineart/sk_model.pth``, ``lineart/sk_model2.pth``,
     ``lineart_anime/netG.pth``, ``midas/dpt_hybrid-midas-501f0c75.pt``, ``pidinet/table5_pidinet.pth``,
-    ``normal_bae/scannet.pt``, ``leres/res101.pth``, ``uniformer/upernet_global_small.pth`` and
-    ``mlsd/mlsd_large_512_fp32.pth`` under ``root`` (the annotator folder); their paths."""
+    ``normal_bae/scannet.pt``, ``leres/res101.pth``, ``uniformer/upernet_global_small.pth``,
+    ``mlsd/mlsd_large_512_fp32.pth`` and OpenPose's three files in ``openpose/`` under ``root`` (the annotator
+    folder); their paths."""
     mlsd = _randomized(_tiny_mlsd(), seed + 7, 0.3)
     # The last layer scaled so centre logits spread around 0 and segments are 5 to 20 pixels long, as the sliders
     # expect (unscaled, every score is near 0 and every segment longer than the distance slider reaches).
@@ -101,7 +103,7 @@ def write_random_annotators(root: Path, seed: int = 0) -> list[Path]:
         "uniformer/upernet_global_small.pth": {"meta": {}, "state_dict": _randomized(_tiny_upernet(), seed + 8, 0.2)},
         "mlsd/mlsd_large_512_fp32.pth": mlsd,
     }
-    written = []
+    written = list(write_random_openpose_files(Path(root) / "openpose", seed, divisor=8).values())
     for relative, state in files.items():
         path = Path(root) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
