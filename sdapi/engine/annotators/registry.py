@@ -21,6 +21,7 @@ from sdapi.engine.annotators.leres import build_leres, run_leres
 from sdapi.engine.annotators.midas import build_midas, run_midas
 from sdapi.engine.annotators.mlsd import build_mlsd, run_mlsd
 from sdapi.engine.annotators.normal_bae import build_normal_bae, run_normal_bae
+from sdapi.engine.annotators.openpose import load_openpose, run_openpose
 from sdapi.engine.annotators.pidinet import build_pidinet, run_pidinet
 from sdapi.engine.annotators.segmentation import build_upernet, run_segmentation
 from sdapi.engine.annotators.weights import read_state_dict
@@ -87,12 +88,10 @@ def _build_lineart(files: dict[str, Path], device: torch.device) -> Built:
 
 
 def _build_openpose(files: dict[str, Path], device: torch.device) -> Built:
-    from sdapi.engine.annotators.openpose import load_openpose
     return load_openpose(files, device)
 
 
 def _run_openpose(nets: Built, image: np.ndarray, device: torch.device, options: dict) -> RunResult:
-    from sdapi.engine.annotators.openpose import run_openpose
     return run_openpose(nets, image, bool(options.get("body", True)), bool(options.get("hand")),
                         bool(options.get("face")))
 
