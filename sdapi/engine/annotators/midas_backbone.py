@@ -14,10 +14,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sdapi.engine.annotators.attention import Attention
 from sdapi.engine.annotators.weights import count_indexed
 
 GROUPS = 32
-HEAD_CHANNELS = 64
 # timm builds the hybrid's convolutions with this epsilon (its default is 1e-6).
 STD_CONV_EPS = 1e-8
 
@@ -143,20 +143,6 @@ class HybridEmbed(nn.Module):
         self.proj = nn.Conv2d(channels_in, dim, 1)
 
 
-class Attention(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.heads = max(1, dim // HEAD_CHANNELS)
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-
-
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -173,7 +159,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim)
+        self.attn = Attention(dim, fused=True)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden)
 

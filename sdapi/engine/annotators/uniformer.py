@@ -11,9 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sdapi.engine.annotators.attention import Attention
 from sdapi.engine.annotators.weights import count_indexed
-
-HEAD_CHANNELS = 64
 
 
 class PatchEmbed(nn.Module):
@@ -63,20 +62,6 @@ class ConvBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class Attention(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.heads = max(1, dim // HEAD_CHANNELS)
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        weights = ((q @ k.transpose(-2, -1)) * (dim // self.heads) ** -0.5).softmax(dim=-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
-
-
 class AttentionBlock(nn.Module):
     """Conv position encoding, then global self-attention and an MLP over the tokens, layer norm before each."""
 
@@ -84,7 +69,7 @@ class AttentionBlock(nn.Module):
         super().__init__()
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim)
+        self.attn = Attention(dim, fused=False)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden)
 
