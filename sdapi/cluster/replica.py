@@ -7,7 +7,7 @@ same number of pipelines, so the two LRUs agree.
 
 Generation streams its job events back (``handle.options(stream=True)``): ``("sampling", steps)``,
 ``("step", n, preview)``... then ``("result", images)`` or ``("error", exception)``. Interrupt and skip come the
-other way through the board, which the job polls at most every :data:`POLL_S` seconds.
+other way through the board, which the job polls (:class:`sdapi.cluster.job_flags.PolledFlags`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ import ray
 from ray import serve
 
 from sdapi.cluster.board import open_board
+from sdapi.cluster.job_flags import PolledFlags
 from sdapi.engine.api import ReplicaStatus
 from sdapi.engine.factory import local_engine
 from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
 
-POLL_S = 0.1  # how stale an interrupt may be when the job looks (one tiny CPU step is ~10 ms)
 PREVIEW_EVERY_S = 0.5  # previews rendered at most this often (each is an 1/8-size image sent to the ingress)
 # The engine methods the ingress may call; anything else is refused.
 CALLS = {"load", "embeddings", "embeddings_used", "batch_capacity", "upscale", "caption", "memory", "device_name",
@@ -48,20 +48,12 @@ class RemoteEvents:
 
     def __init__(self, board, job_id: str, emit: Callable[[tuple], None]):
         self.board, self.job_id, self.emit = board, job_id, emit
-        self._flags = {"interrupted": False, "skips": 0}
-        self._read_at = 0.0
+        self._flags = PolledFlags(board, job_id, {"interrupted": False, "skips": 0})
         self._skips_seen = 0
         self._preview_at = 0.0
 
     def _read(self) -> dict[str, Any]:
-        now = time.monotonic()
-        if now - self._read_at >= POLL_S:
-            self._read_at = now
-            try:
-                self._flags = ray.get(self.board.flags.remote(self.job_id), timeout=5)
-            except Exception as exc:  # noqa: BLE001 - a board hiccup must not fail the job; keep the last flags
-                log.warning("Could not read the job flags of %s: %s", self.job_id, exc)
-        return self._flags
+        return self._flags.read()
 
     @property
     def interrupted(self) -> bool:
@@ -72,7 +64,7 @@ class RemoteEvents:
         return bool(flags["interrupted"]) or flags["skips"] > self._skips_seen
 
     def next_batch(self) -> None:
-        self._skips_seen = self._flags["skips"]  # a skip stops the batch it was sent during, not the next one
+        self._skips_seen = self._flags.last["skips"]  # a skip stops the batch it was sent during, not the next one
         self.emit(("next_batch",))
 
     def next_pass(self) -> None:

@@ -22,7 +22,6 @@ import queue
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Callable, Iterator
 import ray
 from ray import exceptions as ray_errors
 
+from sdapi.cluster.job_flags import PolledFlags
 from sdapi.engine.api import TrainingJob
 from sdapi.engine.errors import EngineError, ReplicaLost
 from sdapi.engine.factory import local_engine
@@ -40,7 +40,6 @@ from sdapi.settings import Settings
 
 log = logging.getLogger("sdapi")
 
-POLL_S = 0.1  # how stale a cancel may be when the trainer looks (at each optimizer step)
 WATCH_S = 0.05  # how often the ingress looks at the job's cancel flag
 # Errors that mean the training task's worker (or its node) went away, not that the job itself failed.
 LOST = (ray_errors.RayActorError, ray_errors.WorkerCrashedError, ray_errors.NodeDiedError,
@@ -80,18 +79,7 @@ class StreamReporter:
 
     def __init__(self, board, job_id: str, emit: Callable[[tuple], None], job_dir: Path):
         self.board, self.job_id, self.emit, self.job_dir = board, job_id, emit, job_dir
-        self._flags: dict[str, Any] = {"interrupted": False, "save_current": False}
-        self._read_at = 0.0
-
-    def _read(self) -> dict[str, Any]:
-        now = time.monotonic()
-        if now - self._read_at >= POLL_S:
-            self._read_at = now
-            try:
-                self._flags = ray.get(self.board.flags.remote(self.job_id), timeout=5)
-            except Exception as exc:  # noqa: BLE001 - a board hiccup must not fail the job; keep the last flags
-                log.warning("Could not read the training job flags of %s: %s", self.job_id, exc)
-        return self._flags
+        self._flags = PolledFlags(board, job_id, {"interrupted": False, "save_current": False})
 
     def status(self, status: str, text: str | None = None) -> None:
         self.emit(("status", status, text))
@@ -113,11 +101,11 @@ class StreamReporter:
         self.emit(("sampled", sample, path.read_bytes() if path.is_file() else None))
 
     def should_stop(self) -> bool:
-        return bool(self._read()["interrupted"])
+        return bool(self._flags.read()["interrupted"])
 
     def save_on_stop(self) -> bool:
-        self._read_at = 0.0  # asked once, when stopping: read the flags as they are now
-        return bool(self._read().get("save_current"))
+        # Asked once, when stopping: the flags as they are now.
+        return bool(self._flags.read(fresh=True).get("save_current"))
 
 
 def _portable(exc: BaseException) -> BaseException:

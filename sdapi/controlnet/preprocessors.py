@@ -12,7 +12,7 @@ read it, so every preprocessor but ``invert`` shows (and bounds) the default Res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
