@@ -18,7 +18,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from sdapi.controlnet.image_ops import hwc3, resize_with_pad
+from sdapi.controlnet.image_ops import edge_nms, hwc3, resize_with_pad
 
 # (image H x W x 3 uint8, resolution, slider 1, slider 2) -> map
 Detector = Callable[[np.ndarray, float, float, float], np.ndarray]
@@ -213,10 +213,7 @@ def _inverted(detected: np.ndarray) -> np.ndarray:
 def _scribble_from_edges(edges: np.ndarray) -> np.ndarray:
     """Soft edges thinned to strokes (the extension's ``scribble_hed`` and ``scribble_pidinet``): non-maximum
     suppression along four directions at 127, a blur, and every pixel above 4 set."""
-    blurred = cv2.GaussianBlur(edges.astype(np.float32), (0, 0), 3.0)
-    kept = np.zeros_like(blurred)
-    for kernel in _NMS_KERNELS:
-        np.putmask(kept, cv2.dilate(blurred, kernel=kernel) == blurred, blurred)
+    kept = edge_nms(cv2.GaussianBlur(edges.astype(np.float32), (0, 0), 3.0))
     strokes = np.zeros_like(kept, dtype=np.uint8)
     strokes[kept > 127] = 255
     strokes = cv2.GaussianBlur(strokes, (0, 0), 3.0)
@@ -224,10 +221,6 @@ def _scribble_from_edges(edges: np.ndarray) -> np.ndarray:
     strokes[strokes < 255] = 0
     return strokes
 
-
-_NMS_KERNELS = [np.array(k, dtype=np.uint8) for k in (
-    [[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0], [0, 1, 0], [0, 1, 0]],
-    [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]])]
 
 _HED = (AnnotatorFile("model", "hed", "ControlNetHED.pth"),)
 _PIDINET = (AnnotatorFile("model", "pidinet", "table5_pidinet.pth"),)
