@@ -3,6 +3,7 @@ txt2img/img2img job (engine units, infotext, detected maps appended to the respo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -16,12 +17,13 @@ from sdapi.controlnet.preprocessors import (
     AnnotatorMissing,
     MissingAnnotatorFiles,
     Network,
+    RUNNABLE_NETWORKS,
     detect,
     find_preprocessor,
     module_list,
 )
-from sdapi.engine.api import AnnotateJob
 from sdapi.controlnet.units import ControlTarget, ResolvedControl, read_units, resolve_units
+from sdapi.engine.api import AnnotateJob
 from sdapi.errors import InvalidRequest, Unprocessable
 from sdapi.images import decode_image, encode_image
 from sdapi.options import OptionsView
@@ -57,16 +59,26 @@ def settings(state: ServerState) -> dict:
     return {"control_net_unit_count": int(state.options.get("control_net_unit_count"))}
 
 
+def annotator_files(state: ServerState, network: Network) -> dict[str, Path]:
+    """A network's files by role in the annotator folder.
+
+    Raises:
+        MissingAnnotatorFiles: the ones that are not there.
+    """
+    root = state.settings.annotator_path
+    files = {f.role: root / f.folder / f.file for f in network.files}
+    missing = [f for f in network.files if not files[f.role].is_file()]
+    if missing:
+        raise MissingAnnotatorFiles(missing)
+    return files
+
+
 def annotator_bridge(state: ServerState) -> Annotate:
     """Runs a preprocessor's network on the engine, its files found in the annotator folder (call it on the
     worker: the engine's device work is serialised there)."""
-    root = state.settings.annotator_path
 
     def annotate(network: Network, image: np.ndarray, options: dict) -> tuple[np.ndarray, dict | None]:
-        files = {f.role: root / f.folder / f.file for f in network.files}
-        missing = [f for f in network.files if not files[f.role].is_file()]
-        if missing:
-            raise MissingAnnotatorFiles(missing)
+        files = annotator_files(state, network)
         result = state.engine.annotate(AnnotateJob(network.name, files, Image.fromarray(image), options))
         return np.array(result.image, dtype=np.uint8), result.poses
 
@@ -100,13 +112,24 @@ def detect_maps(state: ServerState, req: ControlNetDetectRequest) -> dict:
     a = preprocessor.slider_1.checked(req.controlnet_threshold_a)
     b = preprocessor.slider_2.checked(req.controlnet_threshold_b)
     poses: list[dict] = []
+    network = preprocessor.network
 
     def run_all() -> list[np.ndarray]:
-        annotate = annotator_bridge(state) if preprocessor.network is not None else None
+        annotate = annotator_bridge(state) if network is not None else None
         return [detect(preprocessor, array, resolution, a, b, annotate, poses.append) for array in arrays]
 
     try:
-        detected = run_all() if preprocessor.network is None else state.run_sync(run_all, "controlnet detect")
+        if network is None:
+            detected = run_all()
+        else:
+            # Answered before queueing: a refusal need not wait for the generations ahead.
+            if network.name not in RUNNABLE_NETWORKS:
+                raise AnnotatorMissing(preprocessor)
+            try:
+                annotator_files(state, network)
+            except MissingAnnotatorFiles as exc:
+                raise AnnotatorMissing(preprocessor, exc.missing) from exc
+            detected = state.run_sync(run_all, "controlnet detect")
     except AnnotatorMissing as exc:
         raise Unprocessable(exc.detail) from exc
     body: dict[str, Any] = {"images": [encode_image(Image.fromarray(m), "png", pnginfo=False) for m in detected],

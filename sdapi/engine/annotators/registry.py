@@ -38,9 +38,10 @@ class AnnotatorNetwork:
     run: Callable[[Built, np.ndarray, torch.device, dict], RunResult]
 
 
-def _single(builder: Callable[..., torch.nn.Module], *names: str) -> Callable[[dict[str, Path], torch.device], Built]:
+def _single(builder: Callable[[dict], torch.nn.Module]) -> Callable[[dict[str, Path], torch.device], Built]:
+    """The builder of a network read from one file (role ``model``)."""
     def build(files: dict[str, Path], device: torch.device) -> Built:
-        return builder(read_state_dict(files["model"]), *names).to(device)
+        return builder(read_state_dict(files["model"])).to(device)
     return build
 
 
