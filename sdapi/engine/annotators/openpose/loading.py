@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sdapi.engine.annotators.openpose.networks import BodyNet, CascadeNet
+from sdapi.engine.annotators.weights import read_state_dict
 
 # The keys of ``load_openpose``'s ``files`` and the extension's file names for them (lllyasviel/Annotators).
 FILE_NAMES = {"body": "body_pose_model.pth", "hand": "hand_pose_model.pth", "face": "facenet.pth"}
@@ -32,13 +33,14 @@ def load_openpose(files: dict[str, Path], device: torch.device) -> OpenposeNets:
 
     Raises:
         ValueError: an unknown key, or a file without the original layer names.
+        AnnotatorFileError: an unreadable file.
     """
     unknown = set(files) - set(FILE_NAMES)
     if unknown:
         raise ValueError(f"unknown OpenPose parts {sorted(unknown)}; expected {sorted(FILE_NAMES)}")
     nets = OpenposeNets(torch.device(device))
     for part, path in files.items():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path)
         net = BodyNet(state) if part == "body" else CascadeNet(state)
         setattr(nets, part, net.eval().to(nets.device))
     return nets
