@@ -82,7 +82,7 @@ def worker(args: argparse.Namespace) -> None:
         if line.strip() != "run":
             break
         t0, c0 = time.perf_counter(), time.process_time()
-        image = pipe(PROMPT, num_inference_steps=args.steps, height=args.size, width=args.size,
+        image = pipe(args.prompt, negative_prompt=args.negative or None, num_inference_steps=args.steps, height=args.size, width=args.size,
                      guidance_scale=args.cfg, generator=torch.Generator().manual_seed(args.seed)).images[0]
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         assert image.size == (args.size, args.size)
@@ -96,7 +96,8 @@ class DirectSide:
     def __init__(self, ckpt: Path, cache_dir: Path, args: argparse.Namespace, env: dict[str, str]):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--ckpt", str(ckpt),
                "--cache-dir", str(cache_dir), "--threads", str(args.threads), "--seed", str(args.seed),
-               "--steps", str(args.steps), "--size", str(args.size), "--cfg", str(args.cfg)]
+               "--steps", str(args.steps), "--size", str(args.size), "--cfg", str(args.cfg),
+               "--prompt", getattr(args, "prompt", PROMPT), "--negative", getattr(args, "negative", "")]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.info = self._read()
@@ -145,7 +146,8 @@ class HttpSide:
         self.requests = requests
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.payload = {"prompt": PROMPT, "steps": args.steps, "width": args.size, "height": args.size,
+        self.payload = {"prompt": getattr(args, "prompt", PROMPT),
+                        "negative_prompt": getattr(args, "negative", ""), "steps": args.steps, "width": args.size, "height": args.size,
                         "seed": args.seed, "sampler_name": "Euler a", "cfg_scale": args.cfg}
         cmd = [sys.executable, "-m", "sdapi", "serve", "--data-dir", str(data_dir), "--cache-dir", str(cache_dir),
                "--port", str(self.port), "--threads", str(args.threads), *serve_flags]
@@ -220,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the ratio is above {TARGET_RATIO}")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", help=argparse.SUPPRESS)
+    parser.add_argument("--prompt", default=PROMPT, help=argparse.SUPPRESS)
+    parser.add_argument("--negative", default="", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -70,7 +70,7 @@ class RayEngine:
         self._infos: dict[Path, ModelInfo] = {}  # a file's facts do not change: asked once, on any replica
         self._capacity: dict[int, int] = {}
         self._device: str | None = None
-        self._precision: str | None = None
+        self._precisions: dict[tuple[Path, int, int], str] = {}
 
     # -- calls -----------------------------------------------------------------------------------------------
 
@@ -130,10 +130,11 @@ class RayEngine:
             self._device = self._call("device_name")
         return self._device
 
-    def fast_precision(self) -> str:
-        if self._precision is None:
-            self._precision = self._call("fast_precision")
-        return self._precision
+    def fast_precision(self, checkpoint: Path, width: int, height: int) -> str:
+        key = (Path(checkpoint), width, height)
+        if key not in self._precisions:
+            self._precisions[key] = self._call("fast_precision", *key, model=key[0])
+        return self._precisions[key]
 
     def loaded(self) -> list[Path]:
         seen: dict[str, None] = {}

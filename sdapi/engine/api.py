@@ -313,9 +313,9 @@ class Engine(Protocol):
     def device_name(self) -> str:
         """The device jobs run on (``cpu``, ``cuda``...)."""
 
-    def fast_precision(self) -> str:
-        """The precision fast-mode jobs compute in on this device (``bf16``, ``fp16`` or ``fp32``), for their
-        infotext."""
+    def fast_precision(self, checkpoint: Path, width: int, height: int) -> str:
+        """The precision a fast-mode job of this checkpoint and first-pass size computes in on this device
+        (``bf16``, ``fp16`` or ``fp32``), for its infotext."""
 
     def parallel_jobs(self) -> int:
         """How many jobs it runs at once (one per replica); the serving layer gives its queue as many workers."""

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from sdapi.engine.embeddings import EmbeddingDatabase, ModelWidths, TextualInversion
+from sdapi.engine.encode_cache import EncodeCache, weights_state
 from sdapi.engine.errors import SamplingInterrupted
 from sdapi.prompts.attention import BREAK_WEIGHT, is_break, parse_attention
 
@@ -125,7 +126,8 @@ class PromptEncoder:
         embedding_key: which part of an SDXL embedding this encoder takes (``clip_l``/``clip_g``); ``None``: the
             embedding is one matrix (SD 1.x/2.x).
 
-    ``embeddings`` is the textual-inversion database the engine gives it for the job (``None``: names are text).
+    ``embeddings`` is the textual-inversion database the engine gives it for the job (``None``: names are text);
+    ``encoded`` its last outputs, reused for the same prompts (:mod:`sdapi.engine.encode_cache`).
     """
 
     def __init__(self, tokenizer, text_encoder, device: torch.device, embedding_key: str | None = None):
@@ -134,6 +136,7 @@ class PromptEncoder:
         self.device = device
         self.embedding_key = embedding_key
         self.embeddings: EmbeddingDatabase | None = None
+        self.encoded = EncodeCache()
         vocab = tokenizer.get_vocab()
         self.comma_id = vocab.get(",</w>")
         self.start_id = tokenizer.bos_token_id
@@ -234,6 +237,20 @@ class PromptEncoder:
         Returns:
             ``(B, 77 * chunks, hidden)`` and ``(B, projection)`` (``None`` for encoders without a pooled output).
         """
+        state = weights_state(self.text_encoder)
+        key = (tuple(texts), clip_skip, backtrack, emphasis, None if multiplicity is None else tuple(multiplicity),
+               state)
+        cached = None if state is None else self.encoded.get(key, self.embeddings)
+        if cached is not None:
+            return cached
+        outputs = self._encode_pooled(texts, clip_skip, backtrack, emphasis, multiplicity, stop)
+        if state is not None:
+            self.encoded.put(key, self.embeddings, outputs)
+        return outputs
+
+    def _encode_pooled(self, texts: list[str], clip_skip: int, backtrack: int, emphasis: bool,
+                       multiplicity: list[int] | None,
+                       stop: Callable[[], bool] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         per_prompt = [self.chunks(t, backtrack, emphasis) for t in texts]
         n = max(len(c) for c in per_prompt)
         empty = self.chunks("")[0]

@@ -40,8 +40,9 @@ from sdapi.engine.controlnet_cache import ControlNetCache, JobControls  # noqa: 
 from sdapi.engine.circular import circular_padding  # noqa: E402
 from sdapi.engine.embedding_cache import EmbeddingFiles, listing, used_names  # noqa: E402
 from sdapi.engine.errors import DeviceOutOfMemory  # noqa: E402
-from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16  # noqa: E402
-from sdapi.engine.fast_model import fast_model  # noqa: E402
+from sdapi.engine.fast_mode import FastPlan, choose_fast_plan, cpu_has_native_bf16, precision_label  # noqa: E402
+from sdapi.engine.attention_calls import call_processors_directly  # noqa: E402
+from sdapi.engine.fast_model import fast_model, job_calls  # noqa: E402
 from sdapi.engine.batching import batch_key  # noqa: E402
 from sdapi.engine.generation import NotMergeable, run_img2img_group, run_txt2img_group  # noqa: E402
 from sdapi.engine.lora import LoraApplier  # noqa: E402
@@ -132,6 +133,7 @@ class LocalEngine:
         self.checkpoint_loads += 1
         pipe = load_pipeline(path, device=self.runtime.device, dtype=self.runtime.dtype, cache_dir=self.cache_dir)
         attention = enable_attention(pipe, self.runtime)
+        call_processors_directly(pipe.unet, pipe.vae)
         upcast_vae_if_needed(pipe)
         make_batch_invariant(pipe.unet)
         log.info("Loaded %s (attention: %s)", path.name, attention)
@@ -227,7 +229,8 @@ class LocalEngine:
         # merges every layer: its compiled UNet would not see hooks added after it was traced.
         with self.loras.applied(model.pipe, p.loras, warn, sampling_work(p), MERGE if p.fast else None), \
                 circular_padding([model.unet, model.vae], p.circular):
-            yield self.fast_version(model) if p.fast else model
+            yield self.fast_version(model).for_job(*job_calls(model, self.fast_plan, p.width, p.height)) \
+                if p.fast else model
 
     @contextlib.contextmanager
     def _other_model(self, checkpoint: str, p, warn) -> Iterator[LoadedModel]:
@@ -287,8 +290,9 @@ class LocalEngine:
     def device_name(self) -> str:
         return self.runtime.device.type
 
-    def fast_precision(self) -> str:
-        return self.fast_plan.precision
+    def fast_precision(self, checkpoint: Path, width: int, height: int) -> str:
+        unet, vae = job_calls(self.model(Path(checkpoint)), self.fast_plan, width, height)
+        return precision_label(unet.autocast_dtype, vae.autocast_dtype)
 
     def parallel_jobs(self) -> int:
         return 1  # one device, one job at a time

@@ -60,10 +60,12 @@ def decode_latents(model, latents: torch.Tensor, tile_above: int | None = -1) ->
     """
     vae = model.vae
     limit = tile_limit(model.device) if tile_above == -1 else tile_above
+    # diffusers' ``vae.dtype`` walks every module on each call; the decoder's weights have the VAE's dtype.
+    dtype = next(getattr(vae, "module", vae).decoder.parameters()).dtype
     images = []
     for i in range(latents.shape[0]):
         # The default memory layout whatever the sampler left: the layout picks the convolution kernels.
-        z = latents[i:i + 1].to(model.device, vae.dtype).contiguous() / vae.config.scaling_factor
+        z = latents[i:i + 1].to(model.device, dtype).contiguous() / vae.config.scaling_factor
         decode = vae.tiled_decode if _tiled(z.shape[-1] * z.shape[-2] * 64, limit) else vae.decode
         x = decode(z).sample.float()
         x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]

@@ -106,10 +106,10 @@ def img2img_engine_job(state: ServerState, req, sampler, inputs: Img2ImgInputs, 
     batch_req = req.model_copy(update={"batch_size": prepared.batch_size(req.batch_size)})
     resolved = resolve_img2img(batch_req, sampler, options, prepared, state.styles, state.loras,
                                find_checkpoint=state.find_checkpoint, script_overrides=script_overrides)
-    if resolved.params.fast:
-        mark_fast_mode(resolved.params, state.engine.fast_precision())
-    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
     p = resolved.params
+    if p.fast:
+        mark_fast_mode(p, state.engine.fast_precision(checkpoint.filename, p.width, p.height))
+    resolved.inpainting_conditioning = state.engine.load(checkpoint.filename).inpainting
     resolved.controlnet = attach_controlnet(state, req, p, options, ControlTarget(
         p.width, p.height, init_image=inputs.images[0], init_resize_mode=req.resize_mode or 0))
     job = GenerationJob(checkpoint.filename, resolved.params)

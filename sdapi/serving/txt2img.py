@@ -47,11 +47,10 @@ def txt2img_engine_job(state: ServerState, req, sampler: SamplerSpec, options: O
     checkpoint = state.load_for_job(options)
     resolved = resolve_txt2img(req, sampler, options, state.styles, loras=state.loras, upscalers=state.upscalers(),
                                find_checkpoint=state.find_checkpoint, script_overrides=script_overrides)
-    if resolved.params.fast:
-        mark_fast_mode(resolved.params, state.engine.fast_precision())
-    resolved.inpainting_conditioning = txt2img_inpainting_flag(state.engine.load(checkpoint.filename),
-                                                               resolved.params)
     p = resolved.params
+    if p.fast:
+        mark_fast_mode(p, state.engine.fast_precision(checkpoint.filename, p.width, p.height))
+    resolved.inpainting_conditioning = txt2img_inpainting_flag(state.engine.load(checkpoint.filename), p)
     hires = (p.hires.width - p.hires.truncate_x * 8, p.hires.height - p.hires.truncate_y * 8) if p.hires else None
     resolved.controlnet = attach_controlnet(state, req, p, options, ControlTarget(p.width, p.height, hires))
     job = GenerationJob(checkpoint.filename, resolved.params, Tiling.from_options(options))

@@ -24,8 +24,8 @@ PAYLOAD = {"prompt": "a red house by the sea", "negative_prompt": "fog", "width"
            "seed": 11, "sampler_name": "Euler a", "cfg_scale": 7}
 FAST = {"override_settings": {"sdapi_fast_mode": True}}
 # Largest per-channel difference from the default image, in 0-255 levels. Measured on the demo checkpoint at
-# 64x64 with 2 steps (bf16 autocast): 4-5 for Euler a and DPM++ 2M Karras, 11 for DDIM, 7 with the demo LoRA on
-# the UNet (README "Fast mode"); about twice that as the bound.
+# 64x64 with 2 steps under bf16 autocast: 4-5 for Euler a and DPM++ 2M Karras, 11 for DDIM, 7 with the demo LoRA on
+# the UNet (README "Fast mode"); about twice that as the bound. (A job this small now stays in fp32: closer still.)
 MAX_LEVELS = 24
 
 
@@ -58,10 +58,16 @@ def fast_body(client, default_body):
     return post(client, **FAST)
 
 
+def fast_precision(state) -> str:
+    """The precision the engine gives a fast PAYLOAD-sized job of the current checkpoint."""
+    return state.engine.fast_precision(state.selected_checkpoint().filename, PAYLOAD["width"], PAYLOAD["height"])
+
+
 def test_fast_override_marks_the_infotext_and_stays_near_the_default_image(state, default_body, fast_body):
-    precision = state.engine.fast_precision()
-    assert precision in ("bf16", "fp32")
-    assert infotext(fast_body).endswith(f"Fast mode: {precision}")
+    # The demo UNet (16 channels) at an 8x8 latent and its VAE (8 channels) at 64x64 are far below the work where
+    # bf16 gains on a CPU.
+    assert fast_precision(state) == ("fp32" if state.engine.device_name() == "cpu" else "fp16")
+    assert infotext(fast_body).endswith(f"Fast mode: {fast_precision(state)}")
     assert "Fast mode" not in infotext(default_body)
     assert levels(pixels(fast_body), pixels(default_body)) <= MAX_LEVELS
 
@@ -136,6 +142,6 @@ def test_queued_fast_requests_still_share_a_batch(client, state, monkeypatch):
     assert spy.sizes[-1] == 2
     for response, single in zip(merged, alone[1:]):
         assert response.status_code == 200, response.text
-        assert infotext(response.json()).endswith("Fast mode: " + state.engine.fast_precision())
+        assert infotext(response.json()).endswith("Fast mode: " + fast_precision(state))
         # Batch invariance is a default-mode promise; fast mode keeps each image near its own.
         assert levels(pixels(response.json()), pixels(single)) <= MAX_LEVELS
