@@ -195,10 +195,16 @@ def measure(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict:
         sides["fast"].run()
         first_fast_s = time.perf_counter() - started
         print(f"first fast request (compiles): {first_fast_s:.1f} s", flush=True)
+        # Right after the compilation every request ran 3-5 % slower for about 20 s (measured; the compile workers
+        # winding down): let it settle, then warm every side, so the first phase measures the steady state too.
+        time.sleep(args.settle_s)
+        for side in sides.values():
+            for _ in range(3):
+                side.run()
         phases = {}
         for target, pair in PHASES.items():
             for name in pair:
-                sides[name].run()  # warm, and the first of its kind after the previous phase
+                sides[name].run()  # the first of its kind after the previous phase
             times, cpu = alternate({name: sides[name] for name in pair}, args.rounds, target, args.gap_ms / 1000)
             phases[target] = {"times_s": times, "cpu_s": cpu}
         if args.mixed:
@@ -246,6 +252,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gap-ms", type=float, default=50.0,
                         help="idle time before each timed call (default 50): both processes' OpenMP threads spin for "
                              "milliseconds after their work, and without a gap each side pays for the other's")
+    parser.add_argument("--settle-s", type=float, default=20.0, help="idle seconds after the compilation (20)")
     parser.add_argument("--mixed", action="store_true",
                         help="also time default, fast, lora and direct in one rotation (the cost of mixing modes)")
     args = parser.parse_args(argv)

@@ -67,8 +67,9 @@ def decode_latents(model, latents: torch.Tensor, tile_above: int | None = -1) ->
         # The default memory layout whatever the sampler left: the layout picks the convolution kernels.
         z = latents[i:i + 1].to(model.device, dtype).contiguous() / vae.config.scaling_factor
         decode = vae.tiled_decode if _tiled(z.shape[-1] * z.shape[-2] * 64, limit) else vae.decode
-        x = decode(z).sample.float()
-        x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]
-        array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
+        with torch.inference_mode():
+            x = decode(z).sample.float()
+            x = torch.clamp((x + 1.0) / 2.0, min=0.0, max=1.0)[0]
+            array = (255.0 * np.moveaxis(x.cpu().numpy(), 0, 2)).astype(np.uint8)
         images.append(Image.fromarray(array))
     return images
