@@ -195,8 +195,9 @@ def measure(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict:
         sides["fast"].run()
         first_fast_s = time.perf_counter() - started
         print(f"first fast request (compiles): {first_fast_s:.1f} s", flush=True)
-        # Right after the compilation every request ran 3-5 % slower for about 20 s (measured; the compile workers
-        # winding down): let it settle, then warm every side, so the first phase measures the steady state too.
+        # Right after the compilation both sides ran a few % slower, the server more, for the first ~10 rounds
+        # (measured; the cause was not found): let the machine settle, then warm every side, so the first phase
+        # measures the steady state like the others.
         time.sleep(args.settle_s)
         for side in sides.values():
             for _ in range(3):
