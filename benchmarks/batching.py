@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from machine import describe, load_average
-from overhead import CHECKPOINT_NAME, PROMPT, REPO, DirectSide, HttpSide, versions
+from overhead import CHECKPOINT_NAME, PROMPT, REPO, DirectSide, HttpSide, close_all, versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENT = 8
@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         direct = DirectSide(checkpoint, cache_dir / "direct", args, env)
         result = measure(http, direct, args)
     finally:
-        for side in (direct, http):
-            if side is not None:
-                side.close()
+        close_all(direct, http)
         shutil.rmtree(tmp, ignore_errors=True)
     result.update({
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

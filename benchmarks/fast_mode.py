@@ -40,7 +40,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import (  # noqa: E402  (a sibling script, not a package)
-    CHECKPOINT_NAME, PROMPT, REPO, RESULTS, DirectSide, HttpSide, cpu_model, versions,
+    CHECKPOINT_NAME, PROMPT, REPO, RESULTS, DirectSide, HttpSide, close_all, cpu_model, versions,
 )
 
 TARGET_FAST = 0.67
@@ -155,9 +155,7 @@ def measure(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict:
         direct_peak, server_peak = direct.close(), http.close()
         direct = http = None
     finally:
-        for side in (direct, http):
-            if side is not None:
-                side.close()
+        close_all(direct, http)
     return {"warmup_s": warmup, "times_s": times, "cpu_s": cpu, "loadavg_per_run": loads, "pixels": pixels,
             "server_peak_rss_kb": server_peak, "direct_peak_rss_kb": direct_peak}
 

@@ -198,6 +198,16 @@ class HttpSide:
         return peak
 
 
+def close_all(*sides) -> None:
+    """Stop every side still running (``None``: already closed), going on past one that fails to stop."""
+    for side in sides:
+        if side is not None:
+            try:
+                side.close()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                print(f"could not stop {type(side).__name__} cleanly: {exc}", file=sys.stderr)
+
+
 # -- driver ------------------------------------------------------------------------------------------------
 
 def versions() -> dict[str, str]:
@@ -268,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         server_peak = http.close()
         direct = http = None
     finally:
-        for side in (direct, http):
-            if side is not None:
-                try:
-                    side.close()
-                except Exception as exc:  # noqa: BLE001 - keep stopping the other side
-                    print(f"could not stop {type(side).__name__} cleanly: {exc}", file=sys.stderr)
+        close_all(direct, http)
         shutil.rmtree(tmp, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in times.items()}

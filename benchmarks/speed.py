@@ -55,7 +55,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe, load_average  # noqa: E402  (sibling scripts, not a package)
-from overhead import RESULTS, DirectSide, HttpSide, versions  # noqa: E402
+from fast_mode import pixel_change  # noqa: E402
+from overhead import RESULTS, DirectSide, HttpSide, close_all, versions  # noqa: E402
 
 from tests.parity.replay import CHECKPOINT, LORA, PARITY_DIR, available, make_data_dir  # noqa: E402
 
@@ -146,10 +147,8 @@ def pixel_cases(fast: RequestSide, default: RequestSide) -> list[dict]:
     0-255 levels, PSNR over all channels)."""
     cases = []
     for sampler in PIXEL_SAMPLERS:
-        a, b = image_of(fast, sampler_name=sampler), image_of(default, sampler_name=sampler)
-        mse = float(np.mean((a - b) ** 2))
-        cases.append({"sampler": sampler, "max_levels": int(np.abs(a - b).max()),
-                      "psnr_db": None if mse == 0 else round(10 * float(np.log10(255.0 ** 2 / mse)), 2)})
+        cases.append({"sampler": sampler,
+                      **pixel_change(image_of(fast, sampler_name=sampler), image_of(default, sampler_name=sampler))})
     return cases
 
 
@@ -218,9 +217,7 @@ def measure(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict:
         direct_peak, server_peak = direct.close(), http.close()
         direct = http = None
     finally:
-        for side in (direct, http):
-            if side is not None:
-                side.close()
+        close_all(direct, http)
     return {"phases": phases, "first_fast_request_s": first_fast_s, "eight_identical_to_alone": identical,
             "fast_vs_default_pixels": pixels,
             "server_peak_rss_kb": server_peak, "direct_peak_rss_kb": direct_peak}
