@@ -148,7 +148,7 @@ class FastVae:
                  decode: Callable | None = None):
         self.module = vae
         self.config = vae.config
-        self.dtype = vae.dtype
+        self.dtype = next(vae.decoder.parameters()).dtype  # diffusers' ``vae.dtype`` walks every module
         self.encode = vae.encode
         self.plan = plan
         self.calls = calls
