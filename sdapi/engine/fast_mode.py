@@ -62,6 +62,15 @@ class FastPlan:
         """``torch.compile``'s ``mode``: CUDA graphs come with ``reduce-overhead``."""
         return "reduce-overhead" if self.cuda_graphs else None
 
+    @property
+    def compile_kwargs(self) -> dict:
+        """``torch.compile``'s ``mode``, or (``mode`` and ``options`` exclude each other) Inductor options that leave
+        out the generated code's shape, stride and alignment checks after each kernel: debugging aids that cost
+        4 % of a compiled parity-UNet call on a CPU (2.42 vs 2.33 ms)."""
+        if self.compile_mode is not None:
+            return {"mode": self.compile_mode}
+        return {"options": {"size_asserts": False, "scalar_asserts": False, "alignment_asserts": False}}
+
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles)."""

@@ -85,7 +85,7 @@ def compile_regions(module: torch.nn.Module, plan: FastPlan) -> int:
     blocks = [m for m in module.modules() if isinstance(m, regional_block_types())]
     for block in blocks:
         eager = block.forward
-        compiled = torch.compile(eager, dynamic=False, mode=plan.compile_mode)
+        compiled = torch.compile(eager, dynamic=False, **plan.compile_kwargs)
         block.forward = _RegionForward(eager, compiled)
     return len(blocks)
 
@@ -93,7 +93,7 @@ def compile_regions(module: torch.nn.Module, plan: FastPlan) -> int:
 def compiled_callable(module: torch.nn.Module, call: Callable, plan: FastPlan) -> Callable:
     """``call`` (a method of ``module``) as fast mode runs it: compiled whole, or eager over compiled blocks."""
     if plan.compile_scope == FULL:
-        return torch.compile(call, dynamic=False, mode=plan.compile_mode)
+        return torch.compile(call, dynamic=False, **plan.compile_kwargs)
     compile_regions(module, plan)
     return call
 

@@ -64,6 +64,12 @@ def test_the_infotext_names_each_models_precision_when_they_differ(unet, vae, la
     assert precision_label(unet, vae) == label
 
 
+def test_cpu_compiles_without_inductors_runtime_checks_and_cuda_with_cuda_graphs():
+    options = choose_fast_plan("cpu", True).compile_kwargs["options"]
+    assert options == {"size_asserts": False, "scalar_asserts": False, "alignment_asserts": False}
+    assert choose_fast_plan("cuda", False).compile_kwargs == {"mode": "reduce-overhead"}
+
+
 def test_an_unknown_compile_scope_is_refused():
     with pytest.raises(ValueError, match="compile scope"):
         choose_fast_plan("cpu", True, compile_scope="everything")
