@@ -62,9 +62,6 @@ class EncodeCache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def _copies(outputs: tuple) -> tuple:
     return tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in outputs)

@@ -19,6 +19,7 @@ import torch
 from sdapi.engine.batch_invariance import invariance_off
 from sdapi.engine.fast_mode import FULL, CallPlan, FastPlan, call_plan
 from sdapi.engine.model import LoadedModel
+from sdapi.engine.vae_io import vae_dtype
 
 # Each regional block kind is one code object that every instance of it shares; instances of another width or
 # input size each add an entry, and an SD UNet has a few dozen of them.
@@ -148,7 +149,7 @@ class FastVae:
                  decode: Callable | None = None):
         self.module = vae
         self.config = vae.config
-        self.dtype = next(vae.decoder.parameters()).dtype  # diffusers' ``vae.dtype`` walks every module
+        self.dtype = vae_dtype(vae)
         self.encode = vae.encode
         self.plan = plan
         self.calls = calls

@@ -26,6 +26,12 @@ def _tiled(pixels: int, limit: int | None) -> bool:
     return limit is not None and pixels > limit
 
 
+def vae_dtype(vae) -> torch.dtype:
+    """The VAE's weight dtype (a loaded ``AutoencoderKL`` or fast mode's wrapper of one), read from one parameter:
+    diffusers' ``vae.dtype`` walks every module on each call."""
+    return next(getattr(vae, "module", vae).decoder.parameters()).dtype
+
+
 def images_to_pixels(images: list[Image.Image]) -> torch.Tensor:
     """RGB images (one size) as a ``(B, 3, H, W)`` float32 tensor in ``[-1, 1]`` (A1111's ``2 * x / 255 - 1``)."""
     arrays = [np.moveaxis(np.array(img.convert("RGB")).astype(np.float32) / 255.0, 2, 0) for img in images]
@@ -60,8 +66,7 @@ def decode_latents(model, latents: torch.Tensor, tile_above: int | None = -1) ->
     """
     vae = model.vae
     limit = tile_limit(model.device) if tile_above == -1 else tile_above
-    # diffusers' ``vae.dtype`` walks every module on each call; the decoder's weights have the VAE's dtype.
-    dtype = next(getattr(vae, "module", vae).decoder.parameters()).dtype
+    dtype = vae_dtype(vae)
     images = []
     for i in range(latents.shape[0]):
         # The default memory layout whatever the sampler left: the layout picks the convolution kernels.
